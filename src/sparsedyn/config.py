@@ -1,0 +1,143 @@
+"""Typed, validated experiment configuration: YAML in, clear errors out.
+
+Every error names the offending field by its dotted path, e.g.
+``trainer.lr: Input should be greater than 0``. Methods are validated by building them,
+so a method's own checks (``lam must be >= 0``) are the single source of truth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .methods.registry import build_method
+from .nn.ode import SOLVERS
+from .tasks.systems import make_system
+
+
+class ConfigError(ValueError):
+    """A config file or dict failed validation; the message lists each bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemTaskConfig(_Strict):
+    name: Literal["systems"] = "systems"
+    system: str = "sparse_tanh"
+    system_params: dict[str, Any] = Field(default_factory=dict)
+    n_train: int = Field(32, gt=0)
+    n_val: int = Field(8, gt=0)
+    n_test: int = Field(16, gt=0)
+    t_end: float = Field(3.0, gt=0)
+    n_points: int = Field(30, ge=2)
+    noise: float = Field(0.0, ge=0)
+    irregular: float = Field(0.0, ge=0, lt=1)
+    shift: float = 1.0
+    extrapolate: float = Field(2.0, gt=1)
+    intervention: dict[int, float] | None = None
+    data_seed: int = Field(0, ge=0)
+
+    @field_validator("system_params")
+    @classmethod
+    def _system_builds(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        make_system(info.data.get("system", "sparse_tanh"), **v)
+        return v
+
+
+class ModelConfig(_Strict):
+    kind: Literal["node", "sonode"] = "node"
+    hidden: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
+    activation: Literal["tanh", "relu", "elu", "softplus", "sigmoid", "silu"] = "tanh"
+    velocity_hidden: list[int] = Field(default_factory=lambda: [16])
+    solver: str = "rk4"
+    step_size: float | None = Field(0.1, gt=0)
+    rtol: float = Field(1e-3, gt=0)
+    atol: float = Field(1e-4, gt=0)
+    adjoint: bool = False
+
+    @field_validator("hidden", "velocity_hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"hidden sizes must be positive, got {v}")
+        return v
+
+    @field_validator("solver")
+    @classmethod
+    def _solver(cls, v: str) -> str:
+        if v not in SOLVERS:
+            raise ValueError(f"unknown solver {v!r}; choose from {SOLVERS}")
+        return v
+
+
+class TrainerConfig(_Strict):
+    epochs: int = Field(200, gt=0)
+    lr: float = Field(1e-2, gt=0)
+    gate_lr: float | None = Field(0.1, gt=0)
+    batch_size: int = Field(16, gt=0)
+    lr_schedule: Literal["none", "cosine"] = "none"
+    grad_clip: float | None = Field(None, gt=0)
+    eval_every: int = Field(10, gt=0)
+    divergence_factor: float = Field(1e4, gt=1)
+    progress: bool = True
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: task x model x methods x trainer, with a seed."""
+
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    task: SystemTaskConfig = Field(default_factory=SystemTaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    methods: list[dict[str, Any]] = Field(default_factory=list)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_build(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, spec in enumerate(v):
+            if not isinstance(spec, dict):
+                raise ValueError(f"[{i}]: a method is a mapping with a 'name', got {spec!r}")
+            try:
+                build_method(spec)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"[{i}].{e}") from None
+        return v
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if msg.startswith("["):  # a method error: methods[i].field: message
+            loc, msg = loc + msg.split(":", 1)[0], msg.split(":", 1)[1].strip() if ":" in msg else msg
+        lines.append(f"{loc}: {msg}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate a config dict; raise :class:`ConfigError` naming every bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config is a mapping at the top level, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(data or {})

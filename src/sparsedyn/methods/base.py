@@ -1,0 +1,92 @@
+"""The method protocol: every sparsity method is one object with four hooks.
+
+``prepare(model) -> model``  add structure (gates, masks, skips, per-output networks);
+``penalty(model) -> Tensor`` the differentiable term added to the task loss;
+``after_step(model, lr)``    proximal steps and projections after each optimizer step;
+``on_epoch_end(model, epoch)`` schedules (``epoch`` = number of completed epochs, from 1).
+
+The trainer knows methods only through these hooks; :class:`Compose` runs several in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    """Return ``value`` as float, or raise a ValueError naming ``name``."""
+    value = float(value)
+    if not value >= 0.0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def reduce_matrix(m: Tensor, reduction: str) -> Tensor:
+    """``||m||_{1,1}`` (``"sum"``, the papers' definition) or its mean (reference code)."""
+    return m.abs().sum() if reduction == "sum" else m.abs().mean()
+
+
+def zero_like_model(model: nn.Module) -> Tensor:
+    p = next(model.parameters(), None)
+    return torch.zeros((), device=p.device if p is not None else None)
+
+
+class Method:
+    """Base class: every hook is a no-op. Subclasses override what they need."""
+
+    name: ClassVar[str] = "method"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        return zero_like_model(model)
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        return None
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Compose(Method):
+    """Several methods used as one: hooks run in the given order, penalties add up."""
+
+    name = "compose"
+
+    def __init__(self, methods: Iterable[Method]) -> None:
+        self.methods = list(methods)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        for m in self.methods:
+            model = m.prepare(model)
+        return model
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        total = zero_like_model(model)
+        for m in self.methods:
+            total = total + m.penalty(model)
+        return total
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        for m in self.methods:
+            m.after_step(model, lr)
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        for m in self.methods:
+            m.on_epoch_end(model, epoch)

@@ -1,0 +1,23 @@
+"""L1 penalty on every prunable weight (biases excluded)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..nn.prunable import prunable_weights
+from .base import Method, check_nonnegative, zero_like_model
+
+
+class L1(Method):
+    """``lam * sum |W_eff|`` over the prunable weights of the model."""
+
+    name = "l1"
+
+    def __init__(self, lam: float = 1e-3) -> None:
+        self.lam = check_nonnegative("lam", lam)
+
+    def penalty(self, model: nn.Module) -> Tensor:
+        total = zero_like_model(model)
+        for _, module, attr in prunable_weights(model):
+            total = total + getattr(module, attr).abs().sum()
+        return self.lam * total

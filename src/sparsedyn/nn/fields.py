@@ -1,0 +1,149 @@
+"""Vector fields: plain/gated MLPs, batched per-output networks, and LassoNet's skip field.
+
+Every field exposes ``chain_product(transform)``: the product, last layer to first, of
+``transform(layer)`` (a matrix of the layer's weight shape). With ``transform`` the gate
+probabilities this is PathReg's ``A_z``; with ``|W|`` it is C-NODE's path-weight matrix;
+with ``W != 0`` the structural dependency. ``path_weights`` adds what bypasses the chain
+(LassoNet's linear skip).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+LayerTransform = Callable[[nn.Module], Tensor]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus,
+    "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name (tanh, relu, elu, softplus, sigmoid, silu)."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+
+def _check_sizes(n_in: int, n_out: int, hidden: Sequence[int]) -> None:
+    for label, v in [("n_in", n_in), ("n_out", n_out), *[("hidden", h) for h in hidden]]:
+        if int(v) < 1:
+            raise ValueError(f"{label} must be a positive integer, got {v}")
+
+
+class MLP(nn.Module):
+    """``n_in -> hidden... -> n_out`` with ``activation`` between layers (autonomous field)."""
+
+    def __init__(
+        self, n_in: int, n_out: int, hidden: Sequence[int] = (64, 64), activation_name: str = "tanh",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_sizes(n_in, n_out, hidden)
+        self.n_in, self.n_out, self.hidden = n_in, n_out, tuple(hidden)
+        self.activation_name = activation_name
+        sizes = [n_in, *hidden, n_out]
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes, sizes[1:]))
+        self.act = activation(activation_name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return self.layers[-1](x)
+
+    def chain(self) -> list[nn.Module]:
+        return list(self.layers)
+
+    def chain_product(self, transform: LayerTransform) -> Tensor:
+        out = transform(self.layers[0])
+        for layer in self.layers[1:]:
+            out = transform(layer) @ out
+        return out
+
+    def path_weights(self, transform: LayerTransform) -> Tensor:
+        return self.chain_product(transform)
+
+
+class GroupedLinear(nn.Module):
+    """``groups`` independent linear maps, weight ``(groups, out, in)``, applied batched.
+
+    Input ``(B, in)`` (shared by all groups) or ``(B, groups, in)``; output ``(B, groups, out)``.
+    """
+
+    def __init__(self, groups: int, n_in: int, n_out: int, bias: bool = True) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(groups, n_out, n_in).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, n_out).uniform_(-bound, bound)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            y = torch.einsum("goi,bi->bgo", self.weight, x)
+        else:
+            y = torch.einsum("goi,bgi->bgo", self.weight, x)
+        return y if self.bias is None else y + self.bias
+
+
+class GroupedMLP(nn.Module):
+    """One small MLP per output variable (Bellot et al.), as one batched module.
+
+    Network ``i`` maps all ``n_in`` inputs to output ``i``; its first-layer input columns
+    ``layers[0].weight[i, :, k]`` are GroupLasso's groups.
+    """
+
+    def __init__(
+        self, n_in: int, n_out: int, hidden: Sequence[int] = (16,), activation_name: str = "tanh",
+    ) -> None:
+        super().__init__()
+        _check_sizes(n_in, n_out, hidden)
+        self.n_in, self.n_out, self.hidden = n_in, n_out, tuple(hidden)
+        self.activation_name = activation_name
+        sizes = [n_in, *hidden, 1]
+        self.layers = nn.ModuleList(GroupedLinear(n_out, a, b) for a, b in zip(sizes, sizes[1:]))
+        self.act = activation(activation_name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        return self.layers[-1](h).squeeze(-1)
+
+    def chain(self) -> list[nn.Module]:
+        return list(self.layers)
+
+    def chain_product(self, transform: LayerTransform) -> Tensor:
+        out = transform(self.layers[0])  # (n_out, h, n_in)
+        for layer in self.layers[1:]:
+            out = torch.bmm(transform(layer), out)
+        return out.squeeze(1)  # (n_out, n_in): row i from network i
+
+    def path_weights(self, transform: LayerTransform) -> Tensor:
+        return self.chain_product(transform)
+
+
+class SkipField(nn.Module):
+    """LassoNet's inner field ``f(x) = S x + h(x)``: a bias-free linear skip plus a net."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.n_in, self.n_out = net.n_in, net.n_out
+        self.skip = nn.Linear(net.n_in, net.n_out, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip(x) + self.net(x)
+
+    def chain(self) -> list[nn.Module]:
+        return self.net.chain()
+
+    def chain_product(self, transform: LayerTransform) -> Tensor:
+        return self.net.chain_product(transform)
+
+    def path_weights(self, transform: LayerTransform) -> Tensor:
+        return self.net.path_weights(transform) + transform(self.skip)

@@ -1,0 +1,66 @@
+"""Binary weight masks through ``torch.nn.utils.parametrize``.
+
+The effective weight is ``original * mask``. Masked entries therefore get zero gradient,
+the original parameter object never changes (an existing optimizer keeps working), an
+all-ones mask is a no-op, and ``state_dict`` round-trips (the mask is a buffer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+
+class Mask(nn.Module):
+    """A parametrization ``W -> W * mask`` with a 0/1 buffer ``mask``."""
+
+    def __init__(self, shape: torch.Size | tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mask", torch.ones(shape))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.mask
+
+
+def mask_of(module: nn.Module, name: str = "weight") -> Mask | None:
+    """The mask on ``module.<name>``, or None."""
+    if not parametrize.is_parametrized(module, name):
+        return None
+    for p in module.parametrizations[name]:
+        if isinstance(p, Mask):
+            return p
+    return None
+
+
+def add_mask(module: nn.Module, name: str = "weight") -> Mask:
+    """Attach an all-ones mask to ``module.<name>`` (idempotent)."""
+    existing = mask_of(module, name)
+    if existing is not None:
+        return existing
+    weight = getattr(module, name)
+    mask = Mask(weight.shape).to(weight.device)
+    parametrize.register_parametrization(module, name, mask)
+    return mask
+
+
+def raw_parameter(module: nn.Module, name: str = "weight") -> nn.Parameter:
+    """The trainable tensor behind ``module.<name>`` (the original if parametrized)."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)
+
+
+def squash(model: nn.Module) -> nn.Module:
+    """Make every parametrization permanent: weights become plain effective parameters.
+
+    Gates are evaluated deterministically (eval mode) before removal.
+    """
+    was_training = model.training
+    model.eval()
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    model.train(was_training)
+    return model

@@ -1,0 +1,180 @@
+"""Continuous-depth models: a first-order neural ODE and a second-order one (SONODE).
+
+Both draw **one** gate sample per forward and reuse it for every vector-field evaluation of
+the solve (``parametrize.cached`` computes each effective weight once per forward), so the
+field is a fixed function inside one solve and adaptive step control stays valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torchdiffeq import odeint, odeint_adjoint
+
+from .gates import resample_gates
+
+SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint")
+
+Intervention = Mapping[int, float]
+
+
+def _intervention_mask(n: int, intervention: Intervention | None, like: Tensor) -> Tensor | None:
+    if not intervention:
+        return None
+    keep = torch.ones(n, dtype=like.dtype, device=like.device)
+    for k in intervention:
+        if not 0 <= int(k) < n:
+            raise ValueError(f"intervention on variable {k}, but the state has {n} variables")
+        keep[int(k)] = 0.0
+    return keep
+
+
+def _apply_intervention(x0: Tensor, intervention: Intervention | None) -> Tensor:
+    if not intervention:
+        return x0
+    x0 = x0.clone()
+    for k, c in intervention.items():
+        x0[..., int(k)] = float(c)
+    return x0
+
+
+class _Solver(nn.Module):
+    """Shared solver options and the one-sample-per-forward rule."""
+
+    def __init__(
+        self, solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-4,
+        step_size: float | None = None, adjoint: bool = False,
+    ) -> None:
+        super().__init__()
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; choose from {SOLVERS}")
+        if rtol <= 0 or atol <= 0:
+            raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
+        self.solver, self.rtol, self.atol = solver, rtol, atol
+        self.step_size, self.adjoint = step_size, adjoint
+
+    def _solve(self, func: nn.Module, y0: Tensor, t: Tensor) -> Tensor:
+        if t.dim() != 1 or t.numel() < 2:
+            raise ValueError(f"t must be a 1-d tensor of >= 2 increasing times, got shape {tuple(t.shape)}")
+        options = {"step_size": self.step_size} if self.step_size is not None else None
+        kwargs = dict(method=self.solver, rtol=self.rtol, atol=self.atol, options=options)
+        resample_gates(self)
+        if self.adjoint:
+            # The adjoint needs the raw parameters; gates reuse the one noise sample.
+            return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.parameters()), **kwargs)
+        with parametrize.cached():
+            return odeint(func, y0, t, **kwargs)
+
+
+class _FirstOrder(nn.Module):
+    def __init__(self, field: nn.Module, keep: Tensor | None) -> None:
+        super().__init__()
+        self.field, self.keep = field, keep
+
+    def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        dx = self.field(x)
+        return dx if self.keep is None else dx * self.keep
+
+
+class NeuralODE(_Solver):
+    """``dX/dt = field(X)``; ``forward(x0 (B, n), t (T,)) -> X (B, T, n)``.
+
+    ``outer_skip`` (set by outer LassoNet) adds ``S x0`` to every predicted state.
+    ``intervention={k: c}`` solves the intervened system ``do(x_k = c)``.
+    """
+
+    def __init__(self, field: nn.Module, **solver_options) -> None:
+        super().__init__(**solver_options)
+        self.field = field
+        self.outer_skip: nn.Linear | None = None
+
+    @property
+    def n_state(self) -> int:
+        return self.field.n_out
+
+    def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None) -> Tensor:
+        if x0.dim() != 2 or x0.shape[1] != self.n_state:
+            raise ValueError(f"x0 must have shape (batch, {self.n_state}), got {tuple(x0.shape)}")
+        x0 = _apply_intervention(x0, intervention)
+        keep = _intervention_mask(self.n_state, intervention, x0)
+        x = self._solve(_FirstOrder(self.field, keep), x0, t).transpose(0, 1)
+        if self.outer_skip is not None:
+            skip = self.outer_skip(x0)
+            if keep is not None:
+                skip = skip * keep
+            x = x + skip[:, None, :]
+        return x
+
+    def path_weights(self, transform) -> Tensor:
+        out = self.field.path_weights(transform)
+        return out if self.outer_skip is None else out + transform(self.outer_skip)
+
+
+class _SecondOrder(nn.Module):
+    def __init__(self, field: nn.Module, n: int, keep: Tensor | None) -> None:
+        super().__init__()
+        self.field, self.n, self.keep = field, n, keep
+
+    def forward(self, t: Tensor, state: Tensor) -> Tensor:
+        v = state[..., self.n:]
+        a = self.field(state)
+        if self.keep is not None:
+            a = a * self.keep
+        return torch.cat([v, a], dim=-1)
+
+
+class SecondOrderODE(_Solver):
+    """SONODE (Norcliffe et al. 2020): ``x' = v``, ``v' = field([x, v])``, ``v0 = init_velocity(x0)``.
+
+    ``field`` maps ``2n -> n``; ``init_velocity`` maps ``n -> n`` and is trained end to end.
+    Only positions are returned: ``forward(x0 (B, n), t) -> (B, T, n)``.
+    """
+
+    def __init__(self, field: nn.Module, init_velocity: nn.Module, **solver_options) -> None:
+        super().__init__(**solver_options)
+        if field.n_in != 2 * field.n_out:
+            raise ValueError(f"a SONODE field maps 2n -> n, got {field.n_in} -> {field.n_out}")
+        self.field, self.init_velocity = field, init_velocity
+        self.outer_skip: nn.Linear | None = None
+
+    @property
+    def n_state(self) -> int:
+        return self.field.n_out
+
+    def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None) -> Tensor:
+        n = self.n_state
+        if x0.dim() != 2 or x0.shape[1] != n:
+            raise ValueError(f"x0 must have shape (batch, {n}), got {tuple(x0.shape)}")
+        x0 = _apply_intervention(x0, intervention)
+        keep = _intervention_mask(n, intervention, x0)
+        v0 = self.init_velocity(x0)
+        if keep is not None:
+            v0 = v0 * keep
+        state = self._solve(_SecondOrder(self.field, n, keep), torch.cat([x0, v0], -1), t)
+        x = state[..., :n].transpose(0, 1)
+        if self.outer_skip is not None:
+            x = x + self.outer_skip(x0)[:, None, :]
+        return x
+
+    def path_weights(self, transform) -> Tensor:
+        out = self.field.path_weights(transform)  # (n, 2n): accelerations on [x, v]
+        if self.outer_skip is None:
+            return out
+        n = self.n_state
+        return torch.cat([out[:, :n] + transform(self.outer_skip), out[:, n:]], dim=1)
+
+
+def vector_field(model: nn.Module) -> nn.Module:
+    """The vector field of a continuous-depth model (the model itself if it is a field)."""
+    return getattr(model, "field", model)
+
+
+def replace_field(model: nn.Module, new_field: nn.Module) -> nn.Module:
+    """Put ``new_field`` in place of ``model``'s field (or return it if model is a field)."""
+    if hasattr(model, "field"):
+        model.field = new_field
+        return model
+    return new_field

@@ -1,0 +1,104 @@
+"""Forecasting on a synthetic system: train/val/test splits and the OOD test variants."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .systems import DynamicalSystem
+from .trajectories import Trajectories, masked_mse
+
+OOD_SPLITS = ("test", "test_shift", "test_extrap", "test_intervention")
+
+
+class SystemTask:
+    """Data and metrics for learning a system's dynamics from trajectories.
+
+    Splits: ``train`` (noisy, optionally irregular), ``val``, ``test`` (clean, in
+    distribution), ``test_shift`` (initial conditions shifted by ``shift``), ``test_extrap``
+    (scored on ``(t_end, extrapolate * t_end]``) and ``test_intervention`` (``do(x_k = c)``,
+    the model intervened the same way).
+    """
+
+    def __init__(
+        self, system: DynamicalSystem, n_train: int = 32, n_val: int = 8, n_test: int = 16,
+        t_end: float = 5.0, n_points: int = 50, noise: float = 0.0, irregular: float = 0.0,
+        shift: float = 1.0, extrapolate: float = 2.0, intervention: Mapping[int, float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        for name, v in [("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_points", n_points)]:
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if not t_end > 0:
+            raise ValueError(f"t_end must be > 0, got {t_end}")
+        if not noise >= 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        if not 0.0 <= irregular < 1.0:
+            raise ValueError(f"irregular (fraction of points dropped) must be in [0, 1), got {irregular}")
+        if not extrapolate > 1.0:
+            raise ValueError(f"extrapolate must be > 1, got {extrapolate}")
+        self.system = system
+        self.intervention = dict(intervention) if intervention is not None else {0: 1.0}
+        system.intervened_indices(self.intervention)  # validates the variable index
+        rng = np.random.default_rng(seed)
+        t = np.linspace(0.0, t_end, n_points)
+        dt = t[1] - t[0] if n_points > 1 else t_end
+        t_long = np.arange(0.0, extrapolate * t_end + dt / 2, dt)
+        obs = system.observed
+
+        def make(k, t_grid, noise_sd=0.0, drop=0.0, shift_by=0.0, do=None, score_from=None):
+            x0 = system.sample_x0(rng, k, shift_by)
+            states = system.simulate(x0, t_grid, do)[..., obs]
+            y = states + noise_sd * rng.normal(size=states.shape)
+            mask = rng.random(y.shape[:2]) >= drop
+            mask[:, 0] = True
+            return Trajectories(torch.tensor(t_grid, dtype=torch.float32),
+                                torch.tensor(y, dtype=torch.float32), torch.tensor(mask), do, score_from)
+
+        self.splits: dict[str, Trajectories] = {
+            "train": make(n_train, t, noise, irregular),
+            "val": make(n_val, t, noise),
+            "test": make(n_test, t),
+            "test_shift": make(n_test, t, shift_by=shift),
+            "test_extrap": make(n_test, t_long, score_from=t_end + 1e-9),
+            "test_intervention": make(n_test, t, do=self.intervention),
+        }
+
+    monitor = "val_mse"
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """Shuffled mini-batches of the training trajectories."""
+        return self.splits["train"].batches(batch_size, generator)
+
+    @property
+    def n_observed(self) -> int:
+        return len(self.system.observed)
+
+    @property
+    def truth(self) -> np.ndarray:
+        """The true adjacency the learned vector field should have."""
+        return self.system.adjacency
+
+    def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
+        return model(data.x0, data.t, intervention=data.intervention)
+
+    def loss(self, model: nn.Module, data: Trajectories) -> Tensor:
+        return masked_mse(self.predict(model, data), data)
+
+    def evaluate(self, model: nn.Module, splits: tuple[str, ...] = ("val", *OOD_SPLITS)) -> dict[str, float]:
+        """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return {f"{s}_mse": float(self.loss(model, self.splits[s])) for s in splits}
+        finally:
+            model.train(was)
+
+    def field_inputs(self, split: str = "train") -> Tensor:
+        """Observed states, flattened to (points, n) (for Jacobian dependency scores)."""
+        d = self.splits[split]
+        return d.y[d.mask]

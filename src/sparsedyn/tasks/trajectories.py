@@ -1,0 +1,62 @@
+"""A batch of observed trajectories on a shared time grid, with per-point observation masks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Trajectories:
+    """``y`` (B, T, n) observed at times ``t`` (T,); ``mask`` (B, T) marks observed points.
+
+    Irregular sampling keeps the union grid and masks the points a trajectory lacks; the
+    first point is always observed (it is the initial state given to the model).
+    ``score_from`` restricts the metric to times ``>= score_from`` (extrapolation splits).
+    """
+
+    t: Tensor
+    y: Tensor
+    mask: Tensor
+    intervention: dict[int, float] | None = None
+    score_from: float | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.y.dim() != 3 or self.y.shape[1] != self.t.shape[0]:
+            raise ValueError(f"y must be (B, T={self.t.shape[0]}, n), got {tuple(self.y.shape)}")
+        if self.mask.shape != self.y.shape[:2]:
+            raise ValueError(f"mask must be {tuple(self.y.shape[:2])}, got {tuple(self.mask.shape)}")
+        if not torch.isfinite(self.y[self.mask]).all():
+            raise ValueError("trajectory data contains NaN or inf at observed points")
+
+    @property
+    def x0(self) -> Tensor:
+        return self.y[:, 0]
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def subset(self, idx: Tensor) -> Trajectories:
+        return Trajectories(self.t, self.y[idx], self.mask[idx], self.intervention, self.score_from,
+                            self.meta)
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Trajectories]:
+        """Shuffled mini-batches (the last may be smaller)."""
+        perm = torch.randperm(len(self), generator=generator)
+        for i in range(0, len(self), batch_size):
+            yield self.subset(perm[i:i + batch_size])
+
+
+def masked_mse(pred: Tensor, data: Trajectories) -> Tensor:
+    """Mean squared error over observed points (and times ``>= score_from`` if set)."""
+    if pred.shape != data.y.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} != data shape {tuple(data.y.shape)}")
+    w = data.mask.to(pred.dtype)
+    if data.score_from is not None:
+        w = w * (data.t >= data.score_from).to(pred.dtype)[None, :]
+    err = ((pred - data.y) ** 2 * w[..., None]).sum()
+    return err / (w.sum() * pred.shape[-1]).clamp_min(1.0)
