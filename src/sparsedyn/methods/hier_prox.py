@@ -43,7 +43,7 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor
     inf = torch.full_like(zeros, float("inf"))
     upper = torch.cat([inf, u_sorted], dim=0)  # |u_(m)|, |u_(0)| = inf
     lower = torch.cat([u_sorted, zeros], dim=0)  # |u_(m+1)|, |u_(K+1)| = 0
-    tol = 1e-12 + 1e-9 * upper.clamp(max=1e30).abs()
+    tol = 1e-12 + 1e-9 * lower  # lower is always finite
     valid = (lower <= w + tol) & (w <= upper + tol)
     first_valid = torch.argmax(valid.to(torch.int8), dim=0)  # first True per column
     idx = first_valid[None]

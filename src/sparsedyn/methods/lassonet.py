@@ -47,9 +47,12 @@ class LassoNet(Method):
 
     def _skip_and_first(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
         field = vector_field(model)
-        skip = field.skip if self.mode == "inner" else model.outer_skip
-        if skip is None or (self.mode == "inner" and not isinstance(field, SkipField)):
-            raise RuntimeError("LassoNet: call prepare(model) first")
+        if self.mode == "inner":
+            skip = field.skip if isinstance(field, SkipField) else None
+        else:
+            skip = getattr(model, "outer_skip", None)
+        if skip is None:
+            raise RuntimeError(f"LassoNet ({self.mode}): no skip found; call prepare(model) first")
         # For a SONODE the field reads [x, v]: the hierarchy binds the x columns only.
         return skip, field.chain()[0]
 

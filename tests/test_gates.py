@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from sparsedyn.nn import MLP, NeuralODE, add_gate, gate_of
+from sparsedyn.nn.gates import BETA, GAMMA, ZETA, HardConcrete
+
+
+def test_closed_form_prob_nonzero_matches_sampling():
+    g = HardConcrete((4, 5))
+    with torch.no_grad():
+        g.log_alpha.copy_(torch.linspace(-3, 3, 20).view(4, 5))
+    n = 20000
+    nonzero = torch.zeros(4, 5)
+    for _ in range(n // 1000):
+        g._u = torch.rand(1000, 4, 5).clamp(1e-6, 1 - 1e-6)
+        u = g._u
+        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + g.log_alpha) / BETA)
+        z = (s * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
+        nonzero += (z > 0).float().sum(0)
+    empirical = nonzero / n
+    assert torch.allclose(empirical, g.prob_nonzero().detach(), atol=0.015)
+
+
+def test_closed_form_constants():
+    g = HardConcrete((1, 1))
+    with torch.no_grad():
+        g.log_alpha.fill_(0.7)
+    expected = 1 / (1 + math.exp(-(0.7 - (2 / 3) * math.log(0.1 / 1.1))))
+    assert g.prob_nonzero().item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_eval_gate_is_deterministic_and_matches_formula():
+    g = HardConcrete((3, 3)).eval()
+    z1, z2 = g.gate(), g.gate()
+    assert torch.equal(z1, z2)
+    expected = (torch.sigmoid(g.log_alpha) * 1.2 - 0.1).clamp(0, 1)
+    assert torch.allclose(z1, expected)
+
+
+def test_training_gate_reuses_noise_until_resampled():
+    g = HardConcrete((3, 3))
+    g.resample()
+    assert torch.equal(g.gate(), g.gate())
+    before = g.gate().clone()
+    g.resample()
+    assert not torch.equal(before, g.gate())
+
+
+def test_init_drop_sets_log_alpha_mean():
+    g = HardConcrete((200, 200), init_drop=0.2)
+    assert g.log_alpha.mean().item() == pytest.approx(math.log(0.8 / 0.2), abs=1e-3)
+    assert g.log_alpha.std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_per_input_layout_broadcasts_over_rows():
+    lin = torch.nn.Linear(4, 3)
+    gate = add_gate(lin, layout="input")
+    assert gate.log_alpha.shape == (1, 4)
+    lin.eval()
+    z = gate.gate()
+    assert torch.allclose(lin.weight, lin.parametrizations.weight.original * z)
+
+
+def test_bad_init_drop_and_layout_rejected():
+    with pytest.raises(ValueError, match="init_drop"):
+        HardConcrete((2, 2), init_drop=1.0)
+    with pytest.raises(ValueError, match="layout"):
+        HardConcrete((2, 2), layout="row")
+
+
+def test_one_gate_sample_per_model_forward():
+    """Every vector-field evaluation inside one solve sees the same gated weights (the fix)."""
+    field = MLP(3, 3, (8,))
+    for layer in field.layers:
+        add_gate(layer)
+    model = NeuralODE(field, solver="dopri5").train()
+    seen = []
+    field.layers[0].register_forward_pre_hook(lambda m, a: seen.append(m.weight.detach().clone()))
+    model(torch.randn(2, 3), torch.linspace(0, 1, 5))
+    assert len(seen) > 6  # many evaluations per solve
+    assert all(torch.equal(seen[0], w) for w in seen)
+    first = seen[0]
+    seen.clear()
+    model(torch.randn(2, 3), torch.linspace(0, 1, 5))
+    assert not torch.equal(first, seen[0])  # a new sample for the next forward
+
+
+def test_gate_gradients_reach_log_alpha_through_the_solver():
+    field = MLP(2, 2, (4,))
+    gate = add_gate(field.layers[0])
+    model = NeuralODE(field, solver="rk4", step_size=0.1).train()
+    model(torch.randn(3, 2), torch.linspace(0, 1, 4)).pow(2).sum().backward()
+    assert gate.log_alpha.grad is not None and gate.log_alpha.grad.abs().sum() > 0
+    assert gate_of(field.layers[0]) is gate
