@@ -140,7 +140,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
             self.optimizer.step()
             self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"])
-            total, pen_total, n = total + float(loss), pen_total + float(penalty), n + 1
+            total, pen_total, n = total + loss.item(), pen_total + penalty.item(), n + 1
         return {"train_loss": total / max(n, 1), "penalty": pen_total / max(n, 1)}
 
     def fit(self, resume: bool = False) -> TrainResult:

@@ -98,8 +98,8 @@ class NeuralODE(_Solver):
     def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None) -> Tensor:
         if x0.dim() != 2 or x0.shape[1] != self.n_state:
             raise ValueError(f"x0 must have shape (batch, {self.n_state}), got {tuple(x0.shape)}")
-        x0 = _apply_intervention(x0, intervention)
         keep = _intervention_mask(self.n_state, intervention, x0)
+        x0 = _apply_intervention(x0, intervention)
         x = self._solve(_FirstOrder(self.field, keep), x0, t).transpose(0, 1)
         if self.outer_skip is not None:
             skip = self.outer_skip(x0)
@@ -148,8 +148,8 @@ class SecondOrderODE(_Solver):
         n = self.n_state
         if x0.dim() != 2 or x0.shape[1] != n:
             raise ValueError(f"x0 must have shape (batch, {n}), got {tuple(x0.shape)}")
-        x0 = _apply_intervention(x0, intervention)
         keep = _intervention_mask(n, intervention, x0)
+        x0 = _apply_intervention(x0, intervention)
         v0 = self.init_velocity(x0)
         if keep is not None:
             v0 = v0 * keep

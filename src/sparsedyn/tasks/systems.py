@@ -46,11 +46,11 @@ class DynamicalSystem:
 
     def intervened_indices(self, intervention: Intervention) -> list[int]:
         """State indices held fixed by ``do(x_k = c)`` (a position and its velocity for 2nd order)."""
-        n_obs = len(self.observed)
+        n_obs = self.n // 2 if self.second_order else self.n
         idx = []
         for k in intervention:
             if not 0 <= int(k) < n_obs:
-                raise ValueError(f"intervention on variable {k}, but the system observes {n_obs}")
+                raise ValueError(f"intervention on variable {k}, but the system has {n_obs} variables")
             idx.append(int(k))
             if self.second_order:
                 idx.append(int(k) + n_obs)
@@ -70,7 +70,7 @@ class DynamicalSystem:
             for k, c in intervention.items():
                 x0[:, int(k)] = c
                 if self.second_order:
-                    x0[:, int(k) + len(self.observed)] = 0.0
+                    x0[:, int(k) + self.n // 2] = 0.0
         B = x0.shape[0]
 
         def rhs(_, flat):
@@ -199,29 +199,47 @@ class CoupledOscillators(DynamicalSystem):
     """The damped coupled second-order system of the [NODE] prototype (state ``[X0..X2, V0..V2]``).
 
     ``X0'' = -1.5 X0 - 0.5 V0``, ``X1'' = -2.7 X1 - V1``, ``X2'' = -2 X2 - V0 - V1 - 0.1 V2``.
+    Initial positions are spread around ``y0``; initial velocities are ``y0``'s (a function of
+    nothing, so a SONODE's initial-velocity network can learn them). With
+    ``observe_velocities=True`` the whole state is observed (for a first-order NODE) and the
+    adjacency is the first-order one over ``[X, V]``.
     """
 
     name = "oscillators"
     second_order = True
     Y0: ClassVar[np.ndarray] = np.array([0.4, 0.7, 1.8, 0.3, 0.5, 1.0])
 
-    def __init__(self, spread: float = 0.3) -> None:
+    def __init__(self, spread: float = 0.3, observe_velocities: bool = False) -> None:
         self.n = 6
         self.spread = float(spread)
         if self.spread < 0:
             raise ValueError(f"spread must be >= 0, got {spread}")
+        self.observe_velocities = bool(observe_velocities)
         self.K = np.array([
             [-1.5, 0.0, 0.0, -0.5, 0.0, 0.0],
             [0.0, -2.7, 0.0, 0.0, -1.0, 0.0],
             [0.0, 0.0, -2.0, -1.0, -1.0, -0.1],
         ])
-        self.adjacency = self.K != 0  # (3 accelerations, 6 = [X, V])
+        accel = self.K != 0  # (3 accelerations, 6 = [X, V])
+        if self.observe_velocities:
+            self.adjacency = np.vstack([np.hstack([np.zeros((3, 3), bool), np.eye(3, dtype=bool)]), accel])
+        else:
+            self.adjacency = accel
+
+    @property
+    def observed(self) -> np.ndarray:
+        return np.arange(6) if self.observe_velocities else np.arange(3)
 
     def f(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([x[:, 3:], x @ self.K.T], axis=1)
 
     def _x0(self, rng, k):
-        return self.Y0 + self.spread * rng.normal(size=(k, self.n))
+        x0 = np.tile(self.Y0, (k, 1))
+        x0[:, :3] += self.spread * rng.normal(size=(k, 3))
+        return x0
+
+    def shift_direction(self) -> np.ndarray:
+        return np.r_[np.ones(3), np.zeros(3)]
 
 
 SYSTEMS: dict[str, type[DynamicalSystem]] = {
