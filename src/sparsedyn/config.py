@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .methods.registry import build_method
 from .nn.ode import SOLVERS
-from .tasks.systems import make_system
+from .tasks.systems import SYSTEMS, make_system
 
 
 class ConfigError(ValueError):
@@ -41,6 +41,13 @@ class SystemTaskConfig(_Strict):
     extrapolate: float = Field(2.0, gt=1)
     intervention: dict[int, float] | None = None
     data_seed: int = Field(0, ge=0)
+
+    @field_validator("system")
+    @classmethod
+    def _system_known(cls, v: str) -> str:
+        if v not in SYSTEMS:
+            raise ValueError(f"unknown system {v!r}; choose from {sorted(SYSTEMS)}")
+        return v
 
     @field_validator("system_params")
     @classmethod
@@ -97,28 +104,30 @@ class ExperimentConfig(_Strict):
     methods: list[dict[str, Any]] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
-    @field_validator("methods")
-    @classmethod
-    def _methods_build(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for i, spec in enumerate(v):
-            if not isinstance(spec, dict):
-                raise ValueError(f"[{i}]: a method is a mapping with a 'name', got {spec!r}")
-            try:
-                build_method(spec)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"[{i}].{e}") from None
-        return v
 
 
-def _format(err: ValidationError) -> str:
+def _method_errors(methods: list[Any]) -> list[str]:
+    """Build every method; each error becomes ``methods.<i>.<param>: message``."""
+    errors = []
+    for i, spec in enumerate(methods):
+        if not isinstance(spec, dict):
+            errors.append(f"methods.{i}: a method is a mapping with a 'name', got {spec!r}")
+            continue
+        try:
+            build_method(spec)
+        except (ValueError, TypeError) as e:
+            msg = str(e)
+            param = msg.split()[0].rstrip(":") if msg else "?"
+            errors.append(f"methods.{i}.{param}: {msg.split(': ', 1)[1] if msg.startswith(param + ':') else msg}")
+    return errors
+
+
+def _format(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if msg.startswith("["):  # a method error: methods[i].field: message
-            loc, msg = loc + msg.split(":", 1)[0], msg.split(":", 1)[1].strip() if ":" in msg else msg
-        lines.append(f"{loc}: {msg}")
-    return "invalid config:\n  " + "\n  ".join(lines)
+        lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
 def parse_config(data: dict[str, Any]) -> ExperimentConfig:
@@ -126,9 +135,14 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"a config is a mapping at the top level, got {type(data).__name__}")
     try:
-        return ExperimentConfig.model_validate(data)
+        cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format(e)) from None
+        errors = _format(e) + _method_errors(data.get("methods") or [])
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors)) from None
+    errors = _method_errors(cfg.methods)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return cfg
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

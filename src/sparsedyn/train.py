@@ -4,7 +4,8 @@ Each epoch: mini-batches -> ``task.loss + method.penalty`` -> Adam step ->
 ``method.after_step``; then ``method.on_epoch_end``, evaluation, a CSV row, and atomic
 checkpoints (``last.pt`` every epoch, ``best.pt`` when the monitored metric improves).
 A non-finite loss or a monitored metric that blows up stops training with a message and
-restores the best checkpoint. ``resume=True`` continues from ``last.pt`` with the saved
+restores the best checkpoint (a completed run keeps its final weights: with a pruning
+schedule, the final model is the one at the target sparsity). ``resume=True`` continues from ``last.pt`` with the saved
 RNG states, so an interrupted run ends with the same numbers as an uninterrupted one.
 """
 
@@ -133,7 +134,7 @@ class Trainer:
             penalty = self.method.penalty(self.model)
             objective = loss + penalty
             if not torch.isfinite(objective):
-                raise DivergenceError(f"non-finite training loss ({float(objective)}) at epoch {epoch}")
+                raise DivergenceError(f"non-finite training loss ({objective.item()}) at epoch {epoch}")
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             if self.s.grad_clip:
@@ -173,7 +174,8 @@ class Trainer:
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("train_loss", self.task.monitor) if k in row})
             self._checkpoint(epoch, improved=self.best_epoch == epoch)
         bar.close()
-        self._restore_best()
+        if status == "diverged":
+            self._restore_best()
         return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value,
                            self.history)
 

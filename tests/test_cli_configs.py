@@ -1,0 +1,51 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sparsedyn.cli import app
+from sparsedyn.config import load_config, parse_config
+from sparsedyn.runner import run_experiment
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_builds_and_trains(path):
+    raw = load_config(path).model_dump()
+    raw["trainer"].update(epochs=2, progress=False, eval_every=1)
+    raw["task"].update(n_train=4, n_val=2, n_test=2)
+    for m in raw["methods"]:
+        if m["name"] == "magnitude":
+            m.update(start=1, end=2)
+    res = run_experiment(parse_config(raw))
+    assert res["status"] == "completed"
+    assert all(math.isfinite(v) for k, v in res["metrics"].items() if "auroc" not in k and "auprc" not in k)
+    if raw["methods"] and raw["methods"][0]["name"] == "magnitude":
+        assert res["metrics"]["weight_sparsity"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_cli_list_names_every_method_and_system():
+    out = CliRunner().invoke(app, ["list"]).output
+    for name in ("pathreg", "cnode", "group_lasso", "lassonet", "magnitude", "l0", "l1",
+                 "lorenz96", "lotka_volterra", "sparse_tanh", "sparse_linear", "oscillators"):
+        assert name in out
+
+
+def test_cli_run_writes_results_and_rejects_bad_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "name: cli\ntask: {system: sparse_tanh, system_params: {n: 3, parents: 1}, n_train: 4, n_val: 2,"
+        " n_test: 2, t_end: 1.0, n_points: 5}\nmodel: {hidden: [4]}\n"
+        "methods: [{name: pathreg, lambda_paths: 0.001}]\ntrainer: {epochs: 2, progress: false}\n"
+    )
+    res = CliRunner().invoke(app, ["run", str(cfg), "--seed", "3", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["seed"] == 3 and "feature_sparsity" in results["metrics"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [{name: pathreg, lambda_paths: -1}]\n")
+    res = CliRunner().invoke(app, ["run", str(bad)])
+    assert res.exit_code == 2 and "methods.0.lambda_paths" in res.output

@@ -1,0 +1,73 @@
+import pytest
+
+from sparsedyn.config import ConfigError, load_config, parse_config
+
+BAD_VALUES = [
+    ("seed", -1), ("name", 3.5j),
+    ("task.system", "pendulum"), ("task.n_train", 0), ("task.n_val", -2), ("task.n_test", 0),
+    ("task.t_end", 0), ("task.n_points", 1), ("task.noise", -0.1), ("task.irregular", 1.0),
+    ("task.extrapolate", 1.0), ("task.data_seed", -3), ("task.name", "nav"),
+    ("model.kind", "rnn"), ("model.hidden", [0]), ("model.activation", "swish2"), ("model.solver", "leap"),
+    ("model.step_size", -0.1), ("model.rtol", 0), ("model.atol", -1), ("model.velocity_hidden", [-1]),
+    ("model.adjoint", "perhaps"),
+    ("trainer.epochs", 0), ("trainer.lr", -1e-3), ("trainer.gate_lr", 0), ("trainer.batch_size", 0),
+    ("trainer.lr_schedule", "exp"), ("trainer.grad_clip", -1), ("trainer.eval_every", 0),
+    ("trainer.divergence_factor", 0.5), ("trainer.progress", "sometimes"),
+]
+
+
+def _set(raw, dotted, value):
+    parts = dotted.split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize("field,value", BAD_VALUES, ids=[f for f, _ in BAD_VALUES])
+def test_every_field_rejects_a_bad_value_naming_it(field, value):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_set({}, field, value))
+    assert field in str(err.value)
+
+
+@pytest.mark.parametrize("method,field", [
+    ({"name": "pathreg", "lambda_paths": -1}, "methods.0.lambda_paths"),
+    ({"name": "l1", "lam": -1}, "methods.0.lam"),
+    ({"name": "l0", "init_drop": 2}, "methods.0.init_drop"),
+    ({"name": "lassonet", "mode": "sideways"}, "methods.0.mode"),
+    ({"name": "magnitude", "sparsity": 1.2}, "methods.0.sparsity"),
+    ({"name": "group_lasso", "lam": float("nan")}, "methods.0.lam"),
+    ({"name": "cnode", "gamma": 1}, "methods.0.gamma"),
+    ({"name": "dropout"}, "methods.0.name"),
+])
+def test_method_fields_are_validated_and_named(method, field):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"methods": [method]})
+    assert field in str(err.value)
+
+
+def test_unknown_field_and_system_param_are_named():
+    with pytest.raises(ConfigError, match="trainer.epoch"):
+        parse_config({"trainer": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="task.system_params"):
+        parse_config({"task": {"system": "lorenz96", "system_params": {"n": 2}}})
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_config(bad)
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 14
+    for f in files:
+        load_config(f)

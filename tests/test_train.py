@@ -1,0 +1,102 @@
+import csv
+
+import pytest
+import torch
+
+from sparsedyn.config import parse_config
+from sparsedyn.runner import build_experiment, run_experiment
+from sparsedyn.train import Trainer, TrainSettings
+
+TINY = {
+    "name": "tiny", "seed": 1,
+    "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 8, "n_val": 4, "n_test": 4,
+             "t_end": 1.0, "n_points": 6},
+    "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
+    "methods": [{"name": "pathreg", "lambda_paths": 1e-3}],
+    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 1, "progress": False},
+}
+
+
+def _cfg(**overrides):
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        raw[section][field] = value
+    return parse_config(raw)
+
+
+def test_same_seed_gives_identical_numbers(tmp_path):
+    a = run_experiment(_cfg(), tmp_path / "a")
+    b = run_experiment(_cfg(), tmp_path / "b")
+    assert a["metrics"] == b["metrics"]
+    c = run_experiment(parse_config({**TINY, "seed": 2}), tmp_path / "c")
+    assert c["metrics"] != a["metrics"]
+
+
+def test_resume_continues_to_the_same_final_numbers(tmp_path):
+    full = run_experiment(_cfg(), tmp_path / "full")
+    run_experiment(_cfg(trainer__epochs=3), tmp_path / "part")  # "interrupted" after 3 epochs
+    resumed = run_experiment(_cfg(), tmp_path / "part", resume=True)
+    assert resumed["metrics"] == full["metrics"]
+    rows = list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+
+
+def test_run_directory_contents(tmp_path):
+    run_experiment(_cfg(), tmp_path / "run")
+    for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "results.json", "dependency.pt"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert not list((tmp_path / "run").glob("*.tmp"))  # atomic writes leave no debris
+
+
+def test_divergence_stops_with_message_and_keeps_best_checkpoint(tmp_path):
+    exp = build_experiment(_cfg(trainer__epochs=8))
+    settings = TrainSettings(epochs=8, lr=1e-2, batch_size=4, eval_every=1, progress=False)
+    trainer = Trainer(exp.model, exp.method, exp.task, settings, tmp_path, seed=0)
+    original_loss = exp.task.loss
+    calls = {"n": 0}
+
+    def exploding_loss(model, batch):  # finite for 3 epochs (2 batches each), then NaN
+        calls["n"] += model.training
+        loss = original_loss(model, batch)
+        return loss * float("nan") if calls["n"] > 6 and model.training else loss
+
+    exp.task.loss = exploding_loss
+    result = trainer.fit()
+    assert result.status == "diverged"
+    assert "non-finite" in result.message and "best checkpoint" in result.message
+    assert result.epochs_run == 3
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert best["epoch"] == result.best_epoch
+    for k, v in best["model"].items():  # the model now holds the best weights, not NaN ones
+        assert torch.equal(exp.model.state_dict()[k], v)
+    assert all(torch.isfinite(p).all() for p in exp.model.parameters())
+
+
+def test_methods_hooks_are_called_by_the_trainer():
+    from sparsedyn.methods import Method
+
+    class Spy(Method):
+        def __init__(self):
+            self.steps, self.epochs = 0, []
+
+        def after_step(self, model, lr):
+            self.steps += 1
+
+        def on_epoch_end(self, model, epoch):
+            self.epochs.append(epoch)
+
+    exp = build_experiment(_cfg())
+    spy = Spy()
+    Trainer(exp.model, spy, exp.task, TrainSettings(epochs=3, batch_size=4, progress=False)).fit()
+    assert spy.steps == 3 * 2 and spy.epochs == [1, 2, 3]
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cubic"])
+def test_gradual_pruning_through_the_trainer_reaches_target(tmp_path, schedule):
+    cfg = _cfg(trainer__epochs=5)
+    raw = cfg.model_dump()
+    raw["methods"] = [{"name": "magnitude", "sparsity": 0.8, "schedule": schedule, "start": 1, "end": 4}]
+    res = run_experiment(parse_config(raw))
+    n = sum(p.numel() for name, p in res["_experiment"].model.named_parameters() if "original" in name)
+    assert res["metrics"]["weight_sparsity"] == pytest.approx(round(0.8 * n) / n)
