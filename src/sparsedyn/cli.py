@@ -50,7 +50,7 @@ def list_() -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the figure and run files."),
-    epochs: int = typer.Option(300, help="Training epochs per model."),
+    epochs: int = typer.Option(1000, help="Training epochs per model."),
 ) -> None:
     """Vanilla NODE vs PathReg NODE on a sparse system with a known graph (about 1 minute)."""
     from .demo import run_demo

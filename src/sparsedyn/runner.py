@@ -68,6 +68,17 @@ def analyse(model: nn.Module, task: SystemTask) -> dict[str, float]:
     return out
 
 
+def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> Experiment:
+    """Rebuild a finished run's experiment from its ``config.yaml`` and load its weights."""
+    from .config import load_config
+
+    run_dir = Path(run_dir)
+    exp = build_experiment(load_config(run_dir / "config.yaml"))
+    state = torch.load(run_dir / checkpoint, weights_only=False)["model"]
+    exp.model.load_state_dict(state)
+    return exp
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
                    resume: bool = False) -> dict[str, Any]:
     """Train and evaluate one experiment; with ``out_dir``, write config, metrics, checkpoints, results."""

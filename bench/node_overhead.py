@@ -1,0 +1,89 @@
+"""Per-training-step time of each sparsity method divided by the vanilla NODE's.
+
+Same system, data, seed, model size and solver for every method; each step is a full
+training step (forward solve, task loss + penalty, backward, Adam step, after_step hook).
+Methods are timed interleaved, in several rounds, and the median per-step time is used, so
+the ratios compare runs that saw the same machine load. Target: <= 1.3x for every method.
+
+    python bench/node_overhead.py [--steps 30] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from sparsedyn.config import parse_config
+from sparsedyn.runner import build_experiment
+
+METHODS = {
+    "vanilla": [],
+    "l1": [{"name": "l1", "lam": 1e-4}],
+    "l0": [{"name": "l0", "lam": 1e-3}],
+    "pathreg": [{"name": "pathreg", "lambda_paths": 1e-3, "lambda_weights": 1e-4}],
+    "cnode": [{"name": "cnode", "lam": 1e-3}],
+    "group_lasso": [{"name": "group_lasso", "lam": 1e-2}],
+    "lassonet_inner": [{"name": "lassonet", "lam": 1e-2, "mode": "inner"}],
+    "lassonet_outer": [{"name": "lassonet", "lam": 1e-2, "mode": "outer"}],
+    "magnitude": [{"name": "magnitude", "sparsity": 0.9, "schedule": "oneshot", "start": 1}],
+}
+
+
+def make(methods, n, hidden):
+    cfg = parse_config({
+        "seed": 0, "methods": methods,
+        "task": {"system": "sparse_tanh", "system_params": {"n": n, "parents": 2}, "n_train": 32,
+                 "t_end": 3.0, "n_points": 30},
+        "model": {"hidden": hidden, "solver": "rk4", "step_size": 0.1},
+    })
+    exp = build_experiment(cfg)
+    exp.method.on_epoch_end(exp.model, 1)  # magnitude: masks now prune 90%
+    opt = torch.optim.Adam(exp.model.parameters(), lr=1e-3)
+    batch = exp.task.splits["train"]
+    return exp, opt, batch
+
+
+def step(exp, opt, batch):
+    loss = exp.task.loss(exp.model, batch) + exp.method.penalty(exp.model)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    exp.method.after_step(exp.model, 1e-3)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    args = p.parse_args()
+    setups = {name: make(ms, args.n, args.hidden) for name, ms in METHODS.items()}
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for name, s in setups.items():  # warm-up
+        for _ in range(3):
+            step(*s)
+    for _ in range(args.rounds):
+        for name, s in setups.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step(*s)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    base = statistics.median(times["vanilla"])
+    print(f"# node_overhead: n={args.n}, hidden={args.hidden}, batch 32 trajectories x 30 points, "
+          f"rk4 dt=0.1 on t in [0, 3]; {args.rounds} rounds x {args.steps} steps; "
+          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'method':16s} {'ms/step':>8s} {'ratio':>6s} {'<=1.3x':>7s}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        ratio = med / base
+        print(f"{name:16s} {1000 * med:8.2f} {ratio:6.2f} {'yes' if ratio <= 1.3 else 'NO':>7s}")
+
+
+if __name__ == "__main__":
+    main()
