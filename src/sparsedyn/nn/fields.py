@@ -83,10 +83,11 @@ class GroupedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(groups, n_out).uniform_(-bound, bound)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            y = torch.einsum("goi,bi->bgo", self.weight, x)
-        else:
-            y = torch.einsum("goi,bgi->bgo", self.weight, x)
+        g, o, i = self.weight.shape
+        if x.dim() == 2:  # shared input: one (g*o, i) matmul
+            bias = None if self.bias is None else self.bias.reshape(g * o)
+            return torch.nn.functional.linear(x, self.weight.reshape(g * o, i), bias).view(-1, g, o)
+        y = torch.bmm(x.transpose(0, 1), self.weight.transpose(1, 2)).transpose(0, 1)  # (B, g, o)
         return y if self.bias is None else y + self.bias
 
 
