@@ -67,7 +67,7 @@ def main() -> None:
     args = p.parse_args()
     setups = {name: make(ms, args.n, args.hidden) for name, ms in METHODS.items()}
     times: dict[str, list[float]] = {name: [] for name in setups}
-    for name, s in setups.items():  # warm-up
+    for s in setups.values():  # warm-up
         for _ in range(3):
             step(*s)
     for _ in range(args.rounds):

@@ -38,7 +38,8 @@ def test_resume_continues_to_the_same_final_numbers(tmp_path):
     run_experiment(_cfg(trainer__epochs=3), tmp_path / "part")  # "interrupted" after 3 epochs
     resumed = run_experiment(_cfg(), tmp_path / "part", resume=True)
     assert resumed["metrics"] == full["metrics"]
-    rows = list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))
+    with open(tmp_path / "part" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
 
 

@@ -8,12 +8,26 @@ Methods share one protocol (``prepare``, ``penalty``, ``after_step``, ``on_epoch
 """
 
 from .analysis import (
-    dependency_matrix, effective_weights, feature_sparsity, jacobian_scores, path_scores,
-    recovery_metrics, weight_sparsity,
+    dependency_matrix,
+    effective_weights,
+    feature_sparsity,
+    jacobian_scores,
+    path_scores,
+    recovery_metrics,
+    weight_sparsity,
 )
 from .config import ConfigError, ExperimentConfig, load_config, parse_config
 from .methods import (
-    CNODE, L0, L1, Compose, GroupLasso, LassoNet, MagnitudePruning, Method, PathReg, hier_prox,
+    CNODE,
+    L0,
+    L1,
+    Compose,
+    GroupLasso,
+    LassoNet,
+    MagnitudePruning,
+    Method,
+    PathReg,
+    hier_prox,
 )
 from .nn import MLP, GroupedMLP, HardConcrete, NeuralODE, SecondOrderODE, SkipField
 from .runner import run_experiment

@@ -2,7 +2,13 @@
 
 from .system_task import OOD_SPLITS, SystemTask
 from .systems import (
-    SYSTEMS, CoupledOscillators, DynamicalSystem, Lorenz96, LotkaVolterra, SparseLinear, SparseTanh,
+    SYSTEMS,
+    CoupledOscillators,
+    DynamicalSystem,
+    Lorenz96,
+    LotkaVolterra,
+    SparseLinear,
+    SparseTanh,
     make_system,
 )
 from .trajectories import Trajectories, masked_mse
