@@ -36,6 +36,54 @@ def run(
             typer.echo(f"  {k:24s} {v:.4g}")
 
 
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="YAML sweep file (base config x grid x variants x seeds)."),
+    out: Path | None = typer.Option(None, help="Runs directory (default: runs/<sweep name>)."),
+    backend: str = typer.Option("local", help="'local' (process pool) or 'ray'."),
+    workers: int | None = typer.Option(None, help="Parallel runs (default: CPU count)."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+) -> None:
+    """Run every point of a sweep; complete points are skipped, interrupted ones resumed."""
+    from .config import ConfigError
+    from .runner import run_sweep
+    from .sweep import load_sweep
+
+    try:
+        spec = load_sweep(sweep_file)
+        counts = run_sweep(spec, out or Path("runs") / spec.name, backend, workers, address)
+    except (ConfigError, ValueError, ImportError) as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command()
+def report(
+    runs_dir: Path = typer.Argument(..., help="A folder of runs (e.g. a sweep's output)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: RUNS_DIR/report)."),
+    html: Path | None = typer.Option(None, help="Also write one self-contained HTML page here."),
+    by: str = typer.Option("task", help="Axis whose values get one table each ('' for none)."),
+    metric: str = typer.Option("val_mse", help="Metric of the selection rule."),
+    within: float = typer.Option(0.10, help="Tolerance of the selection rule, relative to the baseline."),
+    baseline: str = typer.Option("vanilla", help="Variant the selection rule compares with."),
+) -> None:
+    """Aggregate runs (mean ± sd over seeds, failures) into Markdown, CSV, PNG (and HTML)."""
+    import platform
+    import sys
+
+    from .report import build_report
+
+    machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.system()}"
+    try:
+        res = build_report(runs_dir, out, html, by or None, metric, within, baseline,
+                           command="sparsedyn " + " ".join(sys.argv[1:]), machine=machine)
+    except FileNotFoundError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {res['out'] / 'report.md'}" + (f" and {html}" if html else ""))
+
+
 @app.command("list")
 def list_() -> None:
     """List the available methods, tasks and systems."""

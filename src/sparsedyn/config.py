@@ -57,7 +57,7 @@ class SystemTaskConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    kind: Literal["node", "sonode"] = "node"
+    kind: Literal["node", "sonode", "sindy"] = "node"
     hidden: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
     activation: Literal["tanh", "relu", "elu", "softplus", "sigmoid", "silu"] = "tanh"
     velocity_hidden: list[int] = Field(default_factory=lambda: [16])
@@ -66,6 +66,8 @@ class ModelConfig(_Strict):
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-4, gt=0)
     adjoint: bool = False
+    sindy_degree: int = Field(2, ge=1)  # kind: sindy only (pysindy baseline)
+    sindy_threshold: float = Field(0.05, ge=0)
 
     @field_validator("hidden", "velocity_hidden")
     @classmethod

@@ -1,0 +1,226 @@
+"""Tables and plots from a folder of runs: mean +- sd over seeds, failure rate, a selection rule.
+
+``collect`` reads every run directory (``point.json`` + ``results.json`` or ``error.json``);
+``aggregate`` groups runs that differ only in their seed; ``select`` applies one
+hyper-parameter rule to every method alike: per group (e.g. per system), the *last* point in
+grid order (axes listed weakest to strongest) whose mean validation error is within
+``within`` of the baseline's; if none is, the one with the lowest validation error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_COLUMNS = [
+    ("test_mse", "test MSE"), ("test_shift_mse", "shifted x0"), ("test_extrap_mse", "extrapolated"),
+    ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
+    ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
+]
+
+
+@dataclass
+class Group:
+    """The runs of one sweep point (all its seeds)."""
+
+    variant: str
+    labels: dict[str, str]
+    order: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] == "completed"]
+
+    @property
+    def failures(self) -> int:
+        return len(self.runs) - len(self.ok)
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([r["metrics"][metric] for r in self.ok if metric in r["metrics"]], dtype=float)
+
+    def mean(self, metric: str) -> float:
+        v = self.values(metric)
+        return float(np.mean(v)) if v.size else math.nan
+
+    def sd(self, metric: str) -> float:
+        v = self.values(metric)
+        return float(np.std(v, ddof=1)) if v.size > 1 else math.nan
+
+    def cell(self, metric: str) -> str:
+        m, s = self.mean(metric), self.sd(metric)
+        if math.isnan(m):
+            return "—"
+        return f"{m:.3g} ± {s:.2g}" if not math.isnan(s) else f"{m:.3g}"
+
+    def label(self, skip: tuple[str, ...] = ()) -> str:
+        extra = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.labels.items() if k not in skip)
+        return f"{self.variant} ({extra})" if extra else self.variant
+
+
+def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """One record per run directory below ``runs_dir`` (completed, diverged or failed)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"runs directory not found: {runs_dir}")
+    manifest = runs_dir / "sweep.json"
+    order = json.loads(manifest.read_text())["points"] if manifest.exists() else []
+    rank = {p: i for i, p in enumerate(order)}
+    records = []
+    for point_file in sorted(runs_dir.rglob("point.json")):
+        d = point_file.parent
+        point = json.loads(point_file.read_text())
+        rel = str(d.relative_to(runs_dir))
+        rec = {**point, "run_dir": str(d), "order": rank.get(rel, len(rank) + len(records))}
+        if (d / "results.json").exists():
+            res = json.loads((d / "results.json").read_text())
+            rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"))
+        elif (d / "error.json").exists():
+            rec.update(status="failed", metrics={}, error=json.loads((d / "error.json").read_text())["error"])
+        else:
+            rec.update(status="missing", metrics={})
+        records.append(rec)
+    if not records:
+        raise FileNotFoundError(f"no runs (point.json files) under {runs_dir}")
+    return records
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for r in records:
+        key = (r["variant"], tuple(sorted(r["labels"].items())))
+        g = groups.setdefault(key, Group(r["variant"], dict(r["labels"]), r["order"]))
+        g.order = min(g.order, r["order"])
+        g.runs.append(r)
+    return sorted(groups.values(), key=lambda g: g.order)
+
+
+def select(groups: list[Group], by: str | None = "task", metric: str = "val_mse", within: float = 0.10,
+           baseline: str = "vanilla") -> dict[str, dict[str, Group]]:
+    """``{by-label: {variant: chosen group}}`` by the rule in the module docstring."""
+    out: dict[str, dict[str, Group]] = {}
+    blocks: dict[str, list[Group]] = {}
+    for g in groups:
+        blocks.setdefault(g.labels.get(by, "all") if by else "all", []).append(g)
+    for block, gs in blocks.items():
+        base = [g.mean(metric) for g in gs if g.variant == baseline and not math.isnan(g.mean(metric))]
+        limit = (1.0 + within) * min(base) if base else math.inf
+        chosen: dict[str, Group] = {}
+        for variant in dict.fromkeys(g.variant for g in gs):
+            cands = [g for g in gs if g.variant == variant]
+            ok = [g for g in cands if g.mean(metric) <= limit]
+            if ok:
+                chosen[variant] = ok[-1]
+            else:
+                finite = [g for g in cands if not math.isnan(g.mean(metric))]
+                chosen[variant] = min(finite, key=lambda g: g.mean(metric)) if finite else cands[-1]
+        out[block] = chosen
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
+                    columns: list[tuple[str, str]] = DEFAULT_COLUMNS) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per block: a header and rows (one per variant, the chosen point) of ``mean ± sd`` cells."""
+    tables = {}
+    for block, variants in chosen.items():
+        header = ["method", "chosen", *[c[1] for c in columns], "failed"]
+        rows = []
+        for variant, g in variants.items():
+            params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in g.labels.items() if k != by) or "—"
+            rows.append([variant, params, *[g.cell(c[0]) for c in columns], f"{g.failures}/{len(g.runs)}"])
+        tables[block] = (header, rows)
+    return tables
+
+
+def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAULT_COLUMNS):
+    header = ["point", "val MSE", *[c[1] for c in columns], "failed"]
+    rows = [[g.label(), g.cell("val_mse"), *[g.cell(c[0]) for c in columns], f"{g.failures}/{len(g.runs)}"]
+            for g in groups]
+    return header, rows
+
+
+def write_csv_rows(path: Path, groups: list[Group], metrics: list[str]) -> None:
+    from . import io
+
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {"variant": g.variant, **g.labels, "runs": len(g.runs), "failed": g.failures}
+        for m in metrics:
+            row[f"{m}_mean"], row[f"{m}_sd"] = g.mean(m), g.sd(m)
+        rows.append(row)
+    io.write_csv(path, rows)
+
+
+def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_path: str | Path | None = None,
+                 by: str | None = "task", metric: str = "val_mse", within: float = 0.10, baseline: str = "vanilla",
+                 command: str = "", machine: str = "") -> dict[str, Any]:
+    """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
+    from . import io
+    from .report_html import image_html, page, table_html
+    from .report_plots import dependency_grid, error_vs_sparsity
+
+    runs_dir = Path(runs_dir)
+    out = Path(out_dir) if out_dir is not None else runs_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    records = collect(runs_dir)
+    groups = aggregate(records)
+    chosen = select(groups, by, metric, within, baseline)
+    tables = selected_tables(chosen, by)
+    footer = " · ".join(x for x in (command, machine) if x)
+    figures = {
+        "error vs weight sparsity": error_vs_sparsity(groups, by, "weight_sparsity", out / "error_vs_weight_sparsity.png",
+                                                      footer=footer),
+        "error vs feature sparsity": error_vs_sparsity(groups, by, "feature_sparsity",
+                                                       out / "error_vs_feature_sparsity.png", footer=footer),
+        "dependency matrices, true vs learned": dependency_grid(chosen, _truths(records, by),
+                                                                out / "dependency_matrices.png", footer=footer),
+    }
+    metrics = ["val_mse", *[c[0] for c in DEFAULT_COLUMNS]]
+    write_csv_rows(out / "points.csv", groups, metrics)
+    n_failed = sum(g.failures for g in groups)
+    n_runs = sum(len(g.runs) for g in groups)
+    rule = (f"Selection rule (same for every method): per {by or 'run set'}, the strongest point in grid order whose "
+            f"mean {metric} is within {within:.0%} of {baseline}'s; otherwise the point with the lowest {metric}.")
+    md = [f"Runs: {n_runs} ({n_failed} failed or diverged), from `{runs_dir}`.", "", rule, ""]
+    for block, (header, rows) in tables.items():
+        md += [f"### {block}", "", markdown_table(header, rows), ""]
+    all_header, all_rows = all_points_table(groups)
+    md += ["### All points", "", markdown_table(all_header, all_rows), ""]
+    md += [f"![{name}]({p.name})" for name, p in figures.items()]
+    io.write_text(out / "report.md", "\n".join(md) + "\n")
+    if html_path is not None:
+        sections = [(f"Selected points: {b}", table_html(h, r)) for b, (h, r) in tables.items()]
+        sections += [("All points", table_html(all_header, all_rows))]
+        sections += [(name, image_html(p, name)) for name, p in figures.items()]
+        io.write_text(Path(html_path), page(f"sparsedyn report: {runs_dir.name}",
+                                            f"{rule} {footer}", sections))
+    return {"groups": groups, "chosen": chosen, "tables": tables, "out": out}
+
+
+def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarray]:
+    """The true adjacency per block, rebuilt from each block's first run config."""
+    import yaml
+
+    from .tasks.systems import make_system
+
+    out: dict[str, np.ndarray] = {}
+    for r in records:
+        block = r["labels"].get(by, "all") if by else "all"
+        cfg_path = Path(r["run_dir"]) / "config.yaml"
+        if block in out or not cfg_path.exists():
+            continue
+        task = yaml.safe_load(cfg_path.read_text())["task"]
+        if task.get("name", "systems") == "systems":
+            out[block] = make_system(task["system"], **task.get("system_params", {})).adjacency.astype(float)
+    return out

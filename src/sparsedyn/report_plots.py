@@ -1,0 +1,81 @@
+"""Report figures: error vs sparsity per method, and dependency matrices true vs learned."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .report import Group
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def error_vs_sparsity(groups: list[Group], by: str | None, sparsity: str, path: Path, error: str = "test_mse",
+                      footer: str = "") -> Path:
+    """One panel per block; one marker per run, seed means of a method's points joined by a line."""
+    plt = _plt()
+    blocks = list(dict.fromkeys(g.labels.get(by, "all") if by else "all" for g in groups))
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4), squeeze=False)
+    variants = list(dict.fromkeys(g.variant for g in groups))
+    colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
+    for ax, block in zip(axes[0], blocks):
+        for v in variants:
+            gs = [g for g in groups if g.variant == v and (not by or g.labels.get(by, "all") == block)]
+            xs, ys = [], []
+            for g in gs:
+                for r in g.ok:
+                    ax.scatter(r["metrics"].get(sparsity, math.nan), r["metrics"].get(error, math.nan),
+                               color=colours[v], s=12, alpha=0.5)
+                xs.append(g.mean(sparsity))
+                ys.append(g.mean(error))
+            ax.plot(xs, ys, "-o", color=colours[v], label=v, ms=4)
+        ax.set_yscale("log")
+        ax.set_xlabel(sparsity.replace("_", " "))
+        ax.set_ylabel(error.replace("_", " "))
+        ax.set_title(block, fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    if footer:
+        fig.text(0.01, 0.005, footer, fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def dependency_grid(chosen: dict[str, dict[str, Group]], truths: dict[str, np.ndarray], path: Path,
+                    footer: str = "") -> Path:
+    """Rows: blocks (systems); columns: the true graph then each method's learned structure (first seed)."""
+    plt = _plt()
+    blocks = list(chosen)
+    n_cols = 1 + max(len(v) for v in chosen.values())
+    fig, axes = plt.subplots(len(blocks), n_cols, figsize=(1.6 * n_cols, 1.8 * len(blocks)), squeeze=False)
+    for row, block in zip(axes, blocks):
+        for ax in row:
+            ax.axis("off")
+        truth = truths.get(block)
+        if truth is not None:
+            row[0].imshow(truth, cmap="Greys", vmin=0, vmax=1)
+            row[0].set_title(f"{block}\ntrue", fontsize=7)
+        for ax, (variant, g) in zip(row[1:], chosen[block].items()):
+            runs = sorted(g.ok, key=lambda r: r["seed"])
+            if not runs or not (Path(runs[0]["run_dir"]) / "dependency.pt").exists():
+                continue
+            D = torch.load(Path(runs[0]["run_dir"]) / "dependency.pt").numpy()
+            ax.imshow(D, cmap="Greys", vmin=0, vmax=1)
+            ax.set_title(variant, fontsize=7)
+    if footer:
+        fig.text(0.01, 0.005, footer, fontsize=6, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
