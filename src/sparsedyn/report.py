@@ -179,8 +179,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     tables = selected_tables(chosen, by)
     footer = " · ".join(x for x in (command, machine) if x)
     figures = {
-        "error vs weight sparsity": error_vs_sparsity(groups, by, "weight_sparsity", out / "error_vs_weight_sparsity.png",
-                                                      footer=footer),
+        "error vs weight sparsity": error_vs_sparsity(groups, by, "weight_sparsity",
+                                                      out / "error_vs_weight_sparsity.png", footer=footer),
         "error vs feature sparsity": error_vs_sparsity(groups, by, "feature_sparsity",
                                                        out / "error_vs_feature_sparsity.png", footer=footer),
         "dependency matrices, true vs learned": dependency_grid(chosen, _truths(records, by),

@@ -63,10 +63,7 @@ def set_path(cfg: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node: Any = cfg
     for p in parts[:-1]:
-        if isinstance(node, list):
-            node = node[int(p)]
-        else:
-            node = node.setdefault(p, {})
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
     last = parts[-1]
     if isinstance(node, list):
         node[int(last)] = copy.deepcopy(value)

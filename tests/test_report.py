@@ -1,0 +1,115 @@
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from sparsedyn.report import aggregate, build_report, select
+from sparsedyn.runner import run_sweep
+from sparsedyn.sweep import parse_sweep
+
+
+def _rec(variant, lam, seed, val, test=1.0, status="completed", order=0, system="A"):
+    labels = {"task": system} if lam is None else {"task": system, "methods.0.lam": str(lam)}
+    return {"variant": variant, "labels": labels, "seed": seed, "status": status, "order": order,
+            "metrics": {"val_mse": val, "test_mse": test} if status == "completed" else {}, "run_dir": "x"}
+
+
+def test_aggregate_mean_sd_and_failures():
+    groups = aggregate([_rec("v", None, 0, 1.0), _rec("v", None, 1, 3.0), _rec("v", None, 2, 0, status="failed")])
+    (g,) = groups
+    assert g.mean("val_mse") == 2.0 and g.sd("val_mse") == pytest.approx(math.sqrt(2.0))
+    assert g.failures == 1 and len(g.runs) == 3
+    assert g.cell("val_mse") == "2 ± 1.4"
+
+
+def test_selection_rule_takes_the_strongest_point_within_tolerance_for_every_method():
+    recs = [_rec("vanilla", None, s, 1.0, order=0) for s in (0, 1)]
+    # l1: lam 0.1 within 10% of vanilla, lam 1.0 is not -> choose 0.1 (the strongest acceptable)
+    recs += [_rec("l1", 0.01, s, 0.95, order=1) for s in (0, 1)]
+    recs += [_rec("l1", 0.1, s, 1.08, order=2) for s in (0, 1)]
+    recs += [_rec("l1", 1.0, s, 2.0, order=3) for s in (0, 1)]
+    # l0: no point within tolerance -> the lowest validation error
+    recs += [_rec("l0", 0.1, s, 1.5, order=4) for s in (0, 1)]
+    recs += [_rec("l0", 1.0, s, 1.3, order=5) for s in (0, 1)]
+    # a second system gets its own baseline
+    recs += [_rec("vanilla", None, s, 10.0, order=6, system="B") for s in (0, 1)]
+    recs += [_rec("l1", 1.0, s, 10.5, order=7, system="B") for s in (0, 1)]
+    chosen = select(aggregate(recs), by="task", within=0.10)
+    assert chosen["A"]["l1"].labels["methods.0.lam"] == "0.1"
+    assert chosen["A"]["l0"].labels["methods.0.lam"] == "1.0"
+    assert chosen["B"]["l1"].labels["methods.0.lam"] == "1.0"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    spec = parse_sweep({
+        "name": "rep", "seeds": [0, 1],
+        "base": {"task": {"system_params": {"n": 3, "parents": 1}, "n_train": 4, "n_val": 2, "n_test": 2,
+                          "t_end": 1.0, "n_points": 5},
+                 "model": {"hidden": [4], "solver": "rk4", "step_size": 0.25},
+                 "trainer": {"epochs": 3, "progress": False}},
+        "grid": {"task": {"tanh": {"system": "sparse_tanh"}}},
+        "variants": {"vanilla": {"set": {"methods": []}},
+                     "pathreg": {"set": {"methods": [{"name": "pathreg"}]},
+                                 "grid": {"methods.0.lambda_paths": [1e-3, 1e-2]}}},
+    })
+    run_sweep(spec, root / "runs", workers=2, progress=False)
+    html = root / "report.html"
+    build_report(root / "runs", root / "out", html, by="task", command="sparsedyn report runs", machine="test")
+    return root, html
+
+
+def test_report_writes_tables_csv_and_figures(report):
+    root, _ = report
+    md = (root / "out" / "report.md").read_text()
+    assert "### tanh" in md and "| pathreg |" in md and "| vanilla |" in md and "Selection rule" in md
+    assert re.search(r"\| vanilla \| — \| [0-9.e+-]+ ± [0-9.e+-]+ \|", md)
+    for png in ("error_vs_weight_sparsity.png", "error_vs_feature_sparsity.png", "dependency_matrices.png"):
+        assert (root / "out" / png).stat().st_size > 2000
+    assert (root / "out" / "points.csv").read_text().count("\n") == 1 + 3
+
+
+def test_html_is_self_contained(report):
+    _, html = report
+    text = html.read_text()
+    assert text.count("<table>") == 2 and text.count("data:image/png;base64,") == 3
+    assert "http://" not in text and "https://" not in text
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path:
+        return path
+    try:
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+                       check=True, capture_output=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        msg = f"Debian's chromium is not installed and could not be installed here ({type(e).__name__}: {e})"
+        print(msg)
+        pytest.skip(msg)
+    return shutil.which("chromium") or pytest.skip("chromium still not on PATH after apt-get install")
+
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_html_report_renders_tables_and_images_in_headless_chromium(report, tmp_path):
+    _, html = report
+    chrome = _chromium()
+    dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                          "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<table>") == 2 and "<td>pathreg</td>" in dom
+    widths = [int(w) for w in re.findall(r'data-decoded-width="(\d+)"', dom)]
+    assert len(widths) == 3 and all(w > 100 for w in widths)  # every image decoded by the browser
+    shot = tmp_path / "shot.png"
+    subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2400",
+                    f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[0] >= 2000 and pixels[..., :3].std() > 0.05  # not a blank page
