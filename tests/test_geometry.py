@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from sparsedyn.geometry import (
-    DOG_MAX, INHIBITORS, L_SIDE, RADIUS, ManifoldEmbedding, parse_manifold, penalty_matrix,
+    DOG_MAX,
+    INHIBITORS,
+    L_SIDE,
+    RADIUS,
+    ManifoldEmbedding,
+    parse_manifold,
+    penalty_matrix,
 )
 
 NAMES = ["circle", "torus", "torus:6", "klein", "sphere", "s3", "euclidean:3"]
@@ -88,8 +94,8 @@ def test_inhibitor_formulas():
     d = torch.tensor([0.0, 0.5, 1.0, 3.0], dtype=torch.float64)
     g = 100 * (torch.exp(-d**2 / 5) - torch.exp(-4 * d**2))
     assert torch.allclose(INHIBITORS["dog"](d), DOG_MAX - g)
-    assert DOG_MAX == pytest.approx(max(100 * (math.exp(-x**2 / 5) - math.exp(-4 * x**2))
-                                        for x in [i / 10000 for i in range(30000)]), rel=1e-6)
+    assert pytest.approx(max(100 * (math.exp(-x**2 / 5) - math.exp(-4 * x**2))
+                                        for x in [i / 10000 for i in range(30000)]), rel=1e-6) == DOG_MAX
     assert torch.allclose(INHIBITORS["diffusion"](d), d**2)
     assert torch.allclose(INHIBITORS["ripple"](d), 50 + 50 * torch.cos(2 * d))
     assert torch.allclose(INHIBITORS["gauss"](d), 100 * torch.exp(-d**2 / 3))

@@ -28,17 +28,21 @@ def schedule_sparsity(
     raise ValueError(f"schedule kind must be 'linear' or 'cubic', got {kind!r}")
 
 
-def _targets(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(module, attr) for _, module, attr in prunable_weights(model)]
+def _targets(model: nn.Module, include: str = "all") -> list[tuple[nn.Module, str]]:
+    """Prunable weights; ``include="recurrent"`` keeps only recurrent matrices (``weight_hh``)."""
+    return [(module, attr) for _, module, attr in prunable_weights(model)
+            if include == "all" or attr == "weight_hh"]
 
 
-def prune_to(model: nn.Module, sparsity: float, scope: str = "global") -> None:
+def prune_to(model: nn.Module, sparsity: float, scope: str = "global", include: str = "all") -> None:
     """Zero the smallest-magnitude effective weights so that exactly ``round(s * N)`` are pruned.
 
     Monotone: already-pruned weights have magnitude 0 and stay pruned. ``scope="per_tensor"``
     applies the same fraction within each tensor. Requires masks (see :func:`add_masks`).
     """
-    targets = _targets(model)
+    targets = _targets(model, include)
+    if not targets:
+        raise ValueError(f"no weights to prune (include={include!r})")
     masks = [mask_of(m, a) for m, a in targets]
     if any(mk is None for mk in masks):
         raise RuntimeError("prune_to needs masks on every prunable weight: call prepare(model) first")
@@ -69,14 +73,16 @@ class MagnitudePruning(Method):
             ``"linear"`` (the [MODULI] schedule, once per epoch) or ``"cubic"`` (Zhu & Gupta).
         start, end: epochs (completed-epoch counts) between which the schedule runs.
         initial_sparsity: ``s_0`` of the gradual schedule.
+        include: ``"all"`` prunable weights or only the ``"recurrent"`` matrices ``W_hh``.
     """
 
     name = "magnitude"
 
     def __init__(
         self, sparsity: float = 0.9, scope: str = "global", schedule: str = "oneshot", start: int = 1,
-        end: int | None = None, initial_sparsity: float = 0.0,
+        end: int | None = None, initial_sparsity: float = 0.0, include: str = "all",
     ) -> None:
+        self.include = check_choice("include", include, ("all", "recurrent"))
         if not 0.0 <= float(sparsity) < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
         if not 0.0 <= float(initial_sparsity) <= float(sparsity):
@@ -98,11 +104,11 @@ class MagnitudePruning(Method):
                                  self.schedule)
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        for module, attr in _targets(model):
+        for module, attr in _targets(model, self.include):
             add_mask(module, attr)
         return model
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         s = self.target(epoch)
         if s > 0:
-            prune_to(model, s, self.scope)
+            prune_to(model, s, self.scope, self.include)

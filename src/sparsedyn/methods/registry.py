@@ -13,10 +13,11 @@ from .l0 import L0
 from .l1 import L1
 from .lassonet import LassoNet
 from .magnitude import MagnitudePruning
+from .moduli import Moduli
 from .pathreg import PathReg
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (L1, L0, PathReg, CNODE, GroupLasso, LassoNet, MagnitudePruning)
+    cls.name: cls for cls in (L1, L0, PathReg, CNODE, GroupLasso, LassoNet, MagnitudePruning, Moduli)
 }
 
 
