@@ -7,7 +7,8 @@ BAD_VALUES = [
     ("task.system", "pendulum"), ("task.n_train", 0), ("task.n_val", -2), ("task.n_test", 0),
     ("task.t_end", 0), ("task.n_points", 1), ("task.noise", -0.1), ("task.irregular", 1.0),
     ("task.extrapolate", 1.0), ("task.data_seed", -3), ("task.name", "nav"),
-    ("model.kind", "rnn"), ("model.hidden", [0]), ("model.activation", "swish2"), ("model.solver", "leap"),
+    ("model.kind", "transformer"), ("model.cell", "lstm2"), ("model.nonlinearity", "gelu"),
+    ("model.rnn_bias", "maybe"), ("model.sindy_degree", 0), ("model.sindy_threshold", -1), ("model.hidden", [0]), ("model.activation", "swish2"), ("model.solver", "leap"),
     ("model.step_size", -0.1), ("model.rtol", 0), ("model.atol", -1), ("model.velocity_hidden", [-1]),
     ("model.adjoint", "perhaps"),
     ("trainer.epochs", 0), ("trainer.lr", -1e-3), ("trainer.gate_lr", 0), ("trainer.batch_size", 0),
@@ -46,6 +47,26 @@ def test_method_fields_are_validated_and_named(method, field):
     with pytest.raises(ConfigError) as err:
         parse_config({"methods": [method]})
     assert field in str(err.value)
+
+
+NAV_BAD = [("n_place_cells", 2), ("sequence_length", 0), ("steps_per_epoch", 0), ("n_val", 0), ("n_test", -1),
+           ("place_cell_sigma", 0), ("surround_scale", 1.0), ("box", -2), ("data_seed", -1)]
+ADD_BAD = [("sequence_length", 1), ("steps_per_epoch", 0), ("n_val", 0), ("n_test", 0), ("data_seed", -1)]
+
+
+@pytest.mark.parametrize("task,field,value", [("navigation", f, v) for f, v in NAV_BAD] +
+                         [("adding", f, v) for f, v in ADD_BAD])
+def test_rnn_task_fields_reject_bad_values_naming_them(task, field, value):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"task": {"name": task, field: value}, "model": {"kind": "rnn"}})
+    assert f"task.{field}" in str(err.value)
+
+
+def test_lottery_fields_are_validated():
+    with pytest.raises(ConfigError, match="lottery.reinit"):
+        parse_config({"lottery": {"from_run": "x", "reinit": "random"}})
+    with pytest.raises(ConfigError, match="lottery.from_run"):
+        parse_config({"lottery": {}})
 
 
 def test_unknown_field_and_system_param_are_named():

@@ -8,10 +8,10 @@ so a method's own checks (``lam must be >= 0``) are the single source of truth.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .methods.registry import build_method
 from .nn.ode import SOLVERS
@@ -56,8 +56,43 @@ class SystemTaskConfig(_Strict):
         return v
 
 
+class NavigationTaskConfig(_Strict):
+    name: Literal["navigation"]
+    n_place_cells: int = Field(512, ge=3)
+    sequence_length: int = Field(20, gt=0)
+    steps_per_epoch: int = Field(100, gt=0)
+    n_val: int = Field(500, gt=0)
+    n_test: int = Field(500, gt=0)
+    place_cell_sigma: float = Field(0.12, gt=0)
+    surround_scale: float = Field(2.0, gt=1)
+    box: float = Field(2.2, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+class AddingTaskConfig(_Strict):
+    name: Literal["adding"]
+    sequence_length: int = Field(50, ge=2)
+    steps_per_epoch: int = Field(100, gt=0)
+    n_val: int = Field(1000, gt=0)
+    n_test: int = Field(1000, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig, Field(discriminator="name")]
+
+
+class LotteryConfig(_Strict):
+    """Lottery-ticket control: retrain under the final mask of another run."""
+
+    from_run: str  # run directory; "{seed}" is replaced by this run's seed
+    reinit: Literal["original", "fresh"] = "original"
+
+
 class ModelConfig(_Strict):
-    kind: Literal["node", "sonode", "sindy"] = "node"
+    kind: Literal["node", "sonode", "sindy", "rnn"] = "node"
+    cell: Literal["elman", "gru", "lstm"] = "elman"  # kind: rnn (hidden = one size per layer)
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    rnn_bias: bool = True
     hidden: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
     activation: Literal["tanh", "relu", "elu", "softplus", "sigmoid", "silu"] = "tanh"
     velocity_hidden: list[int] = Field(default_factory=lambda: [16])
@@ -101,10 +136,18 @@ class ExperimentConfig(_Strict):
 
     name: str = "experiment"
     seed: int = Field(0, ge=0)
-    task: SystemTaskConfig = Field(default_factory=SystemTaskConfig)
+    task: TaskConfig = Field(default_factory=lambda: SystemTaskConfig())
     model: ModelConfig = Field(default_factory=ModelConfig)
     methods: list[dict[str, Any]] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    lottery: LotteryConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("task"), dict) and "name" not in data["task"]:
+            data = {**data, "task": {**data["task"], "name": "systems"}}
+        return data
 
 
 
@@ -127,7 +170,12 @@ def _method_errors(methods: list[Any]) -> list[str]:
 def _format(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        parts = [str(p) for p in e["loc"]]
+        if len(parts) > 1 and parts[0] == "task" and parts[1] in ("systems", "navigation", "adding"):
+            parts.pop(1)  # the union's tag is not a field the user wrote
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            parts.append("name")
+        loc = ".".join(parts)
         lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
     return lines
 

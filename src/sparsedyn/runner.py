@@ -17,6 +17,9 @@ from .methods.base import Compose
 from .methods.registry import build_method
 from .nn.fields import MLP
 from .nn.ode import NeuralODE, SecondOrderODE
+from .nn.sequence_models import PathIntegrationRNN, SequenceRegressor
+from .tasks.adding import AddingTask
+from .tasks.navigation import NavigationTask
 from .tasks.system_task import SystemTask
 from .tasks.systems import make_system
 from .train import Trainer, TrainResult, TrainSettings, seed_everything
@@ -24,40 +27,91 @@ from .train import Trainer, TrainResult, TrainSettings, seed_everything
 
 @dataclass
 class Experiment:
-    task: SystemTask
+    task: Any
     model: nn.Module
     method: Compose
 
 
-def build_model(cfg: ExperimentConfig, n: int) -> nn.Module:
-    m = cfg.model
+def build_task(cfg: ExperimentConfig):
+    """The task named by ``cfg.task.name`` (systems, navigation, adding)."""
+    t = cfg.task
+    if t.name == "navigation":
+        return NavigationTask(t.n_place_cells, t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test,
+                              t.place_cell_sigma, t.surround_scale, t.box, t.data_seed)
+    if t.name == "adding":
+        return AddingTask(t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test, t.data_seed)
+    return SystemTask(
+        make_system(t.system, **t.system_params), n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
+        t_end=t.t_end, n_points=t.n_points, noise=t.noise, irregular=t.irregular, shift=t.shift,
+        extrapolate=t.extrapolate, intervention=t.intervention, seed=t.data_seed,
+    )
+
+
+def build_model(cfg: ExperimentConfig, task) -> nn.Module:
+    """The model for ``cfg.model.kind`` on ``task``; an impossible pairing is a clear error."""
+    m, name = cfg.model, cfg.task.name
+    if (m.kind == "rnn") != (name in ("navigation", "adding")):
+        raise ValueError(f"model.kind: {m.kind!r} does not fit task {name!r} (navigation and adding take "
+                         "'rnn'; systems take 'node', 'sonode' or 'sindy')")
+    if m.kind == "rnn":
+        if name == "navigation":
+            return PathIntegrationRNN(task.n_place_cells, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
+        return SequenceRegressor(2, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
+    n = task.n_observed
     solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
     if m.kind == "node":
         return NeuralODE(MLP(n, n, m.hidden, m.activation), **solver)
-    return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation),
-                          MLP(n, n, m.velocity_hidden, m.activation), **solver)
+    system = task.system
+    if m.kind == "sonode" and not (system.second_order and len(system.observed) * 2 == system.n):
+        raise ValueError(f"model.kind: sonode needs a second-order system observed in positions only; "
+                         f"{cfg.task.system!r} is not")
+    if m.kind == "sindy":
+        raise ValueError("model.kind: sindy is a baseline without a torch model; use run_experiment")
+    return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), MLP(n, n, m.velocity_hidden, m.activation),
+                          **solver)
 
 
 def build_experiment(cfg: ExperimentConfig) -> Experiment:
-    """Task, model (seeded with ``cfg.seed``) and the composed, prepared methods."""
+    """Task, model (seeded with ``cfg.seed``) and the composed, prepared methods.
+
+    With ``cfg.lottery`` the model is re-initialised (original: same seed; fresh: another
+    seed) and takes the final masks of the run ``lottery.from_run``.
+    """
     task = build_task(cfg)
-    system = task.system
-    if cfg.model.kind == "sonode" and not (system.second_order and len(system.observed) * 2 == system.n):
-        raise ValueError(f"model.kind: sonode needs a second-order system observed in positions only; "
-                         f"{cfg.task.system!r} is not")
-    if cfg.model.kind == "sindy":
-        raise ValueError("model.kind: sindy is a baseline without a torch model; use run_experiment")
-    seed_everything(cfg.seed)
+    fresh = cfg.lottery is not None and cfg.lottery.reinit == "fresh"
+    seed_everything(cfg.seed + (1_000_003 if fresh else 0))
     method = Compose(build_method(spec) for spec in cfg.methods)
-    model = method.prepare(build_model(cfg, task.n_observed))
+    model = method.prepare(build_model(cfg, task))
+    if cfg.lottery is not None:
+        _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
+        seed_everything(cfg.seed)  # training draws the same random numbers as the source run
     return Experiment(task, model, method)
 
 
-def analyse(model: nn.Module, task: SystemTask) -> dict[str, float]:
-    """Sparsity and graph recovery of a trained model (deterministic gates)."""
+def _load_masks(model: nn.Module, run_dir: Path) -> None:
+    source = run_dir / "results.json"
+    if not source.exists():
+        raise FileNotFoundError(f"lottery.from_run: no finished run at {run_dir} (results.json missing)")
+    state = torch.load(run_dir / "last.pt", weights_only=False)["model"]
+    masks = {k: v for k, v in state.items() if k.endswith(".mask")}
+    own = {k for k in model.state_dict() if k.endswith(".mask")}
+    if not masks or set(masks) != own:
+        raise ValueError(f"lottery.from_run: masks of {run_dir} do not match this model's masks "
+                         "(use the same model and pruning method)")
+    model.load_state_dict(masks, strict=False)
+
+
+def analyse(model: nn.Module, task) -> dict[str, float]:
+    """Sparsity (global and of the recurrent matrices) and, where the truth is known, graph recovery."""
     ws = analysis.weight_sparsity(model)
-    D = analysis.dependency_matrix(model, "structural")
-    out = {"weight_sparsity": ws["global"], "feature_sparsity": analysis.feature_sparsity(D)}
+    out = {"weight_sparsity": ws["global"]}
+    recurrent = [v for k, v in ws.items() if k.endswith("weight_hh")]
+    if recurrent:
+        sizes = [p.numel() for n, p in analysis.effective_weights(model).items() if n.endswith("weight_hh")]
+        out["recurrent_sparsity"] = sum(s * n for s, n in zip(recurrent, sizes)) / sum(sizes)
+    if not hasattr(task, "truth"):
+        return out
+    out["feature_sparsity"] = analysis.feature_sparsity(analysis.dependency_matrix(model, "structural"))
     scores = analysis.path_scores(model)
     if tuple(scores.shape) == task.truth.shape:  # e.g. a first-order NODE on a 2nd-order system has no truth
         rec = analysis.recovery_metrics(scores, task.truth)
@@ -97,18 +151,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
     }
     if out is not None:
         io.write_json(out / "results.json", results)
-        torch.save(analysis.dependency_matrix(exp.model), out / "dependency.pt")
+        if hasattr(exp.task, "truth"):
+            torch.save(analysis.dependency_matrix(exp.model), out / "dependency.pt")
     results["_experiment"] = exp
     return results
-
-
-def build_task(cfg: ExperimentConfig) -> SystemTask:
-    t = cfg.task
-    return SystemTask(
-        make_system(t.system, **t.system_params), n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
-        t_end=t.t_end, n_points=t.n_points, noise=t.noise, irregular=t.irregular, shift=t.shift,
-        extrapolate=t.extrapolate, intervention=t.intervention, seed=t.data_seed,
-    )
 
 
 def _run_sindy(cfg: ExperimentConfig, out_dir: str | Path | None, start: float) -> dict[str, Any]:
@@ -165,10 +211,15 @@ def run_sweep(spec, runs_dir: str | Path, backend: str = "local", workers: int |
         if summary["status"] == "failed":
             tqdm.write(f"failed: {summary['run_dir']}: {summary['error']}")
 
-    jobs = [(p.config, str(p.run_dir)) for p in todo]
-    if backend == "local":
-        run_local(jobs, workers, done)
-    else:
-        run_ray(jobs, address, workers, done)
+    # Lottery-ticket points need their source runs finished: they run in a second phase.
+    phases = [[p for p in todo if not p.config.get("lottery")], [p for p in todo if p.config.get("lottery")]]
+    for phase in phases:
+        jobs = [(p.config, str(p.run_dir)) for p in phase]
+        if not jobs:
+            continue
+        if backend == "local":
+            run_local(jobs, workers, done)
+        else:
+            run_ray(jobs, address, workers, done)
     bar.close()
     return counts

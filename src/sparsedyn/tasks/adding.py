@@ -1,0 +1,60 @@
+"""The adding problem: sum the two marked values of a length-T sequence (predicting the mean: ~0.167)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+MEAN_PREDICTOR_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1)
+
+
+@dataclass
+class AddingBatch:
+    x: Tensor  # (T, B, 2): value, marker
+    y: Tensor  # (B,)
+
+
+def adding_batch(rng: np.random.Generator, size: int, length: int) -> AddingBatch:
+    values = rng.random((length, size))
+    markers = np.zeros((length, size))
+    for b in range(size):
+        markers[rng.choice(length, 2, replace=False), b] = 1.0
+    target = (values * markers).sum(0)
+    x = np.stack([values, markers], -1)
+    return AddingBatch(torch.tensor(x, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
+
+
+class AddingTask:
+    monitor = "val_mse"
+
+    def __init__(self, sequence_length: int = 50, steps_per_epoch: int = 100, n_val: int = 1000,
+                 n_test: int = 1000, seed: int = 0) -> None:
+        if sequence_length < 2:
+            raise ValueError(f"sequence_length must be >= 2 (two markers), got {sequence_length}")
+        for name, v in [("steps_per_epoch", steps_per_epoch), ("n_val", n_val), ("n_test", n_test)]:
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.T, self.steps_per_epoch = sequence_length, steps_per_epoch
+        self.splits = {"val": adding_batch(np.random.default_rng(seed + 1), n_val, sequence_length),
+                       "test": adding_batch(np.random.default_rng(seed + 2), n_test, sequence_length)}
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        for _ in range(self.steps_per_epoch):
+            yield adding_batch(rng, batch_size, self.T)
+
+    def loss(self, model: nn.Module, batch: AddingBatch) -> Tensor:
+        return ((model(batch.x) - batch.y) ** 2).mean()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return {"val_mse": float(self.loss(model, self.splits["val"])),
+                        "test_mse": float(self.loss(model, self.splits["test"]))}
+        finally:
+            model.train(was)

@@ -1,0 +1,129 @@
+"""Navigation by path integration (Sorscher et al. 2019; [MODULI]): trajectories, place cells, error.
+
+An agent random-walks in a square box (dt = 0.02 s, rotation velocity ~ N(0, 11.52 rad/s),
+speed ~ Rayleigh(0.13 * 2 pi m/s), turning away from walls within 3 cm and slowing to a
+quarter speed there). The RNN sees velocity and must output the place-cell code of its
+position; the decoded position is the mean centre of the top-3 place cells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class NavBatch:
+    velocity: Tensor  # (T, B, 2)
+    start_code: Tensor  # (B, Np)
+    positions: Tensor  # (T, B, 2), metres
+    codes: Tensor  # (T, B, Np), target distributions
+
+
+def random_walk(rng: np.random.Generator, batch: int, steps: int, box: float = 2.2, dt: float = 0.02,
+                border: float = 0.03, rot_sd: float = 11.52, speed_scale: float = 0.13 * 2 * math.pi):
+    """``(start (B, 2), positions (T, B, 2), velocity (T, B, 2))`` in a box ``[-box/2, box/2]^2``."""
+    half = box / 2
+    pos = rng.uniform(-half, half, (batch, 2))
+    hd = rng.uniform(0, 2 * math.pi, batch)
+    start = pos.copy()
+    positions, velocity = np.empty((steps, batch, 2)), np.empty((steps, batch, 2))
+    walls = np.array([0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi])  # outward normals: +x, +y, -x, -y
+    for t in range(steps):
+        turn = rng.normal(0.0, rot_sd, batch) * dt
+        speed = rng.rayleigh(speed_scale, batch)
+        dists = np.stack([half - pos[:, 0], half - pos[:, 1], half + pos[:, 0], half + pos[:, 1]], 1)
+        nearest = dists.argmin(1)
+        # angle between heading and the nearest wall's outward normal, in (-pi, pi]
+        angle = (hd - walls[nearest] + math.pi) % (2 * math.pi) - math.pi
+        near = (dists[np.arange(batch), nearest] < border) & (np.abs(angle) < math.pi / 2)
+        turn = turn + np.where(near, np.sign(angle) * (math.pi / 2 - np.abs(angle)), 0.0)
+        speed = np.where(near, 0.25 * speed, speed)
+        step = speed * dt
+        velocity[t] = np.stack([step * np.cos(hd), step * np.sin(hd)], 1)
+        pos = np.clip(pos + velocity[t], -half, half)
+        positions[t] = pos
+        hd = (hd + turn) % (2 * math.pi)
+    return start, positions, velocity
+
+
+class PlaceCells:
+    """``n`` place cells with random centres; difference-of-Gaussians tuning, normalised to a distribution."""
+
+    def __init__(self, n: int = 512, sigma: float = 0.12, surround_scale: float = 2.0, box: float = 2.2,
+                 seed: int = 0) -> None:
+        if n < 3:
+            raise ValueError(f"n_place_cells must be >= 3 (decoding uses the top 3), got {n}")
+        if sigma <= 0 or surround_scale <= 1:
+            raise ValueError(f"place_cell_sigma must be > 0 and surround_scale > 1, got {sigma}, {surround_scale}")
+        rng = np.random.default_rng(seed)
+        self.centres = torch.tensor(rng.uniform(-box / 2, box / 2, (n, 2)), dtype=torch.float32)
+        self.sigma, self.surround = sigma, surround_scale
+
+    def code(self, pos: Tensor) -> Tensor:
+        """Place-cell distributions for positions ``(..., 2) -> (..., n)``."""
+        d2 = ((pos[..., None, :] - self.centres) ** 2).sum(-1)
+        out = torch.softmax(-d2 / (2 * self.sigma**2), -1) - torch.softmax(-d2 / (2 * self.surround * self.sigma**2), -1)
+        out = out - out.min(-1, keepdim=True).values
+        return out / out.sum(-1, keepdim=True)
+
+    def decode(self, logits: Tensor, k: int = 3) -> Tensor:
+        """Mean centre of the ``k`` most active cells: ``(..., n) -> (..., 2)``."""
+        return self.centres[logits.topk(k, dim=-1).indices].mean(-2)
+
+
+class NavigationTask:
+    """Path integration. ``monitor = "val_loss"``; metrics include the decoding error in cm."""
+
+    monitor = "val_loss"
+
+    def __init__(self, n_place_cells: int = 512, sequence_length: int = 20, steps_per_epoch: int = 100,
+                 n_val: int = 500, n_test: int = 500, place_cell_sigma: float = 0.12, surround_scale: float = 2.0,
+                 box: float = 2.2, seed: int = 0) -> None:
+        for name, v in [("sequence_length", sequence_length), ("steps_per_epoch", steps_per_epoch),
+                        ("n_val", n_val), ("n_test", n_test)]:
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.box, self.T, self.steps_per_epoch = box, sequence_length, steps_per_epoch
+        self.place_cells = PlaceCells(n_place_cells, place_cell_sigma, surround_scale, box, seed)
+        self.splits = {"val": self.batch(np.random.default_rng(seed + 1), n_val),
+                       "test": self.batch(np.random.default_rng(seed + 2), n_test)}
+
+    @property
+    def n_place_cells(self) -> int:
+        return self.place_cells.centres.shape[0]
+
+    def batch(self, rng: np.random.Generator, size: int) -> NavBatch:
+        start, pos, vel = random_walk(rng, size, self.T, self.box)
+        pos_t = torch.tensor(pos, dtype=torch.float32)
+        return NavBatch(torch.tensor(vel, dtype=torch.float32), self.place_cells.code(torch.tensor(start).float()),
+                        pos_t, self.place_cells.code(pos_t))
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        for _ in range(self.steps_per_epoch):
+            yield self.batch(rng, batch_size)
+
+    def loss(self, model: nn.Module, batch: NavBatch) -> Tensor:
+        logits = model(batch.velocity, batch.start_code)
+        return -(batch.codes * torch.log_softmax(logits, -1)).sum(-1).mean()
+
+    def error_cm(self, model: nn.Module, batch: NavBatch) -> float:
+        logits = model(batch.velocity, batch.start_code)
+        return 100.0 * float((self.place_cells.decode(logits) - batch.positions).norm(dim=-1).mean())
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return {"val_loss": float(self.loss(model, self.splits["val"])),
+                        "val_error_cm": self.error_cm(model, self.splits["val"]),
+                        "test_error_cm": self.error_cm(model, self.splits["test"])}
+        finally:
+            model.train(was)
