@@ -67,7 +67,8 @@ class PlaceCells:
     def code(self, pos: Tensor) -> Tensor:
         """Place-cell distributions for positions ``(..., 2) -> (..., n)``."""
         d2 = ((pos[..., None, :] - self.centres) ** 2).sum(-1)
-        out = torch.softmax(-d2 / (2 * self.sigma**2), -1) - torch.softmax(-d2 / (2 * self.surround * self.sigma**2), -1)
+        centre = torch.softmax(-d2 / (2 * self.sigma**2), -1)
+        out = centre - torch.softmax(-d2 / (2 * self.surround * self.sigma**2), -1)
         out = out - out.min(-1, keepdim=True).values
         return out / out.sum(-1, keepdim=True)
 
