@@ -56,7 +56,8 @@ def main() -> None:
     torch.manual_seed(0)
     bw = bandwidth_gbs()
     print(f"# rnn_inference: Elman tanh, input 64, {args.steps} steps, best of {args.repeats}; "
-          f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+          f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads)")
     print(f"# memory bandwidth (copy, read+write): {bw:.1f} GB/s")
     print(f"{'hidden':>6s} {'batch':>5s} {'sparsity':>8s} {'dense ms':>9s} {'export ms':>9s} {'format':>6s} "
           f"{'speed-up':>8s} {'GB/s':>6s} {'of bw':>6s}")
@@ -71,8 +72,8 @@ def main() -> None:
                 layer.eval()
                 sparse = export(layer, "auto", batch=B)
                 with torch.no_grad():
-                    dense_t = best_time(lambda: layer(x), args.repeats)
-                    sparse_t = best_time(lambda: sparse(x), args.repeats)
+                    dense_t = best_time(lambda m=layer, x=x: m(x), args.repeats)
+                    sparse_t = best_time(lambda m=sparse, x=x: m(x), args.repeats)
                     assert torch.allclose(layer(x)[0], sparse(x)[0], atol=1e-5)
                 hh = sparse.hh
                 per_step = (hh.nnz * 8 + (H + 1) * 4) if hh.format == "csr" else H * H * 4
