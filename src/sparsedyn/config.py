@@ -65,6 +65,7 @@ class NavigationTaskConfig(_Strict):
     n_test: int = Field(500, gt=0)
     place_cell_sigma: float = Field(0.12, gt=0)
     surround_scale: float = Field(2.0, gt=1)
+    place_cell_dog: bool = True  # difference-of-Gaussians tuning (Sorscher); false: plain Gaussian
     box: float = Field(2.2, gt=0)
     data_seed: int = Field(0, ge=0)
 

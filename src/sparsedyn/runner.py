@@ -37,7 +37,7 @@ def build_task(cfg: ExperimentConfig):
     t = cfg.task
     if t.name == "navigation":
         return NavigationTask(t.n_place_cells, t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test,
-                              t.place_cell_sigma, t.surround_scale, t.box, t.data_seed)
+                              t.place_cell_sigma, t.surround_scale, t.box, t.data_seed, t.place_cell_dog)
     if t.name == "adding":
         return AddingTask(t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test, t.data_seed)
     return SystemTask(

@@ -11,6 +11,9 @@ A sweep file::
       vanilla: {set: {methods: []}}
       l1: {set: {methods: [{name: l1}]}, grid: {methods.0.lam: [1.0e-4, 1.0e-3]}}
 
+A lottery-ticket variant names its source run as ``lottery: {from_run: "{runs}/<variant>/seed{seed}"}``
+(``{runs}`` is this sweep's runs directory); such points run after all the others.
+
 Each point (variant x axes values x seed) gets its own run directory
 ``<runs>/<variant>/<axis=label>.../seed<k>``. A point whose ``results.json`` exists is
 complete and skipped; one with only a checkpoint is resumed; a failed point writes
@@ -64,13 +67,10 @@ def set_path(cfg: dict[str, Any], dotted: str, value: Any) -> None:
     node: Any = cfg
     for p in parts[:-1]:
         node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = copy.deepcopy(value)
-    elif isinstance(value, dict) and isinstance(node.get(last), dict):
-        node[last] = _merge(node[last], value)
-    else:
-        node[last] = copy.deepcopy(value)
+    key: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
+    current = node[key] if isinstance(node, list) else node.get(key)
+    node[key] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) \
+        else copy.deepcopy(value)
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +122,8 @@ class SweepSpec:
                     c = copy.deepcopy(cfg)
                     c["seed"] = seed
                     c["name"] = f"{self.name}/{sub.as_posix()}"
+                    if isinstance(c.get("lottery"), dict) and "from_run" in c["lottery"]:
+                        c["lottery"]["from_run"] = c["lottery"]["from_run"].replace("{runs}", str(runs_dir))
                     try:
                         parse_config(c)
                     except ConfigError as e:

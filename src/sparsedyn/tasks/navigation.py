@@ -52,22 +52,30 @@ def random_walk(rng: np.random.Generator, batch: int, steps: int, box: float = 2
 
 
 class PlaceCells:
-    """``n`` place cells with random centres; difference-of-Gaussians tuning, normalised to a distribution."""
+    """``n`` place cells with random centres and softmax-normalised tuning.
+
+    ``dog=True`` (Sorscher et al.): ``softmax(-d^2 / 2 sigma^2) - softmax(-d^2 / 2 s sigma^2)``, shifted
+    to be non-negative and renormalised. The shift spreads most of the mass evenly over distant
+    cells (target entropy close to log n), so learning needs many steps. ``dog=False``: the plain
+    Gaussian softmax, a sharper target that a CPU-scale run can learn.
+    """
 
     def __init__(self, n: int = 512, sigma: float = 0.12, surround_scale: float = 2.0, box: float = 2.2,
-                 seed: int = 0) -> None:
+                 seed: int = 0, dog: bool = True) -> None:
         if n < 3:
             raise ValueError(f"n_place_cells must be >= 3 (decoding uses the top 3), got {n}")
         if sigma <= 0 or surround_scale <= 1:
             raise ValueError(f"place_cell_sigma must be > 0 and surround_scale > 1, got {sigma}, {surround_scale}")
         rng = np.random.default_rng(seed)
         self.centres = torch.tensor(rng.uniform(-box / 2, box / 2, (n, 2)), dtype=torch.float32)
-        self.sigma, self.surround = sigma, surround_scale
+        self.sigma, self.surround, self.dog = sigma, surround_scale, dog
 
     def code(self, pos: Tensor) -> Tensor:
         """Place-cell distributions for positions ``(..., 2) -> (..., n)``."""
         d2 = ((pos[..., None, :] - self.centres) ** 2).sum(-1)
         centre = torch.softmax(-d2 / (2 * self.sigma**2), -1)
+        if not self.dog:
+            return centre
         out = centre - torch.softmax(-d2 / (2 * self.surround * self.sigma**2), -1)
         out = out - out.min(-1, keepdim=True).values
         return out / out.sum(-1, keepdim=True)
@@ -84,13 +92,13 @@ class NavigationTask:
 
     def __init__(self, n_place_cells: int = 512, sequence_length: int = 20, steps_per_epoch: int = 100,
                  n_val: int = 500, n_test: int = 500, place_cell_sigma: float = 0.12, surround_scale: float = 2.0,
-                 box: float = 2.2, seed: int = 0) -> None:
+                 box: float = 2.2, seed: int = 0, dog: bool = True) -> None:
         for name, v in [("sequence_length", sequence_length), ("steps_per_epoch", steps_per_epoch),
                         ("n_val", n_val), ("n_test", n_test)]:
             if int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
         self.box, self.T, self.steps_per_epoch = box, sequence_length, steps_per_epoch
-        self.place_cells = PlaceCells(n_place_cells, place_cell_sigma, surround_scale, box, seed)
+        self.place_cells = PlaceCells(n_place_cells, place_cell_sigma, surround_scale, box, seed, dog)
         self.splits = {"val": self.batch(np.random.default_rng(seed + 1), n_val),
                        "test": self.batch(np.random.default_rng(seed + 2), n_test)}
 
