@@ -1,0 +1,95 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparsedyn.config import parse_config
+from sparsedyn.runner import run_experiment
+from sparsedyn.tasks.adding import MEAN_PREDICTOR_MSE, AddingTask, adding_batch
+from sparsedyn.tasks.navigation import NavigationTask, PlaceCells, random_walk
+
+
+def test_random_walk_stays_in_the_box_and_moves_at_rayleigh_speed():
+    start, pos, vel = random_walk(np.random.default_rng(0), 400, 50)
+    assert np.all(np.abs(pos) <= 1.1) and np.all(np.abs(start) <= 1.1)
+    speed = np.linalg.norm(vel, axis=-1) / 0.02
+    expected = 0.13 * 2 * math.pi * math.sqrt(math.pi / 2)  # Rayleigh mean, away from walls
+    assert 0.8 * expected < speed.mean() < 1.02 * expected  # slowed near walls only
+    assert np.allclose(np.clip(start + vel[0], -1.1, 1.1), pos[0])  # position integrates velocity
+
+
+def test_random_walk_is_seeded():
+    a = random_walk(np.random.default_rng(3), 5, 10)[1]
+    b = random_walk(np.random.default_rng(3), 5, 10)[1]
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dog", [True, False])
+def test_place_cell_codes_are_distributions_and_decode_back(dog):
+    pc = PlaceCells(512, seed=0, dog=dog)
+    pos = torch.rand(200, 2) * 2.0 - 1.0
+    code = pc.code(pos)
+    assert torch.all(code >= 0) and torch.allclose(code.sum(-1), torch.ones(200))
+    err = (pc.decode(torch.log(code + 1e-12)) - pos).norm(dim=-1).mean()
+    assert err < 0.10  # decoding the target itself lands within 10 cm
+
+
+def test_always_predicting_the_centre_gives_about_84_cm():
+    task = NavigationTask(64, sequence_length=10, n_val=2000, n_test=10)
+    err_cm = 100 * task.splits["val"].positions.norm(dim=-1).mean().item()
+    assert err_cm == pytest.approx(84.2, abs=2.0)  # E|p| for p uniform in a 2.2 m square
+
+
+def test_adding_batches_have_two_markers_and_the_right_target():
+    b = adding_batch(np.random.default_rng(0), 500, 50)
+    markers = b.x[..., 1]
+    assert torch.all(markers.sum(0) == 2)
+    assert torch.allclose((b.x[..., 0] * markers).sum(0), b.y)
+    mean_mse = ((b.y - 1.0) ** 2).mean().item()
+    assert mean_mse == pytest.approx(MEAN_PREDICTOR_MSE, abs=0.02)
+
+
+def test_adding_task_errors_name_the_field():
+    with pytest.raises(ValueError, match="sequence_length"):
+        AddingTask(sequence_length=1)
+    with pytest.raises(ValueError, match="n_place_cells"):
+        PlaceCells(2)
+
+
+def _adding_cfg(**trainer):
+    return {"name": "add", "seed": 0,
+            "task": {"name": "adding", "sequence_length": 10, "steps_per_epoch": 50, "n_val": 200, "n_test": 200},
+            "model": {"kind": "rnn", "hidden": [32]},
+            "methods": [{"name": "moduli", "manifold": "torus", "lam": 0.001},
+                        {"name": "magnitude", "sparsity": 0.8, "schedule": "linear", "start": 2, "end": 12,
+                         "include": "recurrent"}],
+            "trainer": {"epochs": 20, "lr": 0.003, "batch_size": 32, "grad_clip": 0.5, "progress": False,
+                        **trainer}}
+
+
+def test_sparse_adding_model_beats_the_mean_predictor_and_lottery_keeps_the_mask(tmp_path):
+    res = run_experiment(parse_config(_adding_cfg()), tmp_path / "src")
+    assert res["metrics"]["recurrent_sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert res["metrics"]["test_mse"] < 0.5 * MEAN_PREDICTOR_MSE
+    src_state = torch.load(tmp_path / "src" / "last.pt", weights_only=False)["model"]
+    lot = run_experiment(parse_config({**_adding_cfg(), "lottery": {"from_run": str(tmp_path / "src")}}),
+                         tmp_path / "lot")
+    lot_state = torch.load(tmp_path / "lot" / "last.pt", weights_only=False)["model"]
+    masks = [k for k in src_state if k.endswith(".mask")]
+    assert masks and all(torch.equal(src_state[k], lot_state[k]) for k in masks)  # same ticket
+    assert lot["metrics"]["recurrent_sparsity"] == pytest.approx(0.8, abs=1e-3)
+    with pytest.raises(FileNotFoundError, match="lottery.from_run"):
+        run_experiment(parse_config({**_adding_cfg(), "lottery": {"from_run": str(tmp_path / "nope")}}))
+
+
+def test_navigation_run_trains_and_reports_decoding_error():
+    cfg = {"task": {"name": "navigation", "n_place_cells": 32, "sequence_length": 5, "steps_per_epoch": 5,
+                    "n_val": 50, "n_test": 50},
+           "model": {"kind": "rnn", "nonlinearity": "relu", "rnn_bias": False, "hidden": [16]},
+           "methods": [{"name": "moduli", "manifold": "klein"}],
+           "trainer": {"epochs": 2, "lr": 0.003, "batch_size": 20, "progress": False}}
+    res = run_experiment(parse_config(cfg))
+    assert 0 < res["metrics"]["test_error_cm"] < 200 and res["status"] == "completed"
+    with pytest.raises(ValueError, match="model.kind"):
+        run_experiment(parse_config({**cfg, "model": {"kind": "node"}}))
