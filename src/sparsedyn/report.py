@@ -39,7 +39,12 @@ class Group:
 
     @property
     def failures(self) -> int:
-        return len(self.runs) - len(self.ok)
+        """Runs that raised or diverged (runs not started yet are not failures)."""
+        return sum(r["status"] in ("failed", "diverged") for r in self.runs)
+
+    @property
+    def finished(self) -> int:
+        return sum(r["status"] != "missing" for r in self.runs)
 
     def values(self, metric: str) -> np.ndarray:
         return np.array([r["metrics"][metric] for r in self.ok if metric in r["metrics"]], dtype=float)
@@ -138,14 +143,14 @@ def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
         rows = []
         for variant, g in variants.items():
             params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in g.labels.items() if k != by) or "—"
-            rows.append([variant, params, *[g.cell(c[0]) for c in columns], f"{g.failures}/{len(g.runs)}"])
+            rows.append([variant, params, *[g.cell(c[0]) for c in columns], f"{g.failures}/{g.finished}"])
         tables[block] = (header, rows)
     return tables
 
 
 def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAULT_COLUMNS):
     header = ["point", "val MSE", *[c[1] for c in columns], "failed"]
-    rows = [[g.label(), g.cell("val_mse"), *[g.cell(c[0]) for c in columns], f"{g.failures}/{len(g.runs)}"]
+    rows = [[g.label(), g.cell("val_mse"), *[g.cell(c[0]) for c in columns], f"{g.failures}/{g.finished}"]
             for g in groups]
     return header, rows
 
@@ -189,10 +194,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     metrics = ["val_mse", *[c[0] for c in DEFAULT_COLUMNS]]
     write_csv_rows(out / "points.csv", groups, metrics)
     n_failed = sum(g.failures for g in groups)
-    n_runs = sum(len(g.runs) for g in groups)
+    n_runs = sum(g.finished for g in groups)
+    n_missing = sum(len(g.runs) - g.finished for g in groups)
     rule = (f"Selection rule (same for every method): per {by or 'run set'}, the strongest point in grid order whose "
             f"mean {metric} is within {within:.0%} of {baseline}'s; otherwise the point with the lowest {metric}.")
-    md = [f"Runs: {n_runs} ({n_failed} failed or diverged), from `{runs_dir}`.", "", rule, ""]
+    missing = f"; {n_missing} not run yet" if n_missing else ""
+    md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
     for block, (header, rows) in tables.items():
         md += [f"### {block}", "", markdown_table(header, rows), ""]
     all_header, all_rows = all_points_table(groups)
