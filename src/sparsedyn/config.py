@@ -196,13 +196,17 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment file."""
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """Parse a YAML file; a missing file or bad YAML is a :class:`ConfigError` naming the path."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_config(data or {})
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file."""
+    return parse_config(read_yaml(path) or {})

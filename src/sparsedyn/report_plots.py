@@ -44,12 +44,7 @@ def error_vs_sparsity(groups: list[Group], by: str | None, sparsity: str, path: 
         ax.set_ylabel(error.replace("_", " "))
         ax.set_title(block, fontsize=10)
     axes[0][-1].legend(fontsize=7, loc="best")
-    if footer:
-        fig.text(0.01, 0.005, footer, fontsize=7, color="0.4")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, footer)
 
 
 def dependency_grid(chosen: dict[str, dict[str, Group]], truths: dict[str, np.ndarray], path: Path,
@@ -73,9 +68,14 @@ def dependency_grid(chosen: dict[str, dict[str, Group]], truths: dict[str, np.nd
             D = torch.load(Path(runs[0]["run_dir"]) / "dependency.pt").numpy()
             ax.imshow(D, cmap="Greys", vmin=0, vmax=1)
             ax.set_title(variant, fontsize=7)
+    return _save(fig, path, footer)
+
+
+def _save(fig, path: Path, footer: str) -> Path:
+    """Write the figure with the command and machine that produced it in its footer."""
     if footer:
         fig.text(0.01, 0.005, footer, fontsize=6, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plt().close(fig)
     return path

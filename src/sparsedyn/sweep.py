@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config import ConfigError, ExperimentConfig, parse_config
+from .config import ConfigError, ExperimentConfig, parse_config, read_yaml
 
 
 @dataclass
@@ -145,7 +143,7 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
         path = path if path.is_absolute() or root is None else root / path
         if not path.exists():
             raise ConfigError(f"base_file: not found: {path}")
-        base = yaml.safe_load(path.read_text()) or {}
+        base = read_yaml(path) or {}
     else:
         base = data.get("base") or {}
     seeds = data.get("seeds", [0])
@@ -164,14 +162,8 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_sweep(data, root=path.parent)
+    """Read and validate a YAML sweep file."""
+    return parse_sweep(read_yaml(path, "sweep"), root=Path(path).parent)
 
 
 def point_config(point: Point) -> ExperimentConfig:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..analysis import eval_mode
+
 MEAN_PREDICTOR_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1)
 
 
@@ -50,11 +52,6 @@ class AddingTask:
         return ((model(batch.x) - batch.y) ** 2).mean()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return {"val_mse": float(self.loss(model, self.splits["val"])),
-                        "test_mse": float(self.loss(model, self.splits["test"]))}
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            return {"val_mse": float(self.loss(model, self.splits["val"])),
+                    "test_mse": float(self.loss(model, self.splits["test"]))}

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..analysis import eval_mode
+
 
 @dataclass
 class NavBatch:
@@ -127,12 +129,7 @@ class NavigationTask:
         return 100.0 * float((self.place_cells.decode(logits) - batch.positions).norm(dim=-1).mean())
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return {"val_loss": float(self.loss(model, self.splits["val"])),
-                        "val_error_cm": self.error_cm(model, self.splits["val"]),
-                        "test_error_cm": self.error_cm(model, self.splits["test"])}
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            return {"val_loss": float(self.loss(model, self.splits["val"])),
+                    "val_error_cm": self.error_cm(model, self.splits["val"]),
+                    "test_error_cm": self.error_cm(model, self.splits["test"])}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..analysis import eval_mode
 from .systems import DynamicalSystem
 from .trajectories import Trajectories, masked_mse
 
@@ -90,13 +91,8 @@ class SystemTask:
 
     def evaluate(self, model: nn.Module, splits: tuple[str, ...] = ("val", *OOD_SPLITS)) -> dict[str, float]:
         """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return {f"{s}_mse": float(self.loss(model, self.splits[s])) for s in splits}
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            return {f"{s}_mse": float(self.loss(model, self.splits[s])) for s in splits}
 
     def field_inputs(self, split: str = "train") -> Tensor:
         """Observed states, flattened to (points, n) (for Jacobian dependency scores)."""
