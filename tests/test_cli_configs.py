@@ -29,7 +29,7 @@ def test_every_shipped_config_builds_and_trains(path):
 
 def test_cli_list_names_every_method_and_system():
     out = CliRunner().invoke(app, ["list"]).output
-    for name in ("pathreg", "cnode", "group_lasso", "lassonet", "magnitude", "l0", "l1",
+    for name in ("pathreg", "cnode", "group_lasso", "lassonet", "magnitude", "l0", "l1", "moduli", "navigation",
                  "lorenz96", "lotka_volterra", "sparse_tanh", "sparse_linear", "oscillators"):
         assert name in out
 

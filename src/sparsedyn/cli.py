@@ -91,7 +91,7 @@ def list_() -> None:
     from .tasks.systems import SYSTEMS
 
     typer.echo("methods: " + ", ".join(sorted(METHODS)))
-    typer.echo("tasks:   systems")
+    typer.echo("tasks:   systems, navigation, adding")
     typer.echo("systems: " + ", ".join(sorted(SYSTEMS)))
 
 

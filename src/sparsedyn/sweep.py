@@ -143,7 +143,7 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
         path = path if path.is_absolute() or root is None else root / path
         if not path.exists():
             raise ConfigError(f"base_file: not found: {path}")
-        base = read_yaml(path) or {}
+        base = _merge(read_yaml(path) or {}, data.get("base") or {})  # base overrides the file
     else:
         base = data.get("base") or {}
     seeds = data.get("seeds", [0])
