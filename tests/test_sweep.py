@@ -96,3 +96,13 @@ def test_local_and_ray_backends_give_identical_metrics(tmp_path):
         a = json.loads((p.run_dir / "results.json").read_text())["metrics"]
         b = json.loads((tmp_path / "ray" / rel / "results.json").read_text())["metrics"]
         assert a == b, rel
+
+
+def test_base_overrides_merge_over_base_file(tmp_path):
+    import yaml
+
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(BASE))
+    spec = parse_sweep({"base_file": "b.yaml", "base": {"trainer": {"epochs": 7}}}, root=tmp_path)
+    (p,) = spec.points(tmp_path)
+    assert p.config["trainer"] == {"epochs": 7, "progress": False}
+    assert p.config["task"]["n_train"] == 4
