@@ -67,6 +67,8 @@ def report(
     metric: str = typer.Option("val_mse", help="Metric of the selection rule."),
     within: float = typer.Option(0.10, help="Tolerance of the selection rule, relative to the baseline."),
     baseline: str = typer.Option("vanilla", help="Variant the selection rule compares with."),
+    trivial: str | None = typer.Option(None, help="METRIC=VALUE of a trivial predictor; runs no better count "
+                                       "as failures (e.g. test_mse=0.1667)."),
 ) -> None:
     """Aggregate runs (mean ± sd over seeds, failures) into Markdown, CSV, PNG (and HTML)."""
     import platform
@@ -75,9 +77,17 @@ def report(
     from .report import build_report
 
     machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.system()}"
+    trivial_pair = None
+    if trivial:
+        name, _, value = trivial.partition("=")
+        try:
+            trivial_pair = (name, float(value))
+        except ValueError:
+            typer.echo(f"--trivial must be METRIC=VALUE, got {trivial!r}", err=True)
+            raise typer.Exit(2) from None
     try:
         res = build_report(runs_dir, out, html, by or None, metric, within, baseline,
-                           command="sparsedyn " + " ".join(sys.argv[1:]), machine=machine)
+                           command="sparsedyn " + " ".join(sys.argv[1:]), machine=machine, trivial=trivial_pair)
     except FileNotFoundError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2) from None

@@ -22,6 +22,23 @@ DEFAULT_COLUMNS = [
     ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
     ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
 ]
+# Per task: (metric that identifies it, table columns, (error, sparsity) of the scatter plot).
+COLUMN_SETS = [
+    ("test_error_cm", [("val_error_cm", "val error (cm)"), ("test_error_cm", "test error (cm)"),
+                       ("recurrent_sparsity", "W_hh sparsity")], ("test_error_cm", "recurrent_sparsity")),
+    ("recurrent_sparsity", [("val_mse", "val MSE"), ("test_mse", "test MSE"),
+                            ("recurrent_sparsity", "W_hh sparsity")], ("test_mse", "recurrent_sparsity")),
+    ("test_mse", DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")),
+]
+
+
+def columns_for(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], tuple[str, str]]:
+    """The column set of the first task kind whose identifying metric the runs report."""
+    present = {k for r in records for k in r["metrics"]}
+    for key, cols, plot in COLUMN_SETS:
+        if key in present:
+            return cols, plot
+    return DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")
 
 
 @dataclass
@@ -41,6 +58,10 @@ class Group:
     def failures(self) -> int:
         """Runs that raised or diverged (runs not started yet are not failures)."""
         return sum(r["status"] in ("failed", "diverged") for r in self.runs)
+
+    def worse_than(self, metric: str, value: float) -> int:
+        """Failures plus completed runs whose ``metric`` is no better than a trivial baseline's ``value``."""
+        return self.failures + int(np.sum(self.values(metric) >= value))
 
     @property
     def finished(self) -> int:
@@ -134,24 +155,32 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _fail_cell(g: Group, trivial: tuple[str, float] | None) -> str:
+    bad = g.worse_than(*trivial) if trivial else g.failures
+    return f"{bad}/{g.finished}"
+
+
 def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
-                    columns: list[tuple[str, str]] = DEFAULT_COLUMNS) -> dict[str, tuple[list[str], list[list[str]]]]:
+                    columns: list[tuple[str, str]] = DEFAULT_COLUMNS, trivial: tuple[str, float] | None = None,
+                    ) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Per block: a header and rows (one per variant, the chosen point) of ``mean ± sd`` cells."""
     tables = {}
+    fail = f"failed (diverged or {trivial[0]} >= {trivial[1]:g})" if trivial else "failed"
     for block, variants in chosen.items():
-        header = ["method", "chosen", *[c[1] for c in columns], "failed"]
+        header = ["method", "chosen", *[c[1] for c in columns], fail]
         rows = []
         for variant, g in variants.items():
             params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in g.labels.items() if k != by) or "—"
-            rows.append([variant, params, *[g.cell(c[0]) for c in columns], f"{g.failures}/{g.finished}"])
+            rows.append([variant, params, *[g.cell(c[0]) for c in columns], _fail_cell(g, trivial)])
         tables[block] = (header, rows)
     return tables
 
 
-def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAULT_COLUMNS):
-    header = ["point", "val MSE", *[c[1] for c in columns], "failed"]
-    rows = [[g.label(), g.cell("val_mse"), *[g.cell(c[0]) for c in columns], f"{g.failures}/{g.finished}"]
-            for g in groups]
+def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAULT_COLUMNS,
+                     trivial: tuple[str, float] | None = None, metric: str = "val_mse"):
+    cols = columns if any(c[0] == metric for c in columns) else [(metric, metric), *columns]
+    header = ["point", *[c[1] for c in cols], "failed"]
+    rows = [[g.label(), *[g.cell(c[0]) for c in cols], _fail_cell(g, trivial)] for g in groups]
     return header, rows
 
 
@@ -169,7 +198,7 @@ def write_csv_rows(path: Path, groups: list[Group], metrics: list[str]) -> None:
 
 def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_path: str | Path | None = None,
                  by: str | None = "task", metric: str = "val_mse", within: float = 0.10, baseline: str = "vanilla",
-                 command: str = "", machine: str = "") -> dict[str, Any]:
+                 command: str = "", machine: str = "", trivial: tuple[str, float] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
     from .report_html import image_html, page, table_html
@@ -181,17 +210,17 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     records = collect(runs_dir)
     groups = aggregate(records)
     chosen = select(groups, by, metric, within, baseline)
-    tables = selected_tables(chosen, by)
+    columns, (error, sparsity) = columns_for(records)
+    tables = selected_tables(chosen, by, columns, trivial)
     footer = " · ".join(x for x in (command, machine) if x)
-    figures = {
-        "error vs weight sparsity": error_vs_sparsity(groups, by, "weight_sparsity",
-                                                      out / "error_vs_weight_sparsity.png", footer=footer),
-        "error vs feature sparsity": error_vs_sparsity(groups, by, "feature_sparsity",
-                                                       out / "error_vs_feature_sparsity.png", footer=footer),
-        "dependency matrices, true vs learned": dependency_grid(chosen, _truths(records, by),
-                                                                out / "dependency_matrices.png", footer=footer),
-    }
-    metrics = ["val_mse", *[c[0] for c in DEFAULT_COLUMNS]]
+    figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
+        groups, by, sparsity, out / f"error_vs_{sparsity}.png", error=error, footer=footer)}
+    if columns is DEFAULT_COLUMNS:  # systems with a known graph
+        figures["error vs feature sparsity"] = error_vs_sparsity(groups, by, "feature_sparsity",
+                                                                 out / "error_vs_feature_sparsity.png", footer=footer)
+        figures["dependency matrices, true vs learned"] = dependency_grid(
+            chosen, _truths(records, by), out / "dependency_matrices.png", footer=footer)
+    metrics = list(dict.fromkeys([metric, *[c[0] for c in columns]]))
     write_csv_rows(out / "points.csv", groups, metrics)
     n_failed = sum(g.failures for g in groups)
     n_runs = sum(g.finished for g in groups)
@@ -202,7 +231,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
     for block, (header, rows) in tables.items():
         md += [f"### {block}", "", markdown_table(header, rows), ""]
-    all_header, all_rows = all_points_table(groups)
+    all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
     md += [f"![{name}]({p.name})" for name, p in figures.items()]
     io.write_text(out / "report.md", "\n".join(md) + "\n")
