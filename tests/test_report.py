@@ -113,3 +113,11 @@ def test_html_report_renders_tables_and_images_in_headless_chromium(report, tmp_
 
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] >= 2000 and pixels[..., :3].std() > 0.05  # not a blank page
+
+
+def test_runs_no_better_than_a_trivial_predictor_count_as_failures():
+    recs = [_rec("v", None, 0, 0.01, test=0.01), _rec("v", None, 1, 0.2, test=0.2),
+            _rec("v", None, 2, 0, status="diverged"), {**_rec("v", None, 3, 0), "status": "missing"}]
+    (g,) = aggregate(recs)
+    assert g.failures == 1 and g.finished == 3
+    assert g.worse_than("test_mse", 0.1667) == 2  # the diverged run and the one at 0.2
