@@ -202,7 +202,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
     from .report_html import image_html, page, table_html
-    from .report_plots import dependency_grid, error_vs_sparsity
+    from .report_plots import dependency_grid, error_vs_sparsity, per_method
 
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -213,8 +213,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     columns, (error, sparsity) = columns_for(records)
     tables = selected_tables(chosen, by, columns, trivial)
     footer = " · ".join(x for x in (command, machine) if x)
-    figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
-        groups, by, sparsity, out / f"error_vs_{sparsity}.png", error=error, footer=footer)}
+    if columns is DEFAULT_COLUMNS:
+        figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
+            groups, by, sparsity, out / f"error_vs_{sparsity}.png", error=error, footer=footer)}
+    else:  # RNN tasks: every pruned row sits at the same sparsity, so compare methods directly
+        figures = {f"{error.replace('_', ' ')} per method": per_method(
+            groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
     if columns is DEFAULT_COLUMNS:  # systems with a known graph
         figures["error vs feature sparsity"] = error_vs_sparsity(groups, by, "feature_sparsity",
                                                                  out / "error_vs_feature_sparsity.png", footer=footer)

@@ -47,6 +47,25 @@ def error_vs_sparsity(groups: list[Group], by: str | None, sparsity: str, path: 
     return _save(fig, path, footer)
 
 
+def per_method(groups: list[Group], metric: str, path: Path, reference: tuple[str, float] | None = None,
+               footer: str = "") -> Path:
+    """One column per method: a dot per seed, a bar at the mean; a dashed line at a trivial baseline."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(groups)), 4))
+    for i, g in enumerate(groups):
+        v = g.values(metric)
+        ax.scatter(np.full(v.size, i), v, s=18, alpha=0.7, color=plt.cm.tab10(i % 10))
+        if v.size:
+            ax.hlines(v.mean(), i - 0.3, i + 0.3, color="k")
+    if reference is not None:
+        ax.axhline(reference[1], ls="--", color="0.5", label=f"trivial predictor ({reference[1]:g})")
+        ax.legend(fontsize=7)
+    ax.set_xticks(range(len(groups)), [g.label() for g in groups], rotation=45, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(metric.replace("_", " "))
+    return _save(fig, path, footer)
+
+
 def dependency_grid(chosen: dict[str, dict[str, Group]], truths: dict[str, np.ndarray], path: Path,
                     footer: str = "") -> Path:
     """Rows: blocks (systems); columns: the true graph then each method's learned structure (first seed)."""
