@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .rnn import RNNStack
@@ -24,17 +25,9 @@ class PathIntegrationRNN(nn.Module):
 
     def forward(self, velocity: Tensor, start_code: Tensor) -> Tensor:
         h0 = self.encoder(start_code)
-        states = [h0 if self.rnn.layers[0].cell != "lstm" else (h0, h0.new_zeros(h0.shape))]
-        states += [None] * (len(self.rnn.layers) - 1)
-        out, _ = self._run(velocity, states)
+        first = (h0, torch.zeros_like(h0)) if self.rnn.layers[0].cell == "lstm" else h0
+        out, _ = self.rnn(velocity, [first] + [None] * (len(self.rnn.layers) - 1))
         return self.decoder(out)
-
-    def _run(self, x: Tensor, states):
-        finals = []
-        for layer, s in zip(self.rnn.layers, states):
-            x, f = layer(x, s)
-            finals.append(f)
-        return x, finals
 
 
 class SequenceRegressor(nn.Module):
