@@ -18,11 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.special import expit
 from torch import Tensor, nn
 
 from .analysis import eval_mode
 from .nn.fields import MLP, activation
-from .nn.rnn import RecurrentLayer, RNNStack
+from .nn.rnn import RecurrentLayer, RNNStack, elman_step, gru_step, lstm_step
 
 
 class SparseLinear(nn.Module):
@@ -85,6 +86,8 @@ class SparseRecurrentLayer(nn.Module):
         if state is None:
             h = x.new_zeros(B, H)
             state = (h, h.clone()) if self.cell == "lstm" else h
+        if self.hh.format == "csr":
+            return self._forward_numpy(xp, state)
         outs = []
         for t in range(x.shape[0]):
             state = self._step(xp[t], state)
@@ -92,21 +95,40 @@ class SparseRecurrentLayer(nn.Module):
         return torch.stack(outs), state
 
     def _step(self, xp: Tensor, state):
-        H = self.hidden_size
         if self.cell == "elman":
-            pre = xp + self.hh(state)
-            return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
+            return elman_step(xp, self.hh(state), self.nonlinearity)
         if self.cell == "gru":
-            hp = self.hh(state)
-            r = torch.sigmoid(xp[:, :H] + hp[:, :H])
-            z = torch.sigmoid(xp[:, H:2 * H] + hp[:, H:2 * H])
-            n = torch.tanh(xp[:, 2 * H:] + r * hp[:, 2 * H:])
-            return (1 - z) * n + z * state
-        h, c = state
-        i, f, g, o = (xp + self.hh(h)).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+            return gru_step(xp, state, self.hh(state))
+        return lstm_step(xp, state[1], self.hh(state[0]))
 
+    def _forward_numpy(self, xp: Tensor, state):
+        """The recurrence in numpy around scipy's CSR product: no per-step torch/numpy crossings."""
+        csr, H, xp_np = self.hh.csr, self.hidden_size, xp.numpy()
+        single = xp_np.shape[1] == 1
+
+        def hh(h):
+            return (csr @ h[0])[None] if single else (csr @ h.T).T
+
+        if self.cell == "lstm":
+            h, c = (s.numpy() for s in state)
+        else:
+            h = state.numpy()
+        outs = np.empty((xp_np.shape[0], xp_np.shape[1], H), dtype=np.float32)
+        for t in range(xp_np.shape[0]):
+            if self.cell == "elman":
+                pre = xp_np[t] + hh(h)
+                h = np.maximum(pre, 0) if self.nonlinearity == "relu" else np.tanh(pre)
+            elif self.cell == "gru":
+                hp, xt = hh(h), xp_np[t]
+                r, z = expit(xt[:, :H] + hp[:, :H]), expit(xt[:, H:2 * H] + hp[:, H:2 * H])
+                h = (1 - z) * np.tanh(xt[:, 2 * H:] + r * hp[:, 2 * H:]) + z * h
+            else:
+                g = xp_np[t] + hh(h)
+                c = expit(g[:, H:2 * H]) * c + expit(g[:, :H]) * np.tanh(g[:, 2 * H:3 * H])
+                h = expit(g[:, 3 * H:]) * np.tanh(c)
+            outs[t] = h
+        final = (torch.from_numpy(h), torch.from_numpy(c)) if self.cell == "lstm" else torch.from_numpy(h)
+        return torch.from_numpy(outs), final
 
 class SparseRNNStack(nn.Module):
     def __init__(self, layers: Sequence[SparseRecurrentLayer]) -> None:

@@ -67,22 +67,35 @@ class RecurrentLayer(nn.Module):
         return torch.stack(outs), state
 
     def _elman(self, xp: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
-        pre = xp + h @ w_hh.T
-        return torch.relu(pre) if self.nonlinearity == "relu" else torch.tanh(pre)
+        return elman_step(xp, h @ w_hh.T, self.nonlinearity)
 
     def _gru(self, xp: Tensor, h: Tensor, w_hh: Tensor) -> Tensor:
-        H = self.hidden_size
-        hp = h @ w_hh.T
-        r = torch.sigmoid(xp[:, :H] + hp[:, :H])
-        z = torch.sigmoid(xp[:, H:2 * H] + hp[:, H:2 * H])
-        n = torch.tanh(xp[:, 2 * H:] + r * hp[:, 2 * H:])
-        return (1 - z) * n + z * h
+        return gru_step(xp, h, h @ w_hh.T)
 
     def _lstm(self, xp: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor) -> tuple[Tensor, Tensor]:
-        h, c = state
-        i, f, g, o = (xp + h @ w_hh.T).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        return lstm_step(xp, state[1], state[0] @ w_hh.T)
+
+
+def elman_step(xp: Tensor, hp: Tensor, nonlinearity: str) -> Tensor:
+    """``act(xp + hp)`` with ``xp = W_ih x + b`` and ``hp = W_hh h`` already computed."""
+    pre = xp + hp
+    return torch.relu(pre) if nonlinearity == "relu" else torch.tanh(pre)
+
+
+def gru_step(xp: Tensor, h: Tensor, hp: Tensor) -> Tensor:
+    """GRU update from the input projection ``xp`` and the hidden projection ``hp`` (gates r, z, n)."""
+    H = h.shape[-1]
+    r = torch.sigmoid(xp[:, :H] + hp[:, :H])
+    z = torch.sigmoid(xp[:, H:2 * H] + hp[:, H:2 * H])
+    n = torch.tanh(xp[:, 2 * H:] + r * hp[:, 2 * H:])
+    return (1 - z) * n + z * h
+
+
+def lstm_step(xp: Tensor, c: Tensor, hp: Tensor) -> tuple[Tensor, Tensor]:
+    """LSTM update (gates i, f, g, o) from ``xp``, the cell state and the hidden projection ``hp``."""
+    i, f, g, o = (xp + hp).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 class RNNStack(nn.Module):
