@@ -150,10 +150,9 @@ class LanguageTask:
         if bptt < 1 or eval_batch_size < 1:
             raise ValueError(f"bptt and eval_batch_size must be >= 1, got {bptt}, {eval_batch_size}")
         self.corpus, self.bptt = corpus, bptt
-        cap = (lambda s, n: s if n is None else s[:n])
-        self.train_stream = cap(corpus.train, max_train_tokens)
-        self.eval = {"val": batchify(cap(corpus.valid, max_eval_tokens), eval_batch_size),
-                     "test": batchify(cap(corpus.test, max_eval_tokens), eval_batch_size)}
+        self.train_stream = corpus.train[:max_train_tokens]  # a None bound keeps everything
+        self.eval = {"val": batchify(corpus.valid[:max_eval_tokens], eval_batch_size),
+                     "test": batchify(corpus.test[:max_eval_tokens], eval_batch_size)}
         self._state = None
 
     @property
