@@ -101,7 +101,7 @@ def list_() -> None:
     from .tasks.systems import SYSTEMS
 
     typer.echo("methods: " + ", ".join(sorted(METHODS)))
-    typer.echo("tasks:   systems, navigation, adding")
+    typer.echo("tasks:   systems, navigation, adding, language")
     typer.echo("systems: " + ", ".join(sorted(SYSTEMS)))
 
 
