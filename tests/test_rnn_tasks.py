@@ -93,3 +93,20 @@ def test_navigation_run_trains_and_reports_decoding_error():
     assert 0 < res["metrics"]["test_error_cm"] < 200 and res["status"] == "completed"
     with pytest.raises(ValueError, match="model.kind"):
         run_experiment(parse_config({**cfg, "model": {"kind": "node"}}))
+
+
+def test_lottery_original_reinit_restores_initial_weights_and_fresh_draws_new_ones(tmp_path):
+    from sparsedyn.runner import build_experiment
+
+    cfg = _adding_cfg(epochs=2)
+    cfg["methods"][1].update(start=1, end=2)
+    run_experiment(parse_config(cfg), tmp_path / "src")
+    untrained = build_experiment(parse_config(cfg)).model.state_dict()  # the source run's initial weights
+    src_masks = {k: v for k, v in torch.load(tmp_path / "src" / "last.pt", weights_only=False)["model"].items()
+                 if k.endswith(".mask")}
+    for reinit, same in (("original", True), ("fresh", False)):
+        lot = build_experiment(parse_config({**cfg, "lottery": {"from_run": str(tmp_path / "src"),
+                                                                "reinit": reinit}})).model.state_dict()
+        assert all(torch.equal(lot[k], v) for k, v in src_masks.items())  # the ticket's mask
+        w = "rnn.layers.0.parametrizations.weight_hh.original"
+        assert torch.equal(lot[w], untrained[w]) is same
