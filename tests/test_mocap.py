@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparsedyn.tasks.mocap import (
+    ACKNOWLEDGEMENT,
+    benchmark_dims,
+    load_mocap35,
+    parse_amc,
+    parse_asf,
+)
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "mocap"
+
+
+@pytest.fixture(scope="module")
+def data():
+    if not (DATA / "35.asf").exists():
+        msg = f"the real CMU files are not beside the checkout ({DATA})"
+        print(msg)
+        pytest.skip(msg)
+    return DATA
+
+
+def test_asf_amc_parser_on_the_real_files(data):
+    skel = parse_asf(data / "35.asf")
+    assert skel.dofs["root"] == ["tx", "ty", "tz", "rx", "ry", "rz"]
+    assert skel.dofs["rradius"] == ["rx"] and skel.dofs["lhumerus"] == ["rx", "ry", "rz"]
+    motion = parse_amc(data / "35_01.amc", skel)
+    assert motion.values.shape == (358, 62) and len(motion.channels) == 62
+    assert motion.channels[:4] == ["root.tx", "root.ty", "root.tz", "root.rx"]
+    assert motion.values[0, 0] == pytest.approx(4.40047)
+
+
+def test_mocap35_first_training_sequence_equals_the_parsed_trial(data):
+    splits = load_mocap35(data)
+    assert {k: v.shape for k, v in splits.items()} == {"train": (16, 300, 50), "val": (3, 300, 50),
+                                                        "test": (4, 300, 50)}
+    ours = benchmark_dims(parse_amc(data / "35_01.amc", parse_asf(data / "35.asf")))
+    assert np.allclose(ours, splits["train"][0], atol=1e-9)
+
+
+def test_zero_predictor_test_mse_is_about_33_7(data):
+    test = load_mocap35(data)["test"]
+    mse = float(np.mean(test[:, 3:] ** 2))  # the protocol scores the 297 forecast frames
+    assert mse == pytest.approx(33.7, abs=0.3)
+
+
+def test_missing_and_malformed_files_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mocap.cs.cmu.edu"):
+        parse_amc(tmp_path / "nope.amc")
+    bad = tmp_path / "bad.amc"
+    bad.write_text(":FULLY-SPECIFIED\n1\nroot 1 2 x\n")
+    with pytest.raises(ValueError, match="non-numeric"):
+        parse_amc(bad)
+    (tmp_path / "mocap35.mat").write_text("not matlab")
+    with pytest.raises(ValueError, match="MATLAB"):
+        load_mocap35(tmp_path)
+    assert "NSF EIA-0196217" in ACKNOWLEDGEMENT
+
+
+def test_amc_bone_with_wrong_value_count_is_named(data, tmp_path):
+    bad = tmp_path / "short.amc"
+    bad.write_text(":DEGREES\n1\nroot 1 2 3\n")
+    with pytest.raises(ValueError, match="'root' has 3 values, the skeleton says 6"):
+        parse_amc(bad, parse_asf(data / "35.asf"))
