@@ -96,6 +96,20 @@ def feature_sparsity(D: Tensor | np.ndarray, threshold: float = 0.0) -> float:
     return 1.0 - float((D.abs() > threshold).float().mean())
 
 
+def spurious_feature_sparsity(D: Tensor | np.ndarray, can_be_parent: np.ndarray | list[bool]) -> float:
+    """Fraction of zero entries of ``D`` (out, in) in the columns of inputs that cannot be parents.
+
+    Higher is better: a dependency on a non-transcription-factor gene is spurious.
+    """
+    D = np.asarray(torch.as_tensor(D).detach().cpu())
+    mask = np.asarray(can_be_parent, dtype=bool)
+    if mask.shape != (D.shape[1],):
+        raise ValueError(f"can_be_parent must have one entry per input ({D.shape[1]}), got shape {mask.shape}")
+    if mask.all():
+        raise ValueError("every input can be a parent: no spurious columns to score")
+    return float((D[:, ~mask] == 0).mean())
+
+
 def _auroc(score: np.ndarray, label: np.ndarray) -> float:
     pos, neg = label.sum(), (~label).sum()
     if pos == 0 or neg == 0:

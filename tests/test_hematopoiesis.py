@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparsedyn.analysis import spurious_feature_sparsity
+from sparsedyn.tasks.hematopoiesis import (
+    initial_state,
+    load_lineage,
+    preprocess,
+    read_lineage,
+    transcription_factors,
+)
+
+DATA = Path(__file__).parents[2] / "shared" / "data" / "hematopoiesis"
+
+
+@pytest.fixture(scope="module")
+def data():
+    if not (DATA / "trajectories").exists():
+        msg = f"the hematopoiesis data are not beside the checkout ({DATA})"
+        print(msg)
+        pytest.skip(msg)
+    return DATA
+
+
+def test_preprocessing_on_a_real_file(data):
+    times, X, genes = read_lineage(data, "eryth", "12")
+    n_unique = len(np.unique(times))
+    L = load_lineage(data, "eryth", "12")
+    assert len(L.times) == n_unique - 30 and L.X.shape == (n_unique - 30, len(genes))
+    assert np.all(np.diff(L.times) > 0) and L.times[0] == 0.0 and L.times[-1] == 1.0
+    assert L.X.min() == 0.0 and L.X.max() == 1.0
+    spans = L.X.max(0) - L.X.min(0)
+    assert np.all((spans == 1.0) | (spans == 0.0))  # every gene spans [0, 1] or is constant (-> 0)
+    # the kept cells are the sorted distinct times without the first 10 and last 20
+    kept = np.sort(np.unique(times))[10:-20]
+    assert np.allclose(L.times, (kept - kept[0]) / (kept[-1] - kept[0]))
+    assert L.x0.shape == (len(genes),) and np.all((L.x0 >= 0) & (L.x0 <= 1))
+
+
+def test_initial_state_skips_z_score_outliers():
+    X = np.zeros((40, 2))
+    X[:5, 0] = [0.1, 0.2, 0.3, 0.2, 5.0]  # the fifth cell is an outlier for gene 0 over the lineage
+    X[:5, 1] = [1.0, 1.0, 1.0, 1.0, 1.0]
+    x0 = initial_state(X)
+    assert x0[0] == pytest.approx(0.2) and x0[1] == pytest.approx(1.0)
+
+
+def test_duplicate_times_are_dropped_and_short_lineages_rejected():
+    times = np.r_[np.arange(40.0), [5.0, 5.0]]
+    X = np.random.default_rng(0).random((42, 3))
+    assert len(preprocess(times, X, ["a", "b", "c"]).times) == 40 - 30
+    with pytest.raises(ValueError, match="distinct times"):
+        preprocess(np.arange(20.0), np.zeros((20, 1)), ["a"])
+
+
+def test_missing_file_and_unknown_lineage_fail_clearly(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no erythroid lineage for donor 24"):
+        read_lineage(data, "eryth", "24")
+    with pytest.raises(ValueError, match="lineage"):
+        read_lineage(data, "neutrophil", "12")
+    (tmp_path / "trajectories").mkdir()
+    import gzip
+
+    with gzip.open(tmp_path / "trajectories" / "B_12_norm.csv.gz", "wt") as f:
+        f.write("time\tA\n0.1\t1\n")
+    with pytest.raises(ValueError, match="dpt_pseudotime"):
+        read_lineage(tmp_path, "B", "12")
+
+
+def test_tf_prior_and_spurious_feature_sparsity(data):
+    tfs = transcription_factors(data)
+    assert len(tfs) == 762 and "GATA1" in tfs
+    D = np.array([[1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 1, 0]])
+    can_be_parent = [True, False, True, False]  # columns 1 and 3 are non-TF genes
+    # zeros among the 6 spurious-column entries: (0,1), (1,1), (0,3), (2,3) -> 4 / 6
+    assert spurious_feature_sparsity(D, can_be_parent) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="one entry per input"):
+        spurious_feature_sparsity(D, [True, False])
