@@ -6,7 +6,9 @@ import pytest
 from sparsedyn.tasks.mocap import (
     ACKNOWLEDGEMENT,
     benchmark_dims,
+    forecast_mse,
     load_mocap35,
+    load_walkjog,
     parse_amc,
     parse_asf,
 )
@@ -41,10 +43,22 @@ def test_mocap35_first_training_sequence_equals_the_parsed_trial(data):
     assert np.allclose(ours, splits["train"][0], atol=1e-9)
 
 
-def test_zero_predictor_test_mse_is_about_33_7(data):
+def test_protocol_metric_hand_case_and_zero_predictor_about_33_7(data):
+    truth = np.zeros((2, 5, 1))
+    truth[0, :, 0] = [9, 9, 9, 1, 3]  # the first 3 frames are given, not scored
+    truth[1, :, 0] = [9, 9, 9, 2, 2]
+    assert forecast_mse(np.zeros_like(truth), truth) == pytest.approx(((1 + 9) / 2 + (4 + 4) / 2) / 2)
     test = load_mocap35(data)["test"]
-    mse = float(np.mean(test[:, 3:] ** 2))  # the protocol scores the 297 forecast frames
-    assert mse == pytest.approx(33.7, abs=0.3)
+    assert forecast_mse(np.zeros_like(test), test) == pytest.approx(33.7, abs=0.3)
+    with pytest.raises(ValueError, match="shape"):
+        forecast_mse(np.zeros((1, 5)), np.zeros((1, 5)))
+
+
+def test_walkjog_sequences_split_by_labels(data):
+    wj = load_walkjog(data)
+    assert len(wj["train"]) == 31 and len(wj["test"]) == 2
+    assert sum(len(s) for s in wj["train"]) == 2644 and sum(len(s) for s in wj["test"]) == 169
+    assert all(s.shape[1] == 62 for s in wj["train"] + wj["test"])
 
 
 def test_missing_and_malformed_files_fail_clearly(tmp_path):

@@ -139,3 +139,33 @@ def load_mocap35(path: str | Path | None = None) -> dict[str, np.ndarray]:
             raise ValueError(f"{f}: missing or malformed {key!r} (expected (sequences, frames, 50))")
         out[split] = np.asarray(m[key], dtype=np.float64)
     return out
+
+
+def load_walkjog(path: str | Path | None = None) -> dict[str, list[np.ndarray]]:
+    """Sequences of ``cmu35WalkJog.mat`` (30 Hz, 62 raw channels), split by their one-hot labels."""
+    from scipy.io import loadmat
+
+    f = _require(data_dir(path) / "cmu35WalkJog.mat")
+    try:
+        m = loadmat(f)
+    except Exception as e:
+        raise ValueError(f"{f}: not a readable MATLAB file ({e})") from None
+    out = {}
+    for split, (yk, lk) in {"train": ("Y", "lbls"), "test": ("Ytest", "lblstest")}.items():
+        if yk not in m or lk not in m or m[yk].shape[0] != m[lk].shape[0]:
+            raise ValueError(f"{f}: missing or mismatched {yk!r} / {lk!r}")
+        labels = m[lk].argmax(axis=1)
+        out[split] = [np.asarray(m[yk][labels == k], dtype=np.float64) for k in range(m[lk].shape[1])]
+    return out
+
+
+def forecast_mse(pred: np.ndarray, truth: np.ndarray, given: int = 3) -> float:
+    """The published protocol's error: MSE over the frames after the ``given`` ones, averaged over
+    sequences (``pred`` and ``truth`` of shape (sequences, frames, dims))."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape or pred.ndim != 3:
+        raise ValueError(f"pred and truth must share a (sequences, frames, dims) shape, got {pred.shape}, "
+                         f"{truth.shape}")
+    if not 0 <= given < truth.shape[1]:
+        raise ValueError(f"given must be in [0, {truth.shape[1]}), got {given}")
+    return float(np.mean([np.mean((p[given:] - t[given:]) ** 2) for p, t in zip(pred, truth)]))
