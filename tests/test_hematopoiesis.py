@@ -1,8 +1,7 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import require_shared
 from sparsedyn.analysis import spurious_feature_sparsity
 from sparsedyn.tasks.hematopoiesis import (
     initial_state,
@@ -12,16 +11,10 @@ from sparsedyn.tasks.hematopoiesis import (
     transcription_factors,
 )
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "hematopoiesis"
-
 
 @pytest.fixture(scope="module")
 def data():
-    if not (DATA / "trajectories").exists():
-        msg = f"the hematopoiesis data are not beside the checkout ({DATA})"
-        print(msg)
-        pytest.skip(msg)
-    return DATA
+    return require_shared("hematopoiesis")
 
 
 def test_preprocessing_on_a_real_file(data):

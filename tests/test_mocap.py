@@ -1,8 +1,7 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import require_shared
 from sparsedyn.tasks.mocap import (
     ACKNOWLEDGEMENT,
     benchmark_dims,
@@ -13,16 +12,10 @@ from sparsedyn.tasks.mocap import (
     parse_asf,
 )
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "mocap"
-
 
 @pytest.fixture(scope="module")
 def data():
-    if not (DATA / "35.asf").exists():
-        msg = f"the real CMU files are not beside the checkout ({DATA})"
-        print(msg)
-        pytest.skip(msg)
-    return DATA
+    return require_shared("mocap")
 
 
 def test_asf_amc_parser_on_the_real_files(data):
