@@ -215,17 +215,16 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     columns, (error, sparsity) = columns_for(records)
     tables = selected_tables(chosen, by, columns, trivial)
     footer = " · ".join(x for x in (command, machine) if x)
-    if columns is DEFAULT_COLUMNS:
+    if columns is DEFAULT_COLUMNS:  # systems with a known graph
         figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
             groups, by, sparsity, out / f"error_vs_{sparsity}.png", error=error, footer=footer)}
-    else:  # RNN tasks: every pruned row sits at the same sparsity, so compare methods directly
-        figures = {f"{error.replace('_', ' ')} per method": per_method(
-            groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
-    if columns is DEFAULT_COLUMNS:  # systems with a known graph
         figures["error vs feature sparsity"] = error_vs_sparsity(groups, by, "feature_sparsity",
                                                                  out / "error_vs_feature_sparsity.png", footer=footer)
         figures["dependency matrices, true vs learned"] = dependency_grid(
             chosen, _truths(records, by), out / "dependency_matrices.png", footer=footer)
+    else:  # RNN tasks: every pruned row sits at the same sparsity, so compare methods directly
+        figures = {f"{error.replace('_', ' ')} per method": per_method(
+            groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
     metrics = list(dict.fromkeys([metric, *[c[0] for c in columns]]))
     write_csv_rows(out / "points.csv", groups, metrics)
     n_failed = sum(g.failures for g in groups)

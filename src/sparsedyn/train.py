@@ -198,9 +198,9 @@ class Trainer:
             self.best_value, self.best_epoch = value, epoch
 
     def _checkpoint(self, epoch: int, improved: bool) -> None:
-        if improved:
-            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        if self.run_dir is None:
+        if self.run_dir is None:  # no run directory: keep the best weights in memory instead
+            if improved:
+                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             return
         state = self._state(epoch)
         if improved:

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..analysis import eval_mode
+
 EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
@@ -185,8 +187,6 @@ class LanguageTask:
         return nll, correct, n
 
     def evaluate(self, model) -> dict[str, float]:
-        from ..analysis import eval_mode
-
         out = {}
         with eval_mode(model):
             for split, source in self.eval.items():

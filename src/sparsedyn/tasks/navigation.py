@@ -121,15 +121,23 @@ class NavigationTask:
             yield self.batch(rng, batch_size)
 
     def loss(self, model: nn.Module, batch: NavBatch) -> Tensor:
-        logits = model(batch.velocity, batch.start_code)
-        return -(batch.codes * torch.log_softmax(logits, -1)).sum(-1).mean()
+        return _cross_entropy(model(batch.velocity, batch.start_code), batch.codes)
 
     def error_cm(self, model: nn.Module, batch: NavBatch) -> float:
-        logits = model(batch.velocity, batch.start_code)
+        return self._error_cm(model(batch.velocity, batch.start_code), batch)
+
+    def _error_cm(self, logits: Tensor, batch: NavBatch) -> float:
         return 100.0 * float((self.place_cells.decode(logits) - batch.positions).norm(dim=-1).mean())
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         with eval_mode(model), torch.no_grad():
-            return {"val_loss": float(self.loss(model, self.splits["val"])),
-                    "val_error_cm": self.error_cm(model, self.splits["val"]),
-                    "test_error_cm": self.error_cm(model, self.splits["test"])}
+            val, test = self.splits["val"], self.splits["test"]
+            val_logits = model(val.velocity, val.start_code)  # one forward serves loss and error
+            return {"val_loss": float(_cross_entropy(val_logits, val.codes)),
+                    "val_error_cm": self._error_cm(val_logits, val),
+                    "test_error_cm": self.error_cm(model, test)}
+
+
+def _cross_entropy(logits: Tensor, codes: Tensor) -> Tensor:
+    """Cross-entropy of the predicted place-cell distribution against the target one."""
+    return -(codes * torch.log_softmax(logits, -1)).sum(-1).mean()
