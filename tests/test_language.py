@@ -12,6 +12,7 @@ from sparsedyn.tasks.language import (
     load_ptb,
     perplexity,
     tokenize_lines,
+    unigram_perplexity,
 )
 
 
@@ -51,6 +52,14 @@ def test_uniform_model_perplexity_equals_vocabulary_size():
     nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
     assert perplexity(nll, n) == pytest.approx(V, rel=1e-6)
     assert perplexity(0.0, 5) == 1.0
+
+
+def test_unigram_perplexity_matches_a_hand_computation():
+    # train counts over V=3: word0 x3, word1 x1, word2 x0 -> add-one: 4/7, 2/7, 1/7
+    train = torch.tensor([0, 0, 0, 1])
+    targets = torch.tensor([0, 2])
+    expected = math.exp(-(math.log(4 / 7) + math.log(1 / 7)) / 2)
+    assert unigram_perplexity(train, targets, 3) == pytest.approx(expected, rel=1e-12)
 
 
 def test_corpus_directory_errors_name_the_missing_file(tmp_path):

@@ -136,13 +136,26 @@ def perplexity(total_nll: float, n_predicted: int) -> float:
     return math.exp(total_nll / n_predicted)
 
 
+def unigram_perplexity(train_tokens: Tensor, targets: Tensor, vocab_size: int) -> float:
+    """Perplexity of the add-one-smoothed unigram model of ``train_tokens`` on ``targets``.
+
+    The trivial baseline of the language experiments: a run whose perplexity is no better
+    than this has learnt nothing beyond word frequencies. Add-one smoothing keeps words that
+    a capped training stream never saw at a finite probability.
+    """
+    counts = torch.bincount(train_tokens.reshape(-1), minlength=vocab_size).double() + 1.0
+    log_p = torch.log(counts / counts.sum())
+    return math.exp(-log_p[targets.reshape(-1)].mean().item())
+
+
 class LanguageTask:
     """Next-word prediction with truncated BPTT; the hidden state is carried across windows.
 
     Training walks the batchified training stream (``max_train_tokens`` caps it, for CPU
     budgets) in order, window by window; evaluation carries the state across the whole
     validation/test stream (``max_eval_tokens`` caps it). Perplexity and top-1 accuracy are
-    normalised by the number of predicted tokens. ``monitor = "val_loss"`` (mean NLL).
+    normalised by the number of predicted tokens; each evaluation also reports the unigram
+    baseline's perplexity on the same tokens. ``monitor = "val_loss"`` (mean NLL).
     """
 
     monitor = "val_loss"
@@ -156,6 +169,9 @@ class LanguageTask:
         self.eval = {"val": batchify(corpus.valid[:max_eval_tokens], eval_batch_size),
                      "test": batchify(corpus.test[:max_eval_tokens], eval_batch_size)}
         self._state = None
+        # the trivial baseline on exactly the tokens that evaluate() predicts (rows 1: of each column)
+        self.unigram_ppl = {split: unigram_perplexity(self.train_stream, source[1:], self.vocab_size)
+                            for split, source in self.eval.items()}
 
     @property
     def vocab_size(self) -> int:
@@ -194,6 +210,7 @@ class LanguageTask:
                 out[f"{split}_loss"] = nll / n
                 out[f"{split}_ppl"] = perplexity(nll, n)
                 out[f"{split}_acc"] = correct / n
+                out[f"{split}_unigram_ppl"] = self.unigram_ppl[split]
         return out
 
 
