@@ -34,6 +34,9 @@ def run(
     for k, v in res["metrics"].items():
         if not k.startswith("recovery_") or k in ("recovery_auroc", "recovery_auprc"):
             typer.echo(f"  {k:24s} {v:.4g}")
+    thanks = getattr(res["_experiment"].task, "acknowledgement", None) if "_experiment" in res else None
+    if thanks:
+        typer.echo(thanks)
 
 
 @app.command()

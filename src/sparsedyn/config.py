@@ -88,7 +88,44 @@ class LanguageTaskConfig(_Strict):
     max_eval_tokens: int | None = Field(None, gt=100)
 
 
-TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig | LanguageTaskConfig,
+class MocapTaskConfig(_Strict):
+    """CMU subject 35 forecasting (sparsedyn.tasks.mocap_task); data_dir default: $SPARSEDYN_MOCAP_DIR."""
+
+    name: Literal["mocap"]
+    data_dir: str | None = None
+    source: Literal["mocap35", "walkjog"] = "mocap35"
+    window: int = Field(20, ge=3)  # training window (frames), started at an observed frame
+    windows_per_epoch: int = Field(256, gt=0)
+    noise: float = Field(0.0, ge=0)  # observation noise sd, as a fraction of each dim's sd (train, val)
+    irregular: float = Field(0.0, ge=0, lt=1)  # fraction of training frames hidden
+    horizon: int | None = Field(None, gt=3)  # scored frames; default: the shortest evaluation sequence
+    dt: float = Field(0.1, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+class HematopoiesisTaskConfig(_Strict):
+    """Donor 12 -> held-out donors (sparsedyn.tasks.hematopoiesis_task); default $SPARSEDYN_HEMATOPOIESIS_DIR."""
+
+    name: Literal["hematopoiesis"]
+    data_dir: str | None = None
+    test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
+    steps_per_epoch: int = Field(10, gt=0)
+    grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
+
+
+class KrumsiekTaskConfig(_Strict):
+    """Krumsiek et al. 2011 myeloid network via scanpy.tl.sim (extra ``singlecell``)."""
+
+    name: Literal["krumsiek"]
+    n_realizations: int = Field(16, ge=3)
+    window: int = Field(20, ge=2)
+    stride: int = Field(10, ge=1)
+    dt: float = Field(0.1, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig | LanguageTaskConfig
+                       | MocapTaskConfig | HematopoiesisTaskConfig | KrumsiekTaskConfig,
                        Field(discriminator="name")]
 
 

@@ -61,6 +61,12 @@ def save_torch(path: Path, obj: Any) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def save_numpy(path: Path, array) -> None:
+    import numpy as np
+
+    _atomic(path, lambda f: np.save(f, array))
+
+
 def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()

@@ -22,7 +22,18 @@ DEFAULT_COLUMNS = [
     ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
     ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
 ]
+HEMATOPOIESIS_COLUMNS = [
+    ("train_mse", "train (donor 12)"), ("test_11_mse", "donor 11"), ("test_21_mse", "donor 21"),
+    ("test_24_mse", "donor 24"), ("test_36_mse", "donor 36"), ("test_mse", "test MSE (mean)"),
+    ("weight_sparsity", "weight sp."), ("feature_sparsity", "feature sp."),
+    ("spurious_feature_sparsity", "spurious feature sp."),
+]
+MOCAP_COLUMNS = [
+    ("val_mse", "val MSE"), ("test_mse", "test MSE"), ("test_jog_mse", "jog MSE (walk -> jog)"),
+    ("weight_sparsity", "weight sp."), ("feature_sparsity", "feature sp."),
+]
 # Per task: (metric that identifies it, table columns, (error, sparsity) of the scatter plot).
+# Columns no run reports are dropped (e.g. the OOD columns of a task without those splits).
 COLUMN_SETS = [
     ("test_ppl", [("val_ppl", "val ppl"), ("test_ppl", "test ppl"), ("val_acc", "val acc"), ("test_acc", "test acc"),
                   ("recurrent_sparsity", "W_hh sparsity")], ("test_ppl", "recurrent_sparsity")),
@@ -30,6 +41,8 @@ COLUMN_SETS = [
                        ("recurrent_sparsity", "W_hh sparsity")], ("test_error_cm", "recurrent_sparsity")),
     ("recurrent_sparsity", [("val_mse", "val MSE"), ("test_mse", "test MSE"),
                             ("recurrent_sparsity", "W_hh sparsity")], ("test_mse", "recurrent_sparsity")),
+    ("spurious_feature_sparsity", HEMATOPOIESIS_COLUMNS, ("test_mse", "feature_sparsity")),
+    ("test_jog_mse", MOCAP_COLUMNS, ("test_mse", "weight_sparsity")),
     ("test_mse", DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")),
 ]
 
@@ -39,7 +52,7 @@ def columns_for(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], t
     present = {k for r in records for k in r["metrics"]}
     for key, cols, plot in COLUMN_SETS:
         if key in present:
-            return cols, plot
+            return [c for c in cols if c[0] in present], plot
     return DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")
 
 
@@ -215,7 +228,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     columns, (error, sparsity) = columns_for(records)
     tables = selected_tables(chosen, by, columns, trivial)
     footer = " · ".join(x for x in (command, machine) if x)
-    if columns is DEFAULT_COLUMNS:  # systems with a known graph
+    if any(c[0] == "recovery_auroc" for c in columns):  # systems with a known graph
         figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
             groups, by, sparsity, out / f"error_vs_{sparsity}.png", error=error, footer=footer)}
         figures["error vs feature sparsity"] = error_vs_sparsity(groups, by, "feature_sparsity",
@@ -239,14 +252,29 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
     md += [f"![{name}]({p.name})" for name, p in figures.items()]
+    thanks = _acknowledgements(records)
+    md += ["", *thanks] if thanks else []
     io.write_text(out / "report.md", "\n".join(md) + "\n")
     if html_path is not None:
         sections = [(f"Selected points: {b}", table_html(h, r)) for b, (h, r) in tables.items()]
         sections += [("All points", table_html(all_header, all_rows))]
         sections += [(name, image_html(p, name)) for name, p in figures.items()]
         io.write_text(Path(html_path), page(f"sparsedyn report: {runs_dir.name}",
-                                            f"{rule} {footer}", sections))
+                                            " ".join([rule, footer, *thanks]), sections))
     return {"groups": groups, "chosen": chosen, "tables": tables, "out": out}
+
+
+def _acknowledgements(records: list[dict[str, Any]]) -> list[str]:
+    """Acknowledgements the data's terms ask for wherever results on them are shown (CMU mocap)."""
+    import yaml
+
+    from .tasks.mocap import ACKNOWLEDGEMENT
+
+    for r in records:
+        cfg_path = Path(r["run_dir"]) / "config.yaml"
+        if cfg_path.exists() and yaml.safe_load(cfg_path.read_text())["task"].get("name") == "mocap":
+            return [ACKNOWLEDGEMENT]
+    return []
 
 
 def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarray]:
@@ -264,4 +292,8 @@ def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarr
         task = yaml.safe_load(cfg_path.read_text())["task"]
         if task.get("name", "systems") == "systems":
             out[block] = make_system(task["system"], **task.get("system_params", {})).adjacency.astype(float)
+        elif task["name"] == "krumsiek":
+            from .tasks.krumsiek import model_file, parse_couplings
+
+            out[block] = parse_couplings(model_file().read_text())[1].astype(float)
     return out

@@ -19,7 +19,9 @@ from .nn.fields import MLP
 from .nn.ode import NeuralODE, SecondOrderODE
 from .nn.sequence_models import PathIntegrationRNN, RNNLanguageModel, SequenceRegressor
 from .tasks.adding import AddingTask
+from .tasks.hematopoiesis_task import HematopoiesisTask
 from .tasks.language import LanguageTask, load_corpus_dir, load_ptb
+from .tasks.mocap_task import MocapTask
 from .tasks.navigation import NavigationTask
 from .tasks.system_task import SystemTask
 from .tasks.systems import make_system
@@ -34,8 +36,17 @@ class Experiment:
 
 
 def build_task(cfg: ExperimentConfig):
-    """The task named by ``cfg.task.name`` (systems, navigation, adding)."""
+    """The task named by ``cfg.task.name`` (systems, navigation, adding, language, mocap, hematopoiesis)."""
     t = cfg.task
+    if t.name == "mocap":
+        return MocapTask(t.data_dir, t.source, t.window, t.windows_per_epoch, t.noise, t.irregular, t.horizon,
+                         t.dt, t.data_seed)
+    if t.name == "krumsiek":
+        from .tasks.krumsiek import KrumsiekTask  # needs the optional scanpy
+
+        return KrumsiekTask(t.n_realizations, t.window, t.stride, t.dt, t.data_seed)
+    if t.name == "hematopoiesis":
+        return HematopoiesisTask(t.data_dir, tuple(t.test_donors), t.steps_per_epoch, t.grid_points)
     if t.name == "navigation":
         return NavigationTask(t.n_place_cells, t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test,
                               t.place_cell_sigma, t.surround_scale, t.box, t.data_seed, t.place_cell_dog)
@@ -68,14 +79,14 @@ def build_model(cfg: ExperimentConfig, task) -> nn.Module:
     solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
     if m.kind == "node":
         return NeuralODE(MLP(n, n, m.hidden, m.activation), **solver)
-    system = task.system
-    if m.kind == "sonode" and not (system.second_order and len(system.observed) * 2 == system.n):
-        raise ValueError(f"model.kind: sonode needs a second-order system observed in positions only; "
-                         f"{cfg.task.system!r} is not")
     if m.kind == "sindy":
         raise ValueError("model.kind: sindy is a baseline without a torch model; use run_experiment")
-    return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), MLP(n, n, m.velocity_hidden, m.activation),
-                          **solver)
+    if not getattr(task, "supports_sonode", False):
+        raise ValueError(f"model.kind: sonode needs second-order data observed in positions only; task {name!r}"
+                         + (f" with system {cfg.task.system!r}" if name == "systems" else "") + " is not")
+    # a task that gives the initial velocity from its data (mocap: the first frames) needs no network for it
+    velocity = None if getattr(task, "velocity_from_data", False) else MLP(n, n, m.velocity_hidden, m.activation)
+    return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), velocity, **solver)
 
 
 def build_experiment(cfg: ExperimentConfig) -> Experiment:
@@ -116,11 +127,14 @@ def analyse(model: nn.Module, task) -> dict[str, float]:
     if recurrent:
         sizes = [p.numel() for n, p in analysis.effective_weights(model).items() if n.endswith("weight_hh")]
         out["recurrent_sparsity"] = sum(s * n for s, n in zip(recurrent, sizes)) / sum(sizes)
-    if not hasattr(task, "truth"):
+    if not hasattr(task, "truth"):  # recurrent tasks: no vector field
         return out
     out["feature_sparsity"] = analysis.feature_sparsity(analysis.dependency_matrix(model, "structural"))
+    if hasattr(task, "analyse"):
+        out.update(task.analyse(model))
     scores = analysis.path_scores(model)
-    if tuple(scores.shape) == task.truth.shape:  # e.g. a first-order NODE on a 2nd-order system has no truth
+    # no truth for real data; a first-order NODE on a second-order system has none of its shape
+    if task.truth is not None and tuple(scores.shape) == task.truth.shape:
         rec = analysis.recovery_metrics(scores, task.truth)
         out.update({f"recovery_{k}": v for k, v in rec.items()})
     return out

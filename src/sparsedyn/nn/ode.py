@@ -130,10 +130,12 @@ class SecondOrderODE(_Solver):
     """SONODE (Norcliffe et al. 2020): ``x' = v``, ``v' = field([x, v])``, ``v0 = init_velocity(x0)``.
 
     ``field`` maps ``2n -> n``; ``init_velocity`` maps ``n -> n`` and is trained end to end.
+    Where the data give the initial velocity (e.g. from the first observed frames), pass
+    ``forward(..., v0=...)``; with ``init_velocity=None`` it is then required.
     Only positions are returned: ``forward(x0 (B, n), t) -> (B, T, n)``.
     """
 
-    def __init__(self, field: nn.Module, init_velocity: nn.Module, **solver_options) -> None:
+    def __init__(self, field: nn.Module, init_velocity: nn.Module | None, **solver_options) -> None:
         super().__init__(**solver_options)
         if field.n_in != 2 * field.n_out:
             raise ValueError(f"a SONODE field maps 2n -> n, got {field.n_in} -> {field.n_out}")
@@ -144,13 +146,18 @@ class SecondOrderODE(_Solver):
     def n_state(self) -> int:
         return self.field.n_out
 
-    def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None) -> Tensor:
+    def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None,
+                v0: Tensor | None = None) -> Tensor:
         n = self.n_state
         if x0.dim() != 2 or x0.shape[1] != n:
             raise ValueError(f"x0 must have shape (batch, {n}), got {tuple(x0.shape)}")
+        if v0 is not None and v0.shape != x0.shape:
+            raise ValueError(f"v0 must have the shape of x0 {tuple(x0.shape)}, got {tuple(v0.shape)}")
+        if v0 is None and self.init_velocity is None:
+            raise ValueError("this SONODE has no init_velocity network: pass v0")
         keep = _intervention_mask(n, intervention, x0)
         x0 = _apply_intervention(x0, intervention)
-        v0 = self.init_velocity(x0)
+        v0 = self.init_velocity(x0) if v0 is None else v0
         if keep is not None:
             v0 = v0 * keep
         state = self._solve(_SecondOrder(self.field, n, keep), torch.cat([x0, v0], -1), t)

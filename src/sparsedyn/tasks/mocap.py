@@ -141,8 +141,15 @@ def load_mocap35(path: str | Path | None = None) -> dict[str, np.ndarray]:
     return out
 
 
+def asf_channels(skeleton: Skeleton) -> list[str]:
+    """Channel names ``bone.dof`` in the ASF's bone order (root first): the column order of
+    ``cmu35WalkJog.mat``, whose rows are every 4th frame of the AMC trials (tested)."""
+    return [f"{b}.{d}" for b, dofs in skeleton.dofs.items() for d in dofs]
+
+
 def load_walkjog(path: str | Path | None = None) -> dict[str, list[np.ndarray]]:
-    """Sequences of ``cmu35WalkJog.mat`` (30 Hz, 62 raw channels), split by their one-hot labels."""
+    """Sequences of ``cmu35WalkJog.mat`` (30 Hz, 62 raw channels in :func:`asf_channels` order),
+    split by their one-hot labels."""
     from scipy.io import loadmat
 
     f = _require(data_dir(path) / "cmu35WalkJog.mat")

@@ -6,16 +6,15 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from ..analysis import eval_mode
+from .forecast import ForecastTask
 from .systems import DynamicalSystem
-from .trajectories import Trajectories, masked_mse
+from .trajectories import Trajectories
 
 OOD_SPLITS = ("test", "test_shift", "test_extrap", "test_intervention")
 
 
-class SystemTask:
+class SystemTask(ForecastTask):
     """Data and metrics for learning a system's dynamics from trajectories.
 
     Splits: ``train`` (noisy, optionally irregular), ``val``, ``test`` (clean, in
@@ -68,33 +67,18 @@ class SystemTask:
             "test_intervention": make(n_test, t, do=self.intervention),
         }
 
-    monitor = "val_mse"
-
-    def train_batches(self, batch_size: int, generator: torch.Generator):
-        """Shuffled mini-batches of the training trajectories."""
-        return self.splits["train"].batches(batch_size, generator)
+    eval_splits = ("val", *OOD_SPLITS)
 
     @property
     def n_observed(self) -> int:
         return len(self.system.observed)
 
     @property
+    def supports_sonode(self) -> bool:
+        """A SONODE fits a second-order system observed in its positions only."""
+        return self.system.second_order and len(self.system.observed) * 2 == self.system.n
+
+    @property
     def truth(self) -> np.ndarray:
         """The true adjacency the learned vector field should have."""
         return self.system.adjacency
-
-    def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
-        return model(data.x0, data.t, intervention=data.intervention)
-
-    def loss(self, model: nn.Module, data: Trajectories) -> Tensor:
-        return masked_mse(self.predict(model, data), data)
-
-    def evaluate(self, model: nn.Module, splits: tuple[str, ...] = ("val", *OOD_SPLITS)) -> dict[str, float]:
-        """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""
-        with eval_mode(model), torch.no_grad():
-            return {f"{s}_mse": float(self.loss(model, self.splits[s])) for s in splits}
-
-    def field_inputs(self, split: str = "train") -> Tensor:
-        """Observed states, flattened to (points, n) (for Jacobian dependency scores)."""
-        d = self.splits[split]
-        return d.y[d.mask]

@@ -1,0 +1,173 @@
+"""The mocap forecasting benchmark (published protocol) and its out-of-distribution variants.
+
+Protocol (ODE2VAE / latent SDE papers): time step ``dt = 0.1`` per frame; a model sees the
+first 3 frames of a test sequence and forecasts the rest; the error is the MSE in the raw
+50-d space over the forecast frames, averaged over the test sequences
+(:func:`~sparsedyn.tasks.mocap.forecast_mse`).
+
+sparsedyn's models work on standardised dims (per-dim mean and sd of the training frames, the
+sd floored at ``SD_FLOOR``) and
+are trained on random windows of ``window`` frames started at an observed frame (multiple
+shooting); forecasts are mapped back to raw units before scoring. A NODE starts from frame 0;
+a SONODE also gets its initial velocity from the first three observed frames
+(:func:`initial_velocity`), as the protocol gives them.
+
+Sources: ``mocap35`` (16/3/4 split of ``mocap35.mat``, 300 frames) and ``walkjog``
+(``cmu35WalkJog.mat`` at 30 Hz in the same 50 dims: 16 walks train, 3 val, 4 ``test`` walks,
+and all 10 jogs as ``test_jog``, scored over the first ``horizon`` frames, default the shortest
+jog). OOD variants: observation ``noise`` (sd as a fraction of each dim's sd, on train and
+val) and ``irregular`` sampling (that random fraction of training frames hidden).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..analysis import eval_mode
+from ..nn.ode import SecondOrderODE
+from .forecast import ForecastTask
+from .mocap import (
+    ACKNOWLEDGEMENT,
+    Motion,
+    asf_channels,
+    benchmark_dims,
+    data_dir,
+    forecast_mse,
+    load_mocap35,
+    load_walkjog,
+    parse_asf,
+)
+from .trajectories import Trajectories
+
+SOURCES = ("mocap35", "walkjog")
+GIVEN = 3
+SD_FLOOR = 1.0  # raw units (degrees): the smallest per-dim scale of the standardisation
+
+
+def initial_velocity(data: Trajectories) -> Tensor:
+    """``dx/dt`` at each sequence's first point from its first three observed points.
+
+    The derivative at ``t_0`` of the quadratic through ``(t_k, x_k)``, k = 0, 1, 2 (for a
+    uniform step: ``(-3 x_0 + 4 x_1 - x_2) / (2 dt)``); exact on quadratics. A sequence with
+    only two observed points gets the forward difference, one with a single point zero.
+    """
+    out = torch.zeros_like(data.y[:, 0])
+    for b in range(len(data)):
+        idx = torch.nonzero(data.mask[b]).flatten()[:3]
+        t, x = data.t[idx], data.y[b, idx]
+        if len(idx) == 3:
+            t0, t1, t2 = t
+            out[b] = (x[0] * (2 * t0 - t1 - t2) / ((t0 - t1) * (t0 - t2))
+                      + x[1] * (t0 - t2) / ((t1 - t0) * (t1 - t2))
+                      + x[2] * (t0 - t1) / ((t2 - t0) * (t2 - t1)))
+        elif len(idx) == 2:
+            out[b] = (x[1] - x[0]) / (t[1] - t[0])
+    return out
+
+
+def _walkjog_sequences(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Walks and jogs of ``cmu35WalkJog.mat`` in the 50 benchmark dims (jogs: the fast root)."""
+    channels = asf_channels(parse_asf(path / "35.asf"))
+    raw = load_walkjog(path)
+    seqs = [s for split in ("train", "test") for s in raw[split]]
+    if any(s.shape[1] != len(channels) for s in seqs):
+        raise ValueError(f"{path}: cmu35WalkJog.mat has {seqs[0].shape[1]} channels, 35.asf {len(channels)}")
+    dims = [benchmark_dims(Motion(s, channels), frames=len(s) - 1) for s in seqs]
+    speed = [np.abs(d[:, :3]).sum(1).mean() for d in dims]  # jogs cover ~2.7x the ground per frame
+    cut = (min(speed) + max(speed)) / 2
+    return [d for d, v in zip(dims, speed) if v < cut], [d for d, v in zip(dims, speed) if v >= cut]
+
+
+class MocapTask(ForecastTask):
+    """Forecast CMU subject 35's motion from its first frames (see the module docstring)."""
+
+    acknowledgement = ACKNOWLEDGEMENT
+    velocity_from_data = True
+    supports_sonode = True
+
+    def __init__(self, path: str | Path | None = None, source: str = "mocap35", window: int = 20,
+                 windows_per_epoch: int = 256, noise: float = 0.0, irregular: float = 0.0,
+                 horizon: int | None = None, dt: float = 0.1, data_seed: int = 0) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"unknown mocap source {source!r}; choose from {SOURCES}")
+        if window < GIVEN or windows_per_epoch < 1:
+            raise ValueError(f"window must be >= {GIVEN} and windows_per_epoch >= 1, got {window}, "
+                             f"{windows_per_epoch}")
+        if not noise >= 0 or not 0 <= irregular < 1:
+            raise ValueError(f"noise must be >= 0 and irregular in [0, 1), got {noise}, {irregular}")
+        path = data_dir(path)
+        if source == "mocap35":
+            raw = load_mocap35(path)
+            seqs = {k: list(v) for k, v in raw.items()}
+        else:
+            walks, jogs = _walkjog_sequences(path)
+            seqs = {"train": walks[:16], "val": walks[16:19], "test": walks[19:23], "test_jog": jogs}
+            horizon = horizon or min(len(s) for s in jogs)
+        self.eval_splits = tuple(k for k in seqs if k != "train")
+        horizon = horizon or min(len(s) for k in self.eval_splits for s in seqs[k])
+        train = np.concatenate(seqs["train"])
+        # dims with a training sd below SD_FLOOR (root displacements, near-constant channels) are not
+        # blown up: a test value a hair off their training mean would otherwise be a huge input
+        self.mean, self.sd = train.mean(0), np.maximum(train.std(0), SD_FLOOR)
+        self.window, self.windows_per_epoch, self.dt = window, windows_per_epoch, dt
+        rng = np.random.default_rng(data_seed)
+
+        def trajectories(arrays, frames, noisy=False, drop=0.0):
+            y = np.stack([(a[:frames] - self.mean) / self.sd for a in arrays])
+            if noisy and noise > 0:
+                y = y + noise * rng.normal(size=y.shape)
+            mask = rng.random(y.shape[:2]) >= drop
+            mask[:, 0] = True
+            t = torch.arange(frames, dtype=torch.float32) * dt
+            return Trajectories(t, torch.tensor(y, dtype=torch.float32), torch.tensor(mask))
+
+        # training sequences keep their own lengths (walk trials differ): one Trajectories each
+        self.train_seqs = [trajectories([a], len(a), True, irregular) for a in seqs["train"]]
+        self.splits = {"train": self.train_seqs[0]}
+        self.splits.update({k: trajectories(seqs[k], horizon, noisy=(k == "val")) for k in self.eval_splits})
+        self.horizon = horizon
+
+    @property
+    def n_observed(self) -> int:
+        return 50
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """``windows_per_epoch`` random windows, each started at an observed frame."""
+        for start in range(0, self.windows_per_epoch, batch_size):
+            n = min(batch_size, self.windows_per_epoch - start)
+            picks = torch.randint(len(self.train_seqs), (n,), generator=generator).tolist()
+            ys, masks = [], []
+            for i in picks:
+                seq = self.train_seqs[i]
+                starts = torch.nonzero(seq.mask[0, :seq.y.shape[1] - self.window + 1]).flatten()
+                s = int(starts[torch.randint(len(starts), (1,), generator=generator)])
+                ys.append(seq.y[0, s:s + self.window])
+                masks.append(seq.mask[0, s:s + self.window])
+            t = torch.arange(self.window, dtype=torch.float32) * self.dt
+            yield Trajectories(t, torch.stack(ys), torch.stack(masks))
+
+    def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
+        if isinstance(model, SecondOrderODE):
+            return model(data.x0, data.t, v0=initial_velocity(data))
+        return model(data.x0, data.t)
+
+    def forecast(self, model: nn.Module, split: str) -> np.ndarray:
+        """Raw-unit forecasts ``(sequences, horizon, 50)`` from each sequence's first frames."""
+        data = self.splits[split]
+        given = Trajectories(data.t, data.y, torch.arange(data.y.shape[1])[None, :].expand(len(data), -1) < GIVEN)
+        with eval_mode(model), torch.no_grad():
+            pred = self.predict(model, given).numpy()
+        return pred * self.sd + self.mean
+
+    def evaluate(self, model: nn.Module, splits: tuple[str, ...] | None = None) -> dict[str, float]:
+        """The protocol's raw-space forecast MSE per split (frames after the first 3)."""
+        out = {}
+        for s in splits or self.eval_splits:
+            truth = self.splits[s].y.numpy() * self.sd + self.mean
+            pred = self.forecast(model, s)
+            out[f"{s}_mse"] = forecast_mse(pred, truth, GIVEN) if np.isfinite(pred).all() else float("inf")
+        return out

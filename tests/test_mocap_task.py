@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_shared
+from sparsedyn.nn.fields import MLP
+from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
+from sparsedyn.tasks.mocap import asf_channels, forecast_mse, load_walkjog, parse_amc, parse_asf
+from sparsedyn.tasks.mocap_task import MocapTask, _walkjog_sequences, initial_velocity
+from sparsedyn.tasks.trajectories import Trajectories
+
+
+@pytest.fixture(scope="module")
+def data():
+    return require_shared("mocap")
+
+
+def _zero_field(model):
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    return model
+
+
+def test_initial_velocity_is_exact_on_quadratics_also_on_irregular_points():
+    t = torch.tensor([0.0, 0.1, 0.25, 0.4, 0.7])
+    a, b, c = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0]), torch.tensor([2.0, -1.0])
+    y = (a + b * t[:, None] + c * t[:, None] ** 2)[None].repeat(3, 1, 1)  # derivative at t=0 is b
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 1] = False                    # first three observed: t = 0, .25, .4
+    mask[2, 1:4] = False                  # only two observed: forward difference
+    v = initial_velocity(Trajectories(t, y, mask))
+    assert torch.allclose(v[0], b, atol=1e-5) and torch.allclose(v[1], b, atol=1e-5)
+    assert torch.allclose(v[2], (y[2, 4] - y[2, 0]) / 0.7, atol=1e-6)
+
+
+def test_sonode_with_given_velocity_and_zero_field_moves_in_straight_lines():
+    model = SecondOrderODE(_zero_field(MLP(4, 2, [8])), None, solver="rk4", step_size=0.1)
+    x0, v0, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5, -1.0]]), torch.linspace(0, 1, 6)
+    assert torch.allclose(model(x0, t, v0=v0), x0[:, None] + v0[:, None] * t[None, :, None], atol=1e-6)
+    with pytest.raises(ValueError, match="pass v0"):
+        model(x0, t)
+
+
+def test_walkjog_columns_are_every_4th_amc_frame_in_asf_order(data):
+    motion = parse_amc(data / "35_01.amc", parse_asf(data / "35.asf"))
+    order = [motion.channels.index(c) for c in asf_channels(parse_asf(data / "35.asf"))]
+    first = load_walkjog(data)["train"][0]
+    assert np.array_equal(first, motion.values[::4][:len(first)][:, order])
+
+
+def test_walkjog_separates_23_walks_from_10_jogs(data):
+    walks, jogs = _walkjog_sequences(data)
+    assert (len(walks), len(jogs)) == (23, 10)
+    assert all(s.shape[1] == 50 for s in walks + jogs)
+    assert max(len(s) for s in jogs) < min(len(s) for s in walks)  # jog trials are the short ones
+
+
+def test_mocap35_protocol_of_a_persistence_model_equals_a_hand_computation(data):
+    task = MocapTask(data, "mocap35")
+    assert task.eval_splits == ("val", "test") and task.horizon == 300
+    assert task.splits["test"].y.shape == (4, 300, 50) and len(task.train_seqs) == 16
+    # a zero vector field holds frame 0: the protocol's MSE of repeating frame 0 for 297 frames
+    from sparsedyn.tasks.mocap import load_mocap35
+
+    raw = load_mocap35(data)["test"]
+    hand = np.mean([np.mean((s[3:] - s[0]) ** 2) for s in raw])
+    got = task.evaluate(NeuralODE(_zero_field(MLP(50, 50, [4])), solver="rk4", step_size=0.1))["test_mse"]
+    assert got == pytest.approx(hand, rel=1e-5)
+    assert forecast_mse(np.repeat(raw[:, :1], 300, axis=1), raw) == pytest.approx(hand)
+
+
+def test_training_windows_start_at_observed_frames_and_noise_stays_off_the_test(data):
+    task = MocapTask(data, "mocap35", window=10, windows_per_epoch=40, noise=0.5, irregular=0.5, data_seed=3)
+    batches = list(task.train_batches(16, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [16, 16, 8]
+    assert all(b.y.shape[1:] == (10, 50) and bool(b.mask[:, 0].all()) for b in batches)
+    hidden = 1 - torch.cat([s.mask for s in task.train_seqs], 1).float().mean()
+    assert 0.45 < float(hidden) < 0.55
+    clean = MocapTask(data, "mocap35")
+    assert torch.equal(task.splits["test"].y, clean.splits["test"].y)
+    assert not torch.equal(task.splits["val"].y, clean.splits["val"].y)
+
+
+def test_walkjog_task_scores_walks_and_jogs_over_the_shortest_jog(data):
+    task = MocapTask(data, "walkjog")
+    assert task.eval_splits == ("val", "test", "test_jog")
+    assert task.splits["test_jog"].y.shape[0] == 10 and task.horizon == task.splits["test"].y.shape[1] == 34  # 35 frames, 34 steps
+
+
+def test_bad_mocap_options_are_named(data):
+    with pytest.raises(ValueError, match="unknown mocap source"):
+        MocapTask(data, "dance")
+    with pytest.raises(ValueError, match="irregular"):
+        MocapTask(data, irregular=1.0)
