@@ -84,7 +84,8 @@ def test_training_windows_start_at_observed_frames_and_noise_stays_off_the_test(
 def test_walkjog_task_scores_walks_and_jogs_over_the_shortest_jog(data):
     task = MocapTask(data, "walkjog")
     assert task.eval_splits == ("val", "test", "test_jog")
-    assert task.splits["test_jog"].y.shape[0] == 10 and task.horizon == task.splits["test"].y.shape[1] == 34  # 35 frames, 34 steps
+    # the shortest jog has 35 frames, i.e. 34 root displacements
+    assert task.splits["test_jog"].y.shape[0] == 10 and task.horizon == task.splits["test"].y.shape[1] == 34
 
 
 def test_bad_mocap_options_are_named(data):
