@@ -93,3 +93,22 @@ def test_bad_mocap_options_are_named(data):
         MocapTask(data, "dance")
     with pytest.raises(ValueError, match="irregular"):
         MocapTask(data, irregular=1.0)
+
+
+def test_a_mocap_report_carries_the_cmu_acknowledgement(data, tmp_path):
+    from sparsedyn.config import ConfigError, parse_config
+    from sparsedyn.report import build_report
+    from sparsedyn.runner import run_experiment
+    from sparsedyn.tasks.mocap import ACKNOWLEDGEMENT
+
+    cfg = {"task": {"name": "mocap", "data_dir": str(data), "window": 5, "windows_per_epoch": 8},
+           "model": {"kind": "sonode", "hidden": [8]},
+           "trainer": {"epochs": 1, "eval_every": 1, "progress": False}}
+    run_dir = tmp_path / "runs" / "vanilla" / "seed0"
+    result = run_experiment(parse_config(cfg), run_dir)
+    (run_dir / "point.json").write_text('{"variant": "vanilla", "labels": {}, "seed": 0}')
+    assert result["status"] == "completed" and np.isfinite(result["metrics"]["test_mse"])
+    out = build_report(tmp_path / "runs", tmp_path / "report", by=None)["out"]
+    assert ACKNOWLEDGEMENT in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="task.mocap.source"):
+        parse_config({**cfg, "task": {**cfg["task"], "source": "dance"}})
