@@ -110,5 +110,6 @@ def test_a_mocap_report_carries_the_cmu_acknowledgement(data, tmp_path):
     assert result["status"] == "completed" and np.isfinite(result["metrics"]["test_mse"])
     out = build_report(tmp_path / "runs", tmp_path / "report", by=None)["out"]
     assert ACKNOWLEDGEMENT in (out / "report.md").read_text()
+    assert (out / "forecasts.png").stat().st_size > 10_000  # the forecast figure was drawn
     with pytest.raises(ConfigError, match="task.mocap.source"):
         parse_config({**cfg, "task": {**cfg["task"], "source": "dance"}})

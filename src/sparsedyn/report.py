@@ -217,7 +217,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
     from .report_html import image_html, page, table_html
-    from .report_plots import dependency_grid, error_vs_sparsity, per_method
+    from .report_plots import dependency_grid, error_vs_sparsity, mocap_forecasts, per_method
 
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
@@ -238,6 +238,11 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     else:  # RNN tasks: every pruned row sits at the same sparsity, so compare methods directly
         figures = {f"{error.replace('_', ' ')} per method": per_method(
             groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
+    thanks = _acknowledgements(records)
+    if thanks:  # motion capture: forecasts are better looked at than read
+        fig = mocap_forecasts(chosen, out / "forecasts.png", footer=footer)
+        if fig is not None:
+            figures["forecasts of the first test sequence (first seed)"] = fig
     metrics = list(dict.fromkeys([metric, *[c[0] for c in columns]]))
     write_csv_rows(out / "points.csv", groups, metrics)
     n_failed = sum(g.failures for g in groups)
@@ -252,7 +257,6 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
     md += [f"![{name}]({p.name})" for name, p in figures.items()]
-    thanks = _acknowledgements(records)
     md += ["", *thanks] if thanks else []
     io.write_text(out / "report.md", "\n".join(md) + "\n")
     if html_path is not None:

@@ -98,3 +98,39 @@ def _save(fig, path: Path, footer: str) -> Path:
     fig.savefig(path, dpi=100)
     _plt().close(fig)
     return path
+
+
+def mocap_forecasts(chosen: dict[str, dict[str, Group]], path: Path, footer: str = "", n_dims: int = 3,
+                    max_methods: int = 4) -> Path | None:
+    """Truth vs forecasts (first seed, best checkpoint) of the first test sequence, for the dims
+    with the largest variance; one column per block (condition), up to ``max_methods`` methods each."""
+    from .runner import load_run
+
+    plt = _plt()
+    blocks = [b for b in chosen if chosen[b]]
+    if not blocks:
+        return None
+    fig, axes = plt.subplots(n_dims, len(blocks), figsize=(4.2 * len(blocks), 1.9 * n_dims), squeeze=False)
+    for col, block in enumerate(blocks):
+        truth, drawn = None, 0
+        for variant, g in chosen[block].items():
+            runs = sorted(g.ok, key=lambda r: r["seed"])
+            if not runs or drawn >= max_methods:
+                continue
+            exp = load_run(runs[0]["run_dir"], "best.pt")
+            if truth is None:
+                task = exp.task
+                truth = task.splits["test"].y[0].numpy() * task.sd + task.mean
+                dims = np.argsort(truth.var(0))[::-1][:n_dims]
+                t = task.splits["test"].t.numpy()
+                for row, d in enumerate(dims):
+                    axes[row, col].plot(t, truth[:, d], color="black", lw=1.5, label="truth")
+                    axes[row, col].set_ylabel(f"dim {d}", fontsize=7)
+            pred = exp.task.forecast(exp.model, "test")[0]
+            for row, d in enumerate(dims):
+                axes[row, col].plot(t, pred[:, d], lw=1, label=variant)
+            drawn += 1
+        axes[0, col].set_title(f"{block}: test sequence 1", fontsize=8)
+        axes[-1, col].set_xlabel("time (dt = 0.1 per frame)", fontsize=7)
+        axes[0, col].legend(fontsize=6)
+    return _save(fig, path, footer)
