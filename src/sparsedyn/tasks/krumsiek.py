@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,8 @@ def simulate(n_realizations: int, seed: int, cache_dir: str | Path | None = None
     if path.exists():
         return np.load(path)
     sc = _scanpy()
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Observation names are not unique")  # one name per time step
         adata = sc.tl.sim(MODEL, nrRealizations=n_realizations, seed=seed, branching=False, writedir=d)
     X = np.asarray(adata.X, dtype=np.float64).reshape(n_realizations, -1, adata.shape[1])
     io.save_numpy(path, X)
