@@ -171,3 +171,14 @@ class MocapTask(ForecastTask):
             pred = self.forecast(model, s)
             out[f"{s}_mse"] = forecast_mse(pred, truth, GIVEN) if np.isfinite(pred).all() else float("inf")
         return out
+
+    def trivial_baselines(self) -> dict[str, dict[str, float]]:
+        """Per evaluation split, the protocol's MSE of predicting zeros (the per-sequence mean:
+        the data are mean-centred) and of holding the first frame (persistence)."""
+        out = {}
+        for s in self.eval_splits:
+            truth = self.splits[s].y.numpy() * self.sd + self.mean
+            out[s] = {"zero": forecast_mse(np.zeros_like(truth), truth, GIVEN),
+                      "persistence": forecast_mse(np.repeat(truth[:, :1], truth.shape[1], axis=1), truth, GIVEN)}
+        return out
+
