@@ -92,9 +92,12 @@ def dependency_grid(chosen: dict[str, dict[str, Group]], truths: dict[str, np.nd
 
 def _save(fig, path: Path, footer: str) -> Path:
     """Write the figure with the command and machine that produced it in its footer."""
-    if footer:
-        fig.text(0.01, 0.005, footer, fontsize=6, color="0.4")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    import textwrap
+
+    lines = textwrap.wrap(footer, width=int(fig.get_figwidth() * 17)) if footer else []
+    if lines:  # wrapped to the figure's width so the machine at the end stays visible
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=6, color="0.4")
+    fig.tight_layout(rect=(0, 0.03 * len(lines), 1, 1))
     fig.savefig(path, dpi=100)
     _plt().close(fig)
     return path
