@@ -79,6 +79,8 @@ def test_training_windows_start_at_observed_frames_and_noise_stays_off_the_test(
     assert all(b.y.shape[1:] == (10, 50) and bool(b.mask[:, 0].all()) for b in batches)
     hidden = 1 - torch.cat([s.mask for s in task.train_seqs], 1).float().mean()
     assert 0.45 < float(hidden) < 0.55
+    observed = int(sum(int(s.mask.sum()) for s in task.train_seqs))
+    assert task.field_inputs().shape == (observed, 50)  # every training sequence's observed frames
     clean = MocapTask(data, "mocap35")
     assert torch.equal(task.splits["test"].y, clean.splits["test"].y)
     assert not torch.equal(task.splits["val"].y, clean.splits["val"].y)

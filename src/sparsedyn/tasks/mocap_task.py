@@ -125,10 +125,10 @@ class MocapTask(ForecastTask):
             t = torch.arange(frames, dtype=torch.float32) * dt
             return Trajectories(t, torch.tensor(y, dtype=torch.float32), torch.tensor(mask))
 
-        # training sequences keep their own lengths (walk trials differ): one Trajectories each
+        # training sequences keep their own lengths (walk trials differ): one Trajectories each,
+        # sampled by train_batches; ``splits`` holds the evaluation splits
         self.train_seqs = [trajectories([a], len(a), True, irregular) for a in seqs["train"]]
-        self.splits = {"train": self.train_seqs[0]}
-        self.splits.update({k: trajectories(seqs[k], horizon, noisy=(k == "val")) for k in self.eval_splits})
+        self.splits = {k: trajectories(seqs[k], horizon, noisy=(k == "val")) for k in self.eval_splits}
         self.horizon = horizon
 
     @property
@@ -149,6 +149,12 @@ class MocapTask(ForecastTask):
                 masks.append(seq.mask[0, s:s + self.window])
             t = torch.arange(self.window, dtype=torch.float32) * self.dt
             yield Trajectories(t, torch.stack(ys), torch.stack(masks))
+
+    def field_inputs(self, split: str = "train") -> Tensor:
+        """Observed standardised frames ``(points, 50)``; ``"train"`` pools every training sequence."""
+        if split != "train":
+            return super().field_inputs(split)
+        return torch.cat([s.y[s.mask] for s in self.train_seqs])
 
     def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
         if isinstance(model, SecondOrderODE):
