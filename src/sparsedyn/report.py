@@ -268,32 +268,35 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     return {"groups": groups, "chosen": chosen, "tables": tables, "out": out}
 
 
-def _acknowledgements(records: list[dict[str, Any]]) -> list[str]:
-    """Acknowledgements the data's terms ask for wherever results on them are shown (CMU mocap)."""
+def _task_config(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``task`` section of a run's ``config.yaml`` (None if the run wrote none)."""
     import yaml
 
+    cfg_path = Path(record["run_dir"]) / "config.yaml"
+    return yaml.safe_load(cfg_path.read_text())["task"] if cfg_path.exists() else None
+
+
+def _acknowledgements(records: list[dict[str, Any]]) -> list[str]:
+    """Acknowledgements the data's terms ask for wherever results on them are shown (CMU mocap)."""
     from .tasks.mocap import ACKNOWLEDGEMENT
 
     for r in records:
-        cfg_path = Path(r["run_dir"]) / "config.yaml"
-        if cfg_path.exists() and yaml.safe_load(cfg_path.read_text())["task"].get("name") == "mocap":
+        task = _task_config(r)
+        if task is not None and task.get("name") == "mocap":
             return [ACKNOWLEDGEMENT]
     return []
 
 
 def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarray]:
     """The true adjacency per block, rebuilt from each block's first run config."""
-    import yaml
-
     from .tasks.systems import make_system
 
     out: dict[str, np.ndarray] = {}
     for r in records:
         block = r["labels"].get(by, "all") if by else "all"
-        cfg_path = Path(r["run_dir"]) / "config.yaml"
-        if block in out or not cfg_path.exists():
+        task = None if block in out else _task_config(r)
+        if task is None:
             continue
-        task = yaml.safe_load(cfg_path.read_text())["task"]
         if task.get("name", "systems") == "systems":
             out[block] = make_system(task["system"], **task.get("system_params", {})).adjacency.astype(float)
         elif task["name"] == "krumsiek":

@@ -123,7 +123,7 @@ def mocap_forecasts(chosen: dict[str, dict[str, Group]], path: Path, footer: str
             exp = load_run(runs[0]["run_dir"], "best.pt")
             if truth is None:
                 task = exp.task
-                truth = task.splits["test"].y[0].numpy() * task.sd + task.mean
+                truth = task.raw("test")[0]
                 dims = np.argsort(truth.var(0))[::-1][:n_dims]
                 t = task.splits["test"].t.numpy()
                 for row, d in enumerate(dims):

@@ -36,7 +36,8 @@ class Experiment:
 
 
 def build_task(cfg: ExperimentConfig):
-    """The task named by ``cfg.task.name`` (systems, navigation, adding, language, mocap, hematopoiesis)."""
+    """The task named by ``cfg.task.name`` (systems, navigation, adding, language, mocap, hematopoiesis,
+    krumsiek)."""
     t = cfg.task
     if t.name == "mocap":
         return MocapTask(t.data_dir, t.source, t.window, t.windows_per_epoch, t.noise, t.irregular, t.horizon,

@@ -12,9 +12,10 @@ from .trajectories import Trajectories, masked_mse
 class ForecastTask:
     """Base of the forecasting tasks (synthetic systems, motion capture, hematopoiesis).
 
-    A subclass fills ``self.splits`` (``train``, ``val`` and its test splits) and sets
-    ``eval_splits``; models are called as ``model(x0, t, ...)`` through :meth:`predict`,
-    which a subclass may override (e.g. to hand a second-order model its initial velocity).
+    A subclass fills ``self.splits`` (``val`` and its test splits, and ``train`` unless it
+    overrides :meth:`train_batches` and :meth:`field_inputs`) and sets ``eval_splits``; models
+    are called as ``model(x0, t, ...)`` through :meth:`predict`, which a subclass may override
+    (e.g. to hand a second-order model its initial velocity).
     ``truth`` is the true dependency graph where one is known, else ``None``.
     """
 

@@ -161,6 +161,10 @@ class MocapTask(ForecastTask):
             return model(data.x0, data.t, v0=initial_velocity(data))
         return model(data.x0, data.t)
 
+    def raw(self, split: str) -> np.ndarray:
+        """The split's observed sequences ``(sequences, horizon, 50)`` in raw units."""
+        return self.splits[split].y.numpy() * self.sd + self.mean
+
     def forecast(self, model: nn.Module, split: str) -> np.ndarray:
         """Raw-unit forecasts ``(sequences, horizon, 50)`` from each sequence's first frames."""
         data = self.splits[split]
@@ -173,8 +177,7 @@ class MocapTask(ForecastTask):
         """The protocol's raw-space forecast MSE per split (frames after the first 3)."""
         out = {}
         for s in splits or self.eval_splits:
-            truth = self.splits[s].y.numpy() * self.sd + self.mean
-            pred = self.forecast(model, s)
+            truth, pred = self.raw(s), self.forecast(model, s)
             out[f"{s}_mse"] = forecast_mse(pred, truth, GIVEN) if np.isfinite(pred).all() else float("inf")
         return out
 
@@ -183,7 +186,7 @@ class MocapTask(ForecastTask):
         the data are mean-centred) and of holding the first frame (persistence)."""
         out = {}
         for s in self.eval_splits:
-            truth = self.splits[s].y.numpy() * self.sd + self.mean
+            truth = self.raw(s)
             out[s] = {"zero": forecast_mse(np.zeros_like(truth), truth, GIVEN),
                       "persistence": forecast_mse(np.repeat(truth[:, :1], truth.shape[1], axis=1), truth, GIVEN)}
         return out
