@@ -20,3 +20,23 @@ def require_shared(subdir: str) -> Path:
         print(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture
+def stop_after(monkeypatch):
+    """``stop_after(n)``: the next training run in this process stops (checkpointed) after epoch ``n``,
+    as a sweep worker does on the first Ctrl-C."""
+    from sparsedyn import train
+
+    original = train.Trainer._checkpoint
+
+    def arm(n: int) -> None:
+        def checkpoint(self, epoch, improved, last=True):
+            original(self, epoch, improved, last)
+            if epoch == n:
+                train.request_stop()
+
+        monkeypatch.setattr(train.Trainer, "_checkpoint", checkpoint)
+
+    yield arm
+    train.clear_stop()

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from sparsedyn.report import aggregate, build_report, select
-from sparsedyn.runner import run_sweep
+from sparsedyn.sweep import run_sweep
 from sparsedyn.sweep import parse_sweep
 
 

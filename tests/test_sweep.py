@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from sparsedyn.config import ConfigError
-from sparsedyn.runner import run_sweep
-from sparsedyn.sweep import parse_sweep, set_path
+from sparsedyn.config import ConfigError, parse_config
+from sparsedyn.runner import run_experiment
+from sparsedyn.sweep import parse_sweep, run_sweep, set_path
 
 BASE = {
     "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 4, "n_val": 2,
@@ -62,7 +62,8 @@ def test_failed_point_is_recorded_and_others_complete_then_completed_points_are_
         "broken": {"set": {"model": {"kind": "sindy"}, "task": {"irregular": 0.5}}},
     })
     counts = run_sweep(spec, tmp_path, workers=2, progress=False)
-    assert counts == {"complete_before": 0, "completed": 2, "diverged": 0, "failed": 2}
+    assert counts == {"complete_before": 0, "changed": 0, "completed": 2, "diverged": 0, "failed": 2,
+                      "interrupted": 0, "not started": 0}
     err = json.loads((tmp_path / "broken" / "seed0" / "error.json").read_text())
     assert "regularly sampled" in err["error"]
     mtime = (tmp_path / "vanilla" / "seed0" / "results.json").stat().st_mtime_ns
@@ -71,12 +72,16 @@ def test_failed_point_is_recorded_and_others_complete_then_completed_points_are_
     assert (tmp_path / "vanilla" / "seed0" / "results.json").stat().st_mtime_ns == mtime
 
 
-def test_interrupted_point_is_resumed_to_the_uninterrupted_numbers(tmp_path):
-    short = parse_sweep({"name": "t", "base": {**BASE, "trainer": {"epochs": 2, "progress": False}}, "seeds": [0]})
+def test_interrupted_point_is_resumed_to_the_uninterrupted_numbers(tmp_path, stop_after):
+    from sparsedyn.train import clear_stop
+
     full = _spec()
     full.seeds = [0]
-    run_sweep(short, tmp_path / "a", workers=1, progress=False)
-    (tmp_path / "a" / "default" / "seed0" / "results.json").unlink()  # as if killed after epoch 2
+    (point,) = full.points(tmp_path / "a")
+    stop_after(2)
+    run_experiment(parse_config(point.config), point.run_dir)  # stopped after epoch 2, as by a Ctrl-C
+    clear_stop()
+    assert point.status() == "interrupted"
     run_sweep(full, tmp_path / "a", workers=1, progress=False)
     run_sweep(full, tmp_path / "b", workers=1, progress=False)
     a = json.loads((tmp_path / "a" / "default" / "seed0" / "results.json").read_text())
@@ -104,5 +109,5 @@ def test_base_overrides_merge_over_base_file(tmp_path):
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(BASE))
     spec = parse_sweep({"base_file": "b.yaml", "base": {"trainer": {"epochs": 7}}}, root=tmp_path)
     (p,) = spec.points(tmp_path)
-    assert p.config["trainer"] == {"epochs": 7, "progress": False}
+    assert p.config["trainer"]["epochs"] == 7 and p.config["trainer"]["progress"] is False
     assert p.config["task"]["n_train"] == 4

@@ -33,9 +33,14 @@ def test_same_seed_gives_identical_numbers(tmp_path):
     assert c["metrics"] != a["metrics"]
 
 
-def test_resume_continues_to_the_same_final_numbers(tmp_path):
+def test_resume_continues_to_the_same_final_numbers(tmp_path, stop_after):
+    from sparsedyn.train import clear_stop
+
     full = run_experiment(_cfg(), tmp_path / "full")
-    run_experiment(_cfg(trainer__epochs=3), tmp_path / "part")  # "interrupted" after 3 epochs
+    stop_after(3)
+    part = run_experiment(_cfg(), tmp_path / "part")  # stopped on request after 3 epochs
+    assert part["status"] == "interrupted" and not (tmp_path / "part" / "results.json").exists()
+    clear_stop()
     resumed = run_experiment(_cfg(), tmp_path / "part", resume=True)
     assert resumed["metrics"] == full["metrics"]
     with open(tmp_path / "part" / "metrics.csv") as f:

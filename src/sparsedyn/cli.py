@@ -1,35 +1,94 @@
-"""The ``sparsedyn`` command: run, list, demo."""
+"""The ``sparsedyn`` command: run, sweep, report, list, demo.
+
+Errors are one line naming the problem (and the file, where there is one) on stderr: exit
+code 2 for a bad config or argument, 1 for a failure while running, 130 for an interrupted
+sweep. ``sparsedyn --debug ...`` shows the full traceback instead.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sparse recurrent and continuous-depth neural networks.")
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    """Sparse recurrent and continuous-depth neural networks."""
+    _DEBUG["on"] = debug
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"sparsedyn: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or "(no message)"
+    return f"{type(e).__name__}: {text}" if not isinstance(e, (ValueError, FileNotFoundError)) else text
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn any exception of ``command`` into one clear line and an exit code (traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from .backends import SweepInterrupted
+        from .config import ConfigError
+        from .report import ReportError
+        from .rundir import RunDirError
+
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SweepInterrupted as e:
+            counts = getattr(e, "counts", {})
+            done = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
+            how = "stopped at once (running points keep their last checkpoint)" if e.hard else \
+                "stopped; running points checkpointed"
+            _fail(f"sweep interrupted: {how}. {done}. Run the same command again to resume.", 130)
+        except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: one line, not 100
+            if _DEBUG["on"]:
+                raise
+            code = 2 if isinstance(e, (ConfigError, RunDirError, ReportError)) else 1
+            _fail(_one_line(e) + ("" if code == 2 else "  (sparsedyn --debug ... shows the traceback)"), code)
+        except KeyboardInterrupt:  # click would print only "Aborted."
+            if _DEBUG["on"]:
+                raise
+            _fail("interrupted", 130)
+
+    return wrapper
 
 
 @app.command()
+@friendly_errors
 def run(
     config: Path = typer.Argument(..., help="YAML experiment file."),
-    seed: int | None = typer.Option(None, help="Override the config's seed."),
+    seed: int | None = typer.Option(None, min=0, help="Override the config's seed."),
     out: Path | None = typer.Option(None, help="Run directory (default: runs/<name>/seed<seed>)."),
     resume: bool = typer.Option(False, help="Continue from the run directory's last checkpoint."),
+    overwrite: bool = typer.Option(False, help="Replace a run of another config in the run directory."),
+    threads: int | None = typer.Option(None, min=1, help="Override trainer.threads (torch threads)."),
 ) -> None:
     """Train and evaluate one experiment; write config, metrics, checkpoints and results."""
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .runner import run_experiment
 
-    try:
-        cfg = load_config(config)
-        if seed is not None:
-            cfg = cfg.model_copy(update={"seed": seed})
-    except ConfigError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(config)
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    if threads is not None:
+        cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"threads": threads})})
     out = out or Path("runs") / cfg.name / f"seed{cfg.seed}"
-    res = run_experiment(cfg, out, resume=resume)
+    res = run_experiment(cfg, out, resume=resume, overwrite=overwrite)
     typer.echo(f"{res['status']}: {res['message']} ({res['seconds']:.1f} s) -> {out}")
     for k, v in res["metrics"].items():
         if not k.startswith("recovery_") or k in ("recovery_auroc", "recovery_auprc"):
@@ -37,31 +96,39 @@ def run(
     thanks = getattr(res["_experiment"].task, "acknowledgement", None) if "_experiment" in res else None
     if thanks:
         typer.echo(thanks)
+    if res["status"] == "diverged":
+        raise typer.Exit(1)
 
 
 @app.command()
+@friendly_errors
 def sweep(
     sweep_file: Path = typer.Argument(..., help="YAML sweep file (base config x grid x variants x seeds)."),
     out: Path | None = typer.Option(None, help="Runs directory (default: runs/<sweep name>)."),
     backend: str = typer.Option("local", help="'local' (process pool) or 'ray'."),
-    workers: int | None = typer.Option(None, help="Parallel runs (default: CPU count)."),
+    workers: int | None = typer.Option(None, min=1, help="Parallel runs (default: CPU count)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
 ) -> None:
-    """Run every point of a sweep; complete points are skipped, interrupted ones resumed."""
-    from .config import ConfigError
-    from .runner import run_sweep
-    from .sweep import load_sweep
+    """Run every point of a sweep; complete points are skipped, interrupted ones resumed.
 
+    Exits 1 if any point failed (its error.json says why), 130 if interrupted (run it again to resume).
+    """
+    from .config import ConfigError
+    from .sweep import load_sweep, run_sweep
+
+    spec = load_sweep(sweep_file)
     try:
-        spec = load_sweep(sweep_file)
         counts = run_sweep(spec, out or Path("runs") / spec.name, backend, workers, address)
-    except (ConfigError, ValueError, ImportError) as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if counts["failed"]:
+        total = sum(counts[k] for k in ("complete_before", "completed", "diverged", "failed"))
+        _fail(f"{counts['failed']} of {total} points failed (see their error.json)", 1)
 
 
 @app.command()
+@friendly_errors
 def report(
     runs_dir: Path = typer.Argument(..., help="A folder of runs (e.g. a sweep's output)."),
     out: Path | None = typer.Option(None, help="Output folder (default: RUNS_DIR/report)."),
@@ -69,7 +136,8 @@ def report(
     by: str = typer.Option("task", help="Axis whose values get one table each ('' for none)."),
     metric: str = typer.Option("val_mse", help="Metric of the selection rule."),
     within: float = typer.Option(0.10, help="Tolerance of the selection rule, relative to the baseline."),
-    baseline: str = typer.Option("vanilla", help="Variant the selection rule compares with."),
+    baseline: str | None = typer.Option(None, help="Variant the selection rule compares with (default: "
+                                        "'vanilla' where there is one; none: the lowest metric)."),
     trivial: str | None = typer.Option(None, help="METRIC=VALUE of a trivial predictor; runs no better count "
                                        "as failures (e.g. test_mse=0.1667)."),
 ) -> None:
@@ -86,14 +154,9 @@ def report(
         try:
             trivial_pair = (name, float(value))
         except ValueError:
-            typer.echo(f"--trivial must be METRIC=VALUE, got {trivial!r}", err=True)
-            raise typer.Exit(2) from None
-    try:
-        res = build_report(runs_dir, out, html, by or None, metric, within, baseline,
-                           command="sparsedyn " + " ".join(sys.argv[1:]), machine=machine, trivial=trivial_pair)
-    except FileNotFoundError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
+            _fail(f"--trivial must be METRIC=VALUE, got {trivial!r}", 2)
+    res = build_report(runs_dir, out, html, by or None, metric, within, baseline,
+                       command="sparsedyn " + " ".join(sys.argv[1:]), machine=machine, trivial=trivial_pair)
     typer.echo(f"wrote {res['out'] / 'report.md'}" + (f" and {html}" if html else ""))
 
 

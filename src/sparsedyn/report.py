@@ -104,31 +104,73 @@ class Group:
         return f"{self.variant} ({extra})" if extra else self.variant
 
 
+class ReportError(ValueError):
+    """A report cannot be made as asked (no runs there, an unknown metric or variant, ...)."""
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(content, None)``, or ``(None, reason)`` for an unreadable or corrupt file."""
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as e:
+        return None, f"corrupt {path.name} ({type(e).__name__}: {e})"
+
+
 def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One record per run directory below ``runs_dir`` (completed, diverged or failed)."""
+    """One record per run directory below ``runs_dir`` (completed, diverged, failed or missing).
+
+    Sweep points are found by their ``point.json``; directories of plain ``sparsedyn run``
+    calls (a ``results.json``, no ``point.json``) are runs too, their variant being the
+    config's name. A corrupt ``results.json`` makes its run a failure whose reason names the file.
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        raise FileNotFoundError(f"runs directory not found: {runs_dir}")
+        raise ReportError(f"runs directory not found: {runs_dir}")
     manifest = runs_dir / "sweep.json"
-    order = json.loads(manifest.read_text())["points"] if manifest.exists() else []
+    order = (_read_json(manifest)[0] or {}).get("points", []) if manifest.exists() else []
     rank = {p: i for i, p in enumerate(order)}
+    dirs = {f.parent for f in runs_dir.rglob("point.json")} | {f.parent for f in runs_dir.rglob("results.json")}
     records = []
-    for point_file in sorted(runs_dir.rglob("point.json")):
-        d = point_file.parent
-        point = json.loads(point_file.read_text())
+    for d in sorted(dirs):
+        point, _ = _read_json(d / "point.json") if (d / "point.json").exists() else (None, None)
         rel = str(d.relative_to(runs_dir))
-        rec = {**point, "run_dir": str(d), "order": rank.get(rel, len(rank) + len(records))}
+        rec = {"variant": None, "labels": {}, "seed": None, **(point or {}), "run_dir": str(d),
+               "order": rank.get(rel, len(rank) + len(records))}
         if (d / "results.json").exists():
-            res = json.loads((d / "results.json").read_text())
-            rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"))
+            res, problem = _read_json(d / "results.json")
+            if res is None:
+                print(f"sparsedyn report: {d / 'results.json'}: {problem}; counted as failed")
+                rec.update(status="failed", metrics={}, error=f"{d / 'results.json'}: {problem}")
+            else:
+                rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"))
+                rec["variant"] = rec["variant"] or res.get("name", d.name)
+                rec["seed"] = rec["seed"] if rec["seed"] is not None else res.get("seed")
         elif (d / "error.json").exists():
-            rec.update(status="failed", metrics={}, error=json.loads((d / "error.json").read_text())["error"])
+            err, problem = _read_json(d / "error.json")
+            rec.update(status="failed", metrics={}, error=(err or {}).get("error", problem))
         else:
             rec.update(status="missing", metrics={})
+        rec["variant"] = rec["variant"] or rel
         records.append(rec)
     if not records:
-        raise FileNotFoundError(f"no runs (point.json files) under {runs_dir}")
+        raise ReportError(f"no runs under {runs_dir} (no point.json or results.json files)")
     return records
+
+
+def check_options(records: list[dict[str, Any]], by: str | None, metric: str, within: float,
+                  baseline: str | None) -> None:
+    """Reject options that would silently select nothing (each error lists the valid choices)."""
+    metrics = sorted({k for r in records for k in r["metrics"]})
+    if metrics and metric not in metrics:
+        raise ReportError(f"--metric {metric!r}: no run reports it; choose from {metrics}")
+    axes = sorted({k for r in records for k in r["labels"]} | {"task"})
+    if by is not None and by not in axes:
+        raise ReportError(f"--by {by!r}: not an axis of these runs; choose from {axes} (or '' for none)")
+    variants = sorted({r["variant"] for r in records})
+    if baseline is not None and baseline not in variants:
+        raise ReportError(f"--baseline {baseline!r}: no such variant; choose from {variants}")
+    if not within >= 0:
+        raise ReportError(f"--within must be >= 0, got {within}")
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[Group]:
@@ -142,7 +184,7 @@ def aggregate(records: list[dict[str, Any]]) -> list[Group]:
 
 
 def select(groups: list[Group], by: str | None = "task", metric: str = "val_mse", within: float = 0.10,
-           baseline: str = "vanilla") -> dict[str, dict[str, Group]]:
+           baseline: str | None = "vanilla") -> dict[str, dict[str, Group]]:
     """``{by-label: {variant: chosen group}}`` by the rule in the module docstring."""
     out: dict[str, dict[str, Group]] = {}
     blocks: dict[str, list[Group]] = {}
@@ -150,7 +192,7 @@ def select(groups: list[Group], by: str | None = "task", metric: str = "val_mse"
         blocks.setdefault(g.labels.get(by, "all") if by else "all", []).append(g)
     for block, gs in blocks.items():
         base = [g.mean(metric) for g in gs if g.variant == baseline and not math.isnan(g.mean(metric))]
-        limit = (1.0 + within) * min(base) if base else math.inf
+        limit = (1.0 + within) * min(base) if base else -math.inf  # no baseline: lowest metric
         chosen: dict[str, Group] = {}
         for variant in dict.fromkeys(g.variant for g in gs):
             cands = [g for g in gs if g.variant == variant]
@@ -199,6 +241,18 @@ def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAU
     return header, rows
 
 
+def failures_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per failed or diverged run: where it is and the one-line reason."""
+    rows = []
+    for r in records:
+        if r["status"] == "failed":
+            rows.append([r["run_dir"], "failed", str(r.get("error", "")).splitlines()[0] if r.get("error") else "—"])
+        elif r["status"] == "diverged":
+            res, _ = _read_json(Path(r["run_dir"]) / "results.json")
+            rows.append([r["run_dir"], "diverged", (res or {}).get("message", "—")])
+    return ["run", "status", "reason"], rows
+
+
 def write_csv_rows(path: Path, groups: list[Group], metrics: list[str]) -> None:
     from . import io
 
@@ -212,7 +266,8 @@ def write_csv_rows(path: Path, groups: list[Group], metrics: list[str]) -> None:
 
 
 def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_path: str | Path | None = None,
-                 by: str | None = "task", metric: str = "val_mse", within: float = 0.10, baseline: str = "vanilla",
+                 by: str | None = "task", metric: str = "val_mse", within: float = 0.10,
+                 baseline: str | None = None,
                  command: str = "", machine: str = "", trivial: tuple[str, float] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
@@ -220,9 +275,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     from .report_plots import dependency_grid, error_vs_sparsity, mocap_forecasts, per_method
 
     runs_dir = Path(runs_dir)
+    records = collect(runs_dir)  # first: a missing runs directory must not be created
+    check_options(records, by, metric, within, baseline)
+    if baseline is None:  # the default: "vanilla" where the runs have it, else no baseline
+        baseline = "vanilla" if any(r["variant"] == "vanilla" for r in records) else None
     out = Path(out_dir) if out_dir is not None else runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    records = collect(runs_dir)
     groups = aggregate(records)
     chosen = select(groups, by, metric, within, baseline)
     columns, (error, sparsity) = columns_for(records)
@@ -256,12 +314,17 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
         md += [f"### {block}", "", markdown_table(header, rows), ""]
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
+    fail_header, fail_rows = failures_table(records)
+    if fail_rows:
+        md += ["### Failed runs", "", markdown_table(fail_header, fail_rows), ""]
     md += [f"![{name}]({p.name})" for name, p in figures.items()]
     md += ["", *thanks] if thanks else []
     io.write_text(out / "report.md", "\n".join(md) + "\n")
     if html_path is not None:
         sections = [(f"Selected points: {b}", table_html(h, r)) for b, (h, r) in tables.items()]
         sections += [("All points", table_html(all_header, all_rows))]
+        if fail_rows:
+            sections += [("Failed runs", table_html(fail_header, fail_rows))]
         sections += [(name, image_html(p, name)) for name, p in figures.items()]
         io.write_text(Path(html_path), page(f"sparsedyn report: {runs_dir.name}",
                                             " ".join([rule, footer, *thanks]), sections))

@@ -25,7 +25,8 @@ from .tasks.mocap_task import MocapTask
 from .tasks.navigation import NavigationTask
 from .tasks.system_task import SystemTask
 from .tasks.systems import make_system
-from .train import Trainer, TrainResult, TrainSettings, seed_everything
+from .rundir import RunDirectory, fingerprint
+from .train import Trainer, TrainResult, seed_everything
 
 
 @dataclass
@@ -152,34 +153,54 @@ def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> Experiment:
     return exp
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None,
-                   resume: bool = False) -> dict[str, Any]:
-    """Train and evaluate one experiment; with ``out_dir``, write config, metrics, checkpoints, results."""
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False,
+                   overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate one experiment; with ``out_dir``, write config, metrics, checkpoints, results.
+
+    The run uses ``cfg.trainer.threads`` torch threads (restored afterwards), so ``sparsedyn run``
+    and a sweep worker give the same numbers. A run directory holding another config's run is
+    refused unless ``overwrite`` (see :mod:`sparsedyn.rundir`); a run stopped by
+    :func:`~sparsedyn.train.request_stop` returns status ``interrupted`` and writes no results.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.trainer.threads)
+    try:
+        if out_dir is None:
+            return _run(cfg, None, resume)
+        info = {"threads": cfg.trainer.threads, "torch": torch.__version__}
+        with RunDirectory(out_dir, fingerprint(cfg.model_dump()), resume, overwrite, info):
+            return _run(cfg, Path(out_dir), resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any]:
     start = time.perf_counter()
     if cfg.model.kind == "sindy":
-        return _run_sindy(cfg, out_dir, start)
+        return _run_sindy(cfg, out, start)
     exp = build_experiment(cfg)
-    out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    settings = TrainSettings(**cfg.trainer.model_dump())
-    trainer = Trainer(exp.model, exp.method, exp.task, settings, out, seed=cfg.seed)
+    trainer = Trainer(exp.model, exp.method, exp.task, cfg.trainer, out, seed=cfg.seed)
     result: TrainResult = trainer.fit(resume=resume)
-    metrics = {**exp.task.evaluate(exp.model), **analyse(exp.model, exp.task)}
     results = {
         "name": cfg.name, "seed": cfg.seed, "status": result.status, "message": result.message,
-        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-        "seconds": time.perf_counter() - start, "metrics": metrics,
+        "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "threads": cfg.trainer.threads,
+        "seconds": time.perf_counter() - start, "metrics": {},
     }
+    if result.status == "interrupted":  # no results.json: the run is resumed, not reported
+        results["_experiment"] = exp
+        return results
+    results["metrics"] = {**exp.task.evaluate(exp.model), **analyse(exp.model, exp.task)}
     if out is not None:
-        io.write_json(out / "results.json", results)
         if hasattr(exp.task, "truth"):
             torch.save(analysis.dependency_matrix(exp.model), out / "dependency.pt")
+        io.write_json(out / "results.json", results)  # last: its presence means "complete"
     results["_experiment"] = exp
     return results
 
 
-def _run_sindy(cfg: ExperimentConfig, out_dir: str | Path | None, start: float) -> dict[str, Any]:
+def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dict[str, Any]:
     """The pysindy baseline: fit, forecast on every split, score the coefficient-support graph."""
     from .baselines.sindy import SindyModel, fit_sindy
 
@@ -196,52 +217,6 @@ def _run_sindy(cfg: ExperimentConfig, out_dir: str | Path | None, start: float) 
     if out_dir is not None:
         out = Path(out_dir)
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        io.write_json(out / "results.json", results)
         torch.save(torch.as_tensor((scores > 0).astype("float32")), out / "dependency.pt")
+        io.write_json(out / "results.json", results)
     return results
-
-
-def run_sweep(spec, runs_dir: str | Path, backend: str = "local", workers: int | None = None,
-              address: str | None = None, progress: bool = True) -> dict[str, int]:
-    """Run every incomplete point of a :class:`~sparsedyn.sweep.SweepSpec`; return status counts.
-
-    Complete points are skipped, interrupted ones resumed, failed ones retried; a point that
-    raises is recorded in its ``error.json`` and the others go on.
-    """
-    from tqdm.auto import tqdm
-
-    from .backends import run_local, run_ray
-
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    runs_dir = Path(runs_dir)
-    points = spec.points(runs_dir)
-    for p in points:
-        io.write_json(p.run_dir / "point.json", {"sweep": spec.name, "variant": p.variant, "labels": p.labels,
-                                                 "seed": p.seed})
-    io.write_json(runs_dir / "sweep.json", {"name": spec.name, "select": spec.select,
-                                            "points": [str(p.run_dir.relative_to(runs_dir)) for p in points]})
-    todo = [p for p in points if p.status() != "complete"]
-    counts = {"complete_before": len(points) - len(todo), "completed": 0, "diverged": 0, "failed": 0}
-    bar = tqdm(total=len(points), initial=counts["complete_before"], desc=f"sweep {spec.name}",
-               disable=not progress)
-
-    def done(summary):
-        key = {"completed": "completed", "diverged": "diverged"}.get(summary["status"], "failed")
-        counts[key] += 1
-        bar.update(1)
-        if summary["status"] == "failed":
-            tqdm.write(f"failed: {summary['run_dir']}: {summary['error']}")
-
-    # Lottery-ticket points need their source runs finished: they run in a second phase.
-    phases = [[p for p in todo if not p.config.get("lottery")], [p for p in todo if p.config.get("lottery")]]
-    for phase in phases:
-        jobs = [(p.config, str(p.run_dir)) for p in phase]
-        if not jobs:
-            continue
-        if backend == "local":
-            run_local(jobs, workers, done)
-        else:
-            run_ray(jobs, address, workers, done)
-    bar.close()
-    return counts

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import io, rundir
 from .config import ConfigError, ExperimentConfig, parse_config, read_yaml
 
 
@@ -49,7 +50,11 @@ class Point:
         return str(self.run_dir)
 
     def status(self) -> str:
-        """``complete``, ``failed``, ``interrupted`` (a checkpoint, no results) or ``new``."""
+        """``complete``, ``changed`` (its directory holds another config's run), ``failed``,
+        ``interrupted`` (a checkpoint, no results) or ``new``."""
+        recorded = rundir.recorded_fingerprint(self.run_dir)
+        if recorded is not None and recorded != rundir.fingerprint(self.config):
+            return "changed"
         if (self.run_dir / "results.json").exists():
             return "complete"
         if (self.run_dir / "error.json").exists():
@@ -60,15 +65,34 @@ class Point:
 
 
 def set_path(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``cfg[a][b][0][c] = value`` for ``dotted = "a.b.0.c"``; dict values merge into dicts."""
+    """Set ``cfg[a][b][0][c] = value`` for ``dotted = "a.b.0.c"``; dict values merge into dicts.
+
+    A path that does not fit the config (an index past a list's end, a key below a number) is a
+    :class:`ConfigError` naming it.
+    """
     parts = dotted.split(".")
     node: Any = cfg
-    for p in parts[:-1]:
-        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
-    key: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
-    current = node[key] if isinstance(node, list) else node.get(key)
-    node[key] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) \
-        else copy.deepcopy(value)
+    for i, p in enumerate(parts):
+        where = ".".join(parts[:i + 1])
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not p.isdigit() or int(p) >= len(node):
+                raise ConfigError(f"{dotted}: {'.'.join(parts[:i]) or 'the config'} is a list of {len(node)}; "
+                                  f"{p!r} is not an index in it")
+            key: Any = int(p)
+        elif isinstance(node, dict):
+            key = p
+            if not last and key not in node:
+                node[key] = {}
+        else:
+            raise ConfigError(f"{dotted}: {'.'.join(parts[:i])} is {node!r}, not a mapping or a list, so it has "
+                              f"no {where!r}")
+        if last:
+            current = node[key] if isinstance(node, list) else node.get(key)
+            node[key] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) \
+                else copy.deepcopy(value)
+            return
+        node = node[key]
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +123,7 @@ class SweepSpec:
     grid: dict[str, list[tuple[str, Any]]]
     variants: dict[str, tuple[dict[str, Any], dict[str, list[tuple[str, Any]]]]]
     select: dict[str, Any]
+    root: Path = field(default_factory=Path.cwd)  # relative paths in the sweep are relative to this folder
 
     def points(self, runs_dir: str | Path) -> list[Point]:
         """Every point, validated (a bad point raises :class:`ConfigError` naming it)."""
@@ -110,10 +135,10 @@ class SweepSpec:
             for combo in itertools.product(*(axes[a] for a in names)):
                 cfg = copy.deepcopy(self.base)
                 for path, value in overrides.items():
-                    set_path(cfg, path, value)
+                    _set(cfg, path, value, f"variants.{vname}.set")
                 labels = {}
                 for axis, (label, value) in zip(names, combo):
-                    set_path(cfg, axis, value)
+                    _set(cfg, axis, value, "grid")
                     labels[axis] = label
                 sub = Path(vname, *[f"{a}={lab}" for a, lab in labels.items()])
                 for seed in self.seeds:
@@ -122,12 +147,19 @@ class SweepSpec:
                     c["name"] = f"{self.name}/{sub.as_posix()}"
                     if isinstance(c.get("lottery"), dict) and "from_run" in c["lottery"]:
                         c["lottery"]["from_run"] = c["lottery"]["from_run"].replace("{runs}", str(runs_dir))
-                    try:
-                        parse_config(c)
+                    try:  # the full, validated config with absolute paths: what the run records
+                        c = parse_config(c, root=self.root).model_dump()
                     except ConfigError as e:
                         raise ConfigError(f"sweep point {sub.as_posix()} seed {seed}: {e}") from None
                     out.append(Point(vname, labels, seed, c, runs_dir / sub / f"seed{seed}"))
         return out
+
+
+def _set(cfg: dict[str, Any], path: str, value: Any, where: str) -> None:
+    try:
+        set_path(cfg, path, value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
@@ -143,7 +175,10 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
         path = path if path.is_absolute() or root is None else root / path
         if not path.exists():
             raise ConfigError(f"base_file: not found: {path}")
-        base = _merge(read_yaml(path) or {}, data.get("base") or {})  # base overrides the file
+        base_data = read_yaml(path) or {}
+        base_data = parse_config(base_data, root=path.resolve().parent).model_dump(exclude_unset=True) \
+            if isinstance(base_data, dict) and base_data else base_data  # its relative paths: from its folder
+        base = _merge(base_data, data.get("base") or {})  # base overrides the file
     else:
         base = data.get("base") or {}
     seeds = data.get("seeds", [0])
@@ -158,7 +193,8 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
             raise ConfigError(f"variants.{vname}.{sorted(bad)[0]}: a variant has only 'set' and 'grid'")
         variants[str(vname)] = (dict(v.get("set") or {}),
                                 {k: _axis(a, f"variants.{vname}.grid.{k}") for k, a in (v.get("grid") or {}).items()})
-    return SweepSpec(str(data.get("name", "sweep")), base, seeds, grid, variants, dict(data.get("select") or {}))
+    return SweepSpec(str(data.get("name", "sweep")), base, seeds, grid, variants, dict(data.get("select") or {}),
+                     root=(root or Path.cwd()).resolve())
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -168,3 +204,66 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 def point_config(point: Point) -> ExperimentConfig:
     return parse_config(point.config)
+
+
+def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", workers: int | None = None,
+              address: str | None = None, progress: bool = True) -> dict[str, int]:
+    """Run every incomplete point of ``spec``; return status counts.
+
+    Complete points are skipped, interrupted ones resumed, failed ones retried, and points whose
+    config changed since their directory was written are re-run from scratch; a point that
+    raises is recorded in its ``error.json`` and the others go on. A Ctrl-C raises
+    :class:`~sparsedyn.backends.SweepInterrupted` (see :mod:`sparsedyn.backends`).
+    """
+    from tqdm.auto import tqdm
+
+    from .backends import SweepInterrupted, run_local, run_ray
+
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    runs_dir = Path(runs_dir)
+    points = spec.points(runs_dir)
+    statuses = {p.key: p.status() for p in points}
+    for p in points:
+        io.write_json(p.run_dir / "point.json", {"sweep": spec.name, "variant": p.variant, "labels": p.labels,
+                                                 "seed": p.seed})
+    io.write_json(runs_dir / "sweep.json", {"name": spec.name, "select": spec.select,
+                                            "points": [str(p.run_dir.relative_to(runs_dir)) for p in points]})
+    todo = [p for p in points if statuses[p.key] != "complete"]
+    counts = {"complete_before": len(points) - len(todo), "changed": sum(s == "changed" for s in statuses.values()),
+              "completed": 0, "diverged": 0, "failed": 0, "interrupted": 0, "not started": 0}
+    if counts["changed"]:
+        tqdm.write(f"sparsedyn: {counts['changed']} point(s) changed config since they ran; re-running them")
+    bar = tqdm(total=len(points), initial=counts["complete_before"], desc=f"sweep {spec.name}",
+               disable=not progress)
+
+    def done(summary):
+        status = summary["status"]
+        key = status if status in ("completed", "diverged", "interrupted", "not started") else "failed"
+        counts[key] += 1
+        if key in ("completed", "diverged", "failed"):
+            bar.update(1)
+        if key == "failed":
+            tqdm.write(f"failed: {summary['run_dir']}: {summary['error']}")
+
+    # Lottery-ticket points need their source runs finished: they run in a second phase.
+    phases = [[p for p in todo if not p.config.get("lottery")], [p for p in todo if p.config.get("lottery")]]
+    try:
+        for i, phase in enumerate(phases):
+            jobs = [(p.config, str(p.run_dir), statuses[p.key] == "changed") for p in phase]
+            if not jobs:
+                continue
+            try:
+                if backend == "local":
+                    run_local(jobs, workers, done)
+                else:
+                    run_ray(jobs, address, workers, done)
+            except SweepInterrupted as e:
+                counts["not started"] += e.not_started + sum(len(ph) for ph in phases[i + 1:])
+                e.counts = counts
+                raise
+    finally:
+        bar.close()
+    return counts

@@ -1,29 +1,69 @@
 """The trainer: it knows sparsity methods only through their four hooks.
 
-Each epoch: mini-batches -> ``task.loss + method.penalty`` -> Adam step ->
-``method.after_step``; then ``method.on_epoch_end``, evaluation, a CSV row, and atomic
-checkpoints (``last.pt`` every epoch, ``best.pt`` when the monitored metric improves).
-A non-finite loss or a monitored metric that blows up stops training with a message and
-restores the best checkpoint (a completed run keeps its final weights: with a pruning
-schedule, the final model is the one at the target sparsity). ``resume=True`` continues from ``last.pt`` with the saved
-RNG states, so an interrupted run ends with the same numbers as an uninterrupted one.
+Before training the untrained model is evaluated once (epoch 0): it is the first best
+checkpoint and the reference a blow-up is measured against, so a run that explodes before
+its first scheduled evaluation still counts as diverged. Each epoch: mini-batches ->
+``task.loss + method.penalty`` -> optimizer step -> ``method.after_step``; then
+``method.on_epoch_end``, evaluation, a CSV row, and atomic checkpoints (``last.pt`` every
+epoch, ``best.pt`` when the monitored metric improves). A non-finite loss or a monitored
+metric above ``divergence_factor`` x the best stops training with a message and restores
+the best checkpoint (a completed run keeps its final weights: with a pruning schedule, the
+final model is the one at the target sparsity). ``resume=True`` continues from ``last.pt``
+with the saved RNG states, so an interrupted run ends with the same numbers as an
+uninterrupted one; an unreadable ``last.pt`` falls back to ``best.pt``, then to a fresh
+start, with a message naming the file. :func:`request_stop` (a sweep's first Ctrl-C) makes
+the loop stop after the current epoch's checkpoint with status ``interrupted``.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import io
 from .methods.base import Method
+
+
+class TrainSettings(BaseModel):
+    """Every trainer setting, with its one default (the config's ``trainer`` section is this class)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(200, gt=0)
+    lr: float = Field(1e-2, gt=0)
+    gate_lr: float | None = Field(0.1, gt=0)  # learning rate of gate parameters; None = lr
+    batch_size: int = Field(16, gt=0)
+    lr_schedule: Literal["none", "cosine", "plateau"] = "none"  # plateau: lr / 4 when the monitor stalls
+    optimizer: Literal["adam", "sgd"] = "adam"
+    grad_clip: float | None = Field(None, gt=0)
+    eval_every: int = Field(10, gt=0)
+    divergence_factor: float = Field(1e4, gt=1)  # diverged: monitored metric > factor x best (epoch 0 incl.)
+    threads: int = Field(1, ge=1)  # torch threads: part of a run (results depend on it), same for run and sweep
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "diverged" | "interrupted"
+    message: str
+    epochs_run: int
+    best_epoch: int | None  # None: no finite evaluation at all
+    best_value: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class DivergenceError(RuntimeError):
+    """Raised inside the loop when training diverges; handled by :meth:`Trainer.fit`."""
 
 
 class Task(Protocol):
@@ -36,32 +76,21 @@ class Task(Protocol):
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
 
 
-@dataclass
-class TrainSettings:
-    epochs: int = 100
-    lr: float = 1e-2
-    gate_lr: float | None = None  # learning rate of gate parameters (log_alpha); None = lr
-    batch_size: int = 16
-    lr_schedule: str = "none"  # "none" | "cosine" | "plateau" (lr / 4 when the monitor does not improve)
-    optimizer: str = "adam"  # "adam" | "sgd"
-    grad_clip: float | None = None
-    eval_every: int = 1
-    divergence_factor: float = 1e4  # stop if the monitored metric exceeds factor x best
-    progress: bool = True
+_STOP = threading.Event()
 
 
-@dataclass
-class TrainResult:
-    status: str  # "completed" | "diverged"
-    message: str
-    epochs_run: int
-    best_epoch: int
-    best_value: float
-    history: list[dict[str, float]] = field(default_factory=list)
+def request_stop() -> None:
+    """Ask every running :class:`Trainer` in this process to stop after its current epoch."""
+    _STOP.set()
 
 
-class DivergenceError(RuntimeError):
-    """Raised inside the loop when training diverges; handled by :meth:`Trainer.fit`."""
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    """Withdraw a :func:`request_stop` (for a process that goes on training after one)."""
+    _STOP.clear()
 
 
 def seed_everything(seed: int) -> None:
@@ -74,18 +103,14 @@ class Trainer:
     """Train ``model`` on ``task`` with ``method``'s hooks; write to ``run_dir`` if given."""
 
     def __init__(
-        self, model: nn.Module, method: Method, task: Task, settings: TrainSettings,
+        self, model: nn.Module, method: Method, task: Task, settings: TrainSettings | None = None,
         run_dir: Path | None = None, seed: int = 0,
     ) -> None:
+        settings = settings or TrainSettings()
         self.model, self.method, self.task, self.s = model, method, task, settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.seed = seed
-        gate_params = [p for n, p in model.named_parameters() if n.endswith("log_alpha")]
-        ids = {id(p) for p in gate_params}
-        groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": settings.lr}]
-        if gate_params:
-            groups.append({"params": gate_params, "lr": settings.gate_lr or settings.lr})
-        self.optimizer = torch.optim.SGD(groups) if settings.optimizer == "sgd" else torch.optim.Adam(groups)
+        self.optimizer = self._optimizer()
         self.scheduler: Any = None
         if settings.lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
@@ -93,8 +118,21 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.25, patience=0)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
-        self.best_value, self.best_epoch, self.start_epoch = math.inf, 0, 0
+        self.best_value, self.best_epoch, self.start_epoch = math.inf, None, 0
         self._best_state: dict[str, Tensor] | None = None
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """One parameter group per role a method declares (gates: ``gate_lr``), the rest at ``lr``."""
+        rates = {"gates": self.s.gate_lr or self.s.lr}
+        groups, taken = [], set()
+        for role, params in self.method.parameter_groups(self.model).items():
+            params = [p for p in params if id(p) not in taken]
+            taken |= {id(p) for p in params}
+            if params:
+                groups.append({"params": params, "lr": rates.get(role, self.s.lr), "role": role})
+        rest = [p for p in self.model.parameters() if id(p) not in taken]
+        groups.insert(0, {"params": rest, "lr": self.s.lr, "role": "weights"})
+        return torch.optim.SGD(groups) if self.s.optimizer == "sgd" else torch.optim.Adam(groups)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -109,7 +147,9 @@ class Trainer:
         return self.run_dir / name if self.run_dir is not None else None
 
     def _load(self, path: Path) -> None:
-        ckpt = torch.load(path, weights_only=False)
+        ckpt = torch.load(path, weights_only=False)  # read it whole first: a bad file changes nothing
+        if not isinstance(ckpt, dict) or "model" not in ckpt:
+            raise ValueError("not a sparsedyn checkpoint")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler and ckpt["scheduler"]:
@@ -120,12 +160,29 @@ class Trainer:
         self.best_value, self.best_epoch = ckpt["best_value"], ckpt["best_epoch"]
         self.start_epoch = ckpt["epoch"]
 
-    def _restore_best(self) -> None:
+    def _resume(self) -> bool:
+        """Load ``last.pt``, else ``best.pt``; an unreadable file is named and skipped. True if one loaded."""
+        for name in ("last.pt", "best.pt"):
+            path = self._path(name)
+            if path is None or not path.exists():
+                continue
+            try:
+                self._load(path)
+                return True
+            except Exception as e:  # truncated, empty or foreign file: say so and try the next one
+                tqdm.write(f"sparsedyn: cannot resume from {path} ({type(e).__name__}: {e}); "
+                           + ("trying best.pt" if name == "last.pt" else "starting from scratch"))
+        return False
+
+    def _restore_best(self) -> bool:
         best = self._path("best.pt")
         if best is not None and best.exists():
             self.model.load_state_dict(torch.load(best, weights_only=False)["model"])
-        elif self._best_state is not None:
+            return True
+        if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+            return True
+        return False
 
     # -- loop ----------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -146,11 +203,17 @@ class Trainer:
             total, pen_total, n = total + loss.item(), pen_total + penalty.item(), n + 1
         return {"train_loss": total / max(n, 1), "penalty": pen_total / max(n, 1)}
 
+    def _evaluate_initial(self) -> None:
+        """Epoch 0: the untrained model is the first best checkpoint and the divergence reference."""
+        value = self.task.evaluate(self.model).get(self.task.monitor)
+        if value is not None and math.isfinite(value):
+            self.best_value, self.best_epoch = value, 0
+            self._checkpoint(0, improved=True, last=False)
+
     def fit(self, resume: bool = False) -> TrainResult:
         """Train for ``settings.epochs`` epochs (continuing from ``last.pt`` if ``resume``)."""
-        last = self._path("last.pt")
-        if resume and last is not None and last.exists():
-            self._load(last)
+        if not (resume and self._resume()):
+            self._evaluate_initial()
         status, message = "completed", "completed"
         epochs = range(self.start_epoch + 1, self.s.epochs + 1)
         bar = tqdm(epochs, desc="train", disable=not self.s.progress, leave=False,
@@ -170,18 +233,20 @@ class Trainer:
                     self.scheduler.step()
             except DivergenceError as e:
                 status = "diverged"
-                message = f"{e}; stopped and restored the best checkpoint (epoch {self.best_epoch})"
+                restored = self._restore_best()
+                message = f"{e}; stopped and " + (f"restored the best checkpoint (epoch {self.best_epoch})"
+                                                   if restored else "kept the final weights (no finite evaluation)")
                 tqdm.write(f"sparsedyn: {message}")
                 break
             row["seconds"] = time.perf_counter() - t0
             self.history.append(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("train_loss", self.task.monitor) if k in row})
             self._checkpoint(epoch, improved=self.best_epoch == epoch)
+            if stop_requested() and epoch < self.s.epochs:
+                status, message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
+                break
         bar.close()
-        if status == "diverged":
-            self._restore_best()
-        return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value,
-                           self.history)
+        return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value, self.history)
 
     def _check_monitor(self, row: dict[str, float], epoch: int) -> None:
         value = row.get(self.task.monitor)
@@ -192,12 +257,12 @@ class Trainer:
         if self.best_value < math.inf and value > self.s.divergence_factor * max(self.best_value, 1e-12):
             raise DivergenceError(
                 f"{self.task.monitor} = {value:.3g} exceeds {self.s.divergence_factor:g} x best "
-                f"({self.best_value:.3g}) at epoch {epoch}"
+                f"({self.best_value:.3g}, epoch {self.best_epoch}) at epoch {epoch}"
             )
         if value < self.best_value:
             self.best_value, self.best_epoch = value, epoch
 
-    def _checkpoint(self, epoch: int, improved: bool) -> None:
+    def _checkpoint(self, epoch: int, improved: bool, last: bool = True) -> None:
         if self.run_dir is None:  # no run directory: keep the best weights in memory instead
             if improved:
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -205,5 +270,6 @@ class Trainer:
         state = self._state(epoch)
         if improved:
             io.save_torch(self.run_dir / "best.pt", state)
-        io.save_torch(self.run_dir / "last.pt", state)
-        io.write_csv(self.run_dir / "metrics.csv", self.history)
+        if last:
+            io.save_torch(self.run_dir / "last.pt", state)
+            io.write_csv(self.run_dir / "metrics.csv", self.history)

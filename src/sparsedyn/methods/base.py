@@ -17,18 +17,29 @@ import torch
 from torch import Tensor, nn
 
 
+class ParamError(ValueError):
+    """A bad hyper-parameter value; ``param`` names it (configs report ``methods.<i>.<param>``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def check_nonnegative(name: str, value: float) -> float:
-    """Return ``value`` as float, or raise a ValueError naming ``name``."""
-    value = float(value)
+    """Return ``value`` as float, or raise a :class:`ParamError` naming ``name``."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(name, f"{name} must be a number >= 0, got {value!r}") from None
     if not value >= 0.0:  # also rejects NaN
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise ParamError(name, f"{name} must be >= 0, got {value}")
     return value
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise ParamError(name, f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
@@ -58,6 +69,13 @@ class Method:
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         return None
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """Parameters this method adds that need their own optimizer settings, by role.
+
+        The trainer gives role ``"gates"`` the trainer's ``gate_lr``; everything else trains at ``lr``.
+        """
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -90,3 +108,10 @@ class Compose(Method):
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         for m in self.methods:
             m.on_epoch_end(model, epoch)
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        groups: dict[str, list[nn.Parameter]] = {}
+        for m in self.methods:
+            for role, params in m.parameter_groups(model).items():
+                groups.setdefault(role, []).extend(params)
+        return groups

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from ..nn.gates import GateLayout, add_gate, gates
 from ..nn.ode import vector_field
-from .base import Method, check_choice, check_nonnegative, zero_like_model
+from .base import Method, ParamError, check_choice, check_nonnegative, zero_like_model
 
 
 def gate_field(model: nn.Module, layout: GateLayout, init_drop: float) -> None:
@@ -18,6 +18,11 @@ def gate_field(model: nn.Module, layout: GateLayout, init_drop: float) -> None:
         add_gate(layer, "weight", layout, init_drop)
 
 
+def gate_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The vector field's gate parameters, as the ``"gates"`` group (trained at the trainer's ``gate_lr``)."""
+    return {"gates": [p for g in gates(vector_field(model)) for p in g.parameters()]}
+
+
 class L0(Method):
     """``lam * sum P(z != 0)``: the expected number of open gates of the vector field."""
 
@@ -27,12 +32,15 @@ class L0(Method):
         self.lam = check_nonnegative("lam", lam)
         self.layout = check_choice("layout", layout, ("weight", "input"))
         if not 0.0 < float(init_drop) < 1.0:
-            raise ValueError(f"init_drop must be in (0, 1), got {init_drop}")
+            raise ParamError("init_drop", f"init_drop must be in (0, 1), got {init_drop}")
         self.init_drop = float(init_drop)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         gate_field(model, self.layout, self.init_drop)
         return model
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return gate_parameters(model)
 
     def penalty(self, model: nn.Module) -> Tensor:
         total = zero_like_model(model)

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..nn.masks import add_mask, mask_of
 from ..nn.prunable import prunable_weights
-from .base import Method, check_choice
+from .base import Method, ParamError, check_choice
 
 
 def schedule_sparsity(
@@ -84,16 +84,16 @@ class MagnitudePruning(Method):
     ) -> None:
         self.include = check_choice("include", include, ("all", "recurrent"))
         if not 0.0 <= float(sparsity) < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+            raise ParamError("sparsity", f"sparsity must be in [0, 1), got {sparsity}")
         if not 0.0 <= float(initial_sparsity) <= float(sparsity):
-            raise ValueError(f"initial_sparsity must be in [0, sparsity], got {initial_sparsity}")
+            raise ParamError("initial_sparsity", f"initial_sparsity must be in [0, sparsity], got {initial_sparsity}")
         self.sparsity, self.initial_sparsity = float(sparsity), float(initial_sparsity)
         self.scope = check_choice("scope", scope, ("global", "per_tensor"))
         self.schedule = check_choice("schedule", schedule, ("oneshot", "linear", "cubic"))
         if int(start) < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
+            raise ParamError("start", f"start must be >= 0, got {start}")
         if self.schedule != "oneshot" and (end is None or int(end) < int(start)):
-            raise ValueError(f"end must be given and >= start ({start}) for a gradual schedule, got {end}")
+            raise ParamError("end", f"end must be given and >= start ({start}) for a gradual schedule, got {end}")
         self.start, self.end = int(start), (int(end) if end is not None else int(start))
 
     def target(self, epoch: int) -> float:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..geometry import ManifoldEmbedding, inhibitor, parse_manifold, penalty_matrix
 from ..nn.rnn import RecurrentLayer, recurrent_layers
-from .base import Method, check_choice, check_nonnegative, zero_like_model
+from .base import Method, ParamError, check_choice, check_nonnegative, zero_like_model
 
 _BUFFER = "moduli_R"
 _EMBEDDING = "moduli_embedding"
@@ -36,19 +36,25 @@ class Moduli(Method):
     def __init__(self, manifold: str = "torus", inhibitor: str = "dog", lam: float = 0.1, ell: float = 1.0,
                  reduction: str = "mean", trainable: bool = False, permuted: bool = False,
                  scale_matched: bool = False, seed: int = 0) -> None:
-        self.manifold = parse_manifold(manifold).name
-        _check_inhibitor(inhibitor)
+        try:
+            self.manifold = parse_manifold(manifold).name
+        except ValueError as e:
+            raise ParamError("manifold", str(e)) from None
+        try:
+            _check_inhibitor(inhibitor)
+        except ValueError as e:
+            raise ParamError("inhibitor", str(e)) from None
         self.inhibitor = inhibitor
         self.lam = check_nonnegative("lam", lam)
         self.ell = float(ell)
         if not self.ell > 0:
-            raise ValueError(f"ell must be > 0, got {ell}")
+            raise ParamError("ell", f"ell must be > 0, got {ell}")
         self.reduction = check_choice("reduction", reduction, ("mean", "sum"))
         for flag, v in (("trainable", trainable), ("permuted", permuted), ("scale_matched", scale_matched)):
             if not isinstance(v, bool):
-                raise ValueError(f"{flag} must be true or false, got {v!r}")  # "False" strings: the fix
+                raise ParamError(flag, f"{flag} must be true or false, got {v!r}")  # "False" strings: the fix
         if trainable and (permuted or scale_matched):
-            raise ValueError("trainable cannot be combined with permuted or scale_matched")
+            raise ParamError("trainable", "trainable cannot be combined with permuted or scale_matched")
         self.trainable, self.permuted, self.scale_matched = trainable, permuted, scale_matched
         self.seed = int(seed)
 

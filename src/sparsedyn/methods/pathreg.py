@@ -6,9 +6,9 @@ from torch import Tensor, nn
 
 from ..nn.gates import GateLayout, gate_of
 from ..nn.ode import vector_field
-from .base import Method, check_choice, check_nonnegative, reduce_matrix
+from .base import Method, ParamError, check_choice, check_nonnegative, reduce_matrix
 from .cnode import path_weight_matrix
-from .l0 import gate_field
+from .l0 import gate_field, gate_parameters
 
 
 def _prob_nonzero(layer: nn.Module) -> Tensor:
@@ -40,13 +40,16 @@ class PathReg(Method):
         self.lambda_weights = check_nonnegative("lambda_weights", lambda_weights)
         self.layout = check_choice("layout", layout, ("weight", "input"))
         if not 0.0 < float(init_drop) < 1.0:
-            raise ValueError(f"init_drop must be in (0, 1), got {init_drop}")
+            raise ParamError("init_drop", f"init_drop must be in (0, 1), got {init_drop}")
         self.init_drop = float(init_drop)
         self.reduction = check_choice("reduction", reduction, ("sum", "mean"))
 
     def prepare(self, model: nn.Module) -> nn.Module:
         gate_field(model, self.layout, self.init_drop)
         return model
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return gate_parameters(model)
 
     def penalty(self, model: nn.Module) -> Tensor:
         total = self.lambda_paths * reduce_matrix(expected_paths(model), self.reduction)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Method
+from pydantic import TypeAdapter, ValidationError
+
+from .base import Method, ParamError
 from .cnode import CNODE
 from .group_lasso import GroupLasso
 from .l0 import L0
@@ -21,15 +24,32 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
+def _typed(cls: type[Method], param: str, value: Any) -> Any:
+    """``value`` checked against the constructor's annotation of ``param`` (bools strictly: "False" is not)."""
+    hint = typing.get_type_hints(cls.__init__).get(param)
+    if hint is None:
+        return value
+    if hint is bool and not isinstance(value, bool):
+        raise ParamError(param, f"{param} must be true or false, got {value!r}")
+    try:
+        return TypeAdapter(hint).validate_python(value)
+    except ValidationError as e:
+        raise ParamError(param, f"{param}: {e.errors()[0]['msg'].lower()}, got {value!r}") from None
+
+
 def build_method(spec: Mapping[str, Any]) -> Method:
-    """Build a method from ``{"name": ..., **hyper_parameters}``; errors name the bad key."""
+    """Build a method from ``{"name": ..., **hyper_parameters}``.
+
+    Errors are :class:`~sparsedyn.methods.base.ParamError` naming the bad key (``name`` for an
+    unknown method), so a config can report ``methods.<i>.<key>``.
+    """
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in METHODS:
-        raise ValueError(f"name: unknown method {name!r}; choose from {sorted(METHODS)}")
+        raise ParamError("name", f"unknown method {name!r}; choose from {sorted(METHODS)}")
     cls = METHODS[name]
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise ValueError(f"{unknown[0]}: not a parameter of {name}; allowed: {sorted(allowed)}")
-    return cls(**spec)
+        raise ParamError(unknown[0], f"not a parameter of {name}; allowed: {sorted(allowed)}")
+    return cls(**{k: _typed(cls, k, v) for k, v in spec.items()})

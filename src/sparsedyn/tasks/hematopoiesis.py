@@ -11,6 +11,8 @@ that gene. The z-score is taken over the whole lineage: within five cells no |z|
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +41,7 @@ def read_lineage(data_dir: str | Path, lineage: str, donor: str) -> tuple[np.nda
     if not path.exists():
         hint = " (the data set has no erythroid lineage for donor 24)" if (lineage, donor) == ("eryth", "24") else ""
         raise FileNotFoundError(f"hematopoiesis file not found: {path}{hint}")
-    with gzip.open(path, "rt") as f:
+    with _reading(path), gzip.open(path, "rt") as f:
         header = f.readline().rstrip("\n").split("\t")
         if not header or header[0] != "dpt_pseudotime":
             raise ValueError(f"{path}: first column must be 'dpt_pseudotime', got {header[:1]}")
@@ -92,6 +94,15 @@ def transcription_factors(data_dir: str | Path) -> set[str]:
     path = Path(data_dir) / "grn" / "tf_targets_baseGRN_human_matrix.csv.gz"
     if not path.exists():
         raise FileNotFoundError(f"TF prior not found: {path}")
-    with gzip.open(path, "rt") as f:
+    with _reading(path), gzip.open(path, "rt") as f:
         f.readline()
         return {line.split(",", 1)[0] for line in f if line.strip()}
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A truncated or corrupt gzip file becomes one error naming it (gzip itself names no file)."""
+    try:
+        yield
+    except (EOFError, OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the file ({type(e).__name__}: {e}); is it truncated?") from None
