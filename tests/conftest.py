@@ -35,6 +35,7 @@ def stop_after(monkeypatch):
             original(self, epoch, improved, last)
             if epoch == n:
                 train.request_stop()
+                monkeypatch.setattr(train.Trainer, "_checkpoint", original)  # once
 
         monkeypatch.setattr(train.Trainer, "_checkpoint", checkpoint)
 

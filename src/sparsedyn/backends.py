@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -123,7 +124,7 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
         if interrupts > 1:
             raise KeyboardInterrupt
         tqdm.write("sparsedyn: stopping: no new points; running points checkpoint after their current epoch "
-                   "(Ctrl-C again to stop at once)")
+                   "(Ctrl-C again to stop at once)", file=sys.stderr)
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGUSR1)
