@@ -5,6 +5,16 @@ import torch
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 
+# A PathReg NODE on a 3-variable sparse tanh system: a whole run takes well under a second.
+TINY_RUN = {
+    "name": "tiny", "seed": 1,
+    "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 8, "n_val": 4, "n_test": 4,
+             "t_end": 1.0, "n_points": 6},
+    "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
+    "methods": [{"name": "pathreg", "lambda_paths": 1e-3}],
+    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 1, "progress": False},
+}
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -7,18 +7,12 @@ import threading
 import pytest
 import torch
 
+from conftest import TINY_RUN
 from sparsedyn.config import parse_config
-from sparsedyn.rundir import RunDirError, RunDirectory, fingerprint
+from sparsedyn.rundir import RunDirectory, RunDirError, fingerprint
 from sparsedyn.runner import build_experiment, run_experiment
 
-TINY = {
-    "name": "tiny", "seed": 1,
-    "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 8, "n_val": 4, "n_test": 4,
-             "t_end": 1.0, "n_points": 6},
-    "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
-    "methods": [{"name": "pathreg", "lambda_paths": 1e-3}],
-    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 6, "progress": False},
-}
+TINY = {**TINY_RUN, "trainer": {**TINY_RUN["trainer"], "eval_every": 6}}
 
 
 def _cfg(trainer=None, model=None, **top):
@@ -102,9 +96,8 @@ def test_overwrite_replaces_and_an_interrupted_overwrite_leaves_no_old_results(t
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path):
     fp = fingerprint(_cfg().model_dump())
-    with RunDirectory(tmp_path / "r", fp):
-        with pytest.raises(RunDirError, match="another run .*pid"):
-            run_experiment(_cfg(), tmp_path / "r")
+    with RunDirectory(tmp_path / "r", fp), pytest.raises(RunDirError, match="another run .*pid"):
+        run_experiment(_cfg(), tmp_path / "r")
     run_experiment(_cfg(), tmp_path / "r")  # released: the next run goes ahead
 
 

@@ -6,8 +6,7 @@ import subprocess
 import pytest
 
 from sparsedyn.report import aggregate, build_report, select
-from sparsedyn.sweep import run_sweep
-from sparsedyn.sweep import parse_sweep
+from sparsedyn.sweep import parse_sweep, run_sweep
 
 
 def _rec(variant, lam, seed, val, test=1.0, status="completed", order=0, system="A"):

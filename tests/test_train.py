@@ -3,18 +3,10 @@ import csv
 import pytest
 import torch
 
+from conftest import TINY_RUN as TINY
 from sparsedyn.config import parse_config
 from sparsedyn.runner import build_experiment, run_experiment
 from sparsedyn.train import Trainer, TrainSettings
-
-TINY = {
-    "name": "tiny", "seed": 1,
-    "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 8, "n_val": 4, "n_test": 4,
-             "t_end": 1.0, "n_points": 6},
-    "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
-    "methods": [{"name": "pathreg", "lambda_paths": 1e-3}],
-    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 1, "progress": False},
-}
 
 
 def _cfg(**overrides):

@@ -37,8 +37,7 @@ def _configs(epochs: int) -> dict[str, dict]:
 
 
 def _train(raw: dict, run_dir: Path) -> dict:
-    torch.set_num_threads(1)  # one core per model: the two models train side by side
-    res = run_experiment(parse_config(raw), run_dir)
+    res = run_experiment(parse_config(raw), run_dir, overwrite=True)  # the demo owns its folder
     res.pop("_experiment")
     return res
 

@@ -18,6 +18,7 @@ from .methods.registry import build_method
 from .nn.fields import MLP
 from .nn.ode import NeuralODE, SecondOrderODE
 from .nn.sequence_models import PathIntegrationRNN, RNNLanguageModel, SequenceRegressor
+from .rundir import RunDirectory, fingerprint
 from .tasks.adding import AddingTask
 from .tasks.hematopoiesis_task import HematopoiesisTask
 from .tasks.language import LanguageTask, load_corpus_dir, load_ptb
@@ -25,7 +26,6 @@ from .tasks.mocap_task import MocapTask
 from .tasks.navigation import NavigationTask
 from .tasks.system_task import SystemTask
 from .tasks.systems import make_system
-from .rundir import RunDirectory, fingerprint
 from .train import Trainer, TrainResult, seed_everything
 
 
