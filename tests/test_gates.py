@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparsedyn.nn import MLP, NeuralODE, add_gate, gate_of
-from sparsedyn.nn.gates import BETA, GAMMA, ZETA, HardConcrete
+from sparsedyn.nn.gates import HardConcrete
 
 
 def test_closed_form_prob_nonzero_matches_sampling():
@@ -14,13 +14,20 @@ def test_closed_form_prob_nonzero_matches_sampling():
     n = 20000
     nonzero = torch.zeros(4, 5)
     for _ in range(n // 1000):
-        g._u = torch.rand(1000, 4, 5).clamp(1e-6, 1 - 1e-6)
-        u = g._u
-        s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + g.log_alpha) / BETA)
-        z = (s * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
+        z = g.sample(torch.rand(1000, 4, 5).clamp(1e-6, 1 - 1e-6))  # the implementation's own sampler
         nonzero += (z > 0).float().sum(0)
     empirical = nonzero / n
     assert torch.allclose(empirical, g.prob_nonzero().detach(), atol=0.015)
+
+
+def test_sample_is_the_stretched_clamped_concrete_of_louizos_eq_10():
+    # by hand for u = 0.25, log_alpha = 0.4: s = sigmoid((log(1/3) + 0.4) / (2/3)), z = clamp(1.2 s - 0.1, 0, 1)
+    g = HardConcrete((1, 1))
+    with torch.no_grad():
+        g.log_alpha.fill_(0.4)
+    s = 1 / (1 + math.exp(-(math.log(0.25 / 0.75) + 0.4) * 1.5))
+    assert g.sample(torch.tensor([[0.25]])).item() == pytest.approx(min(max(1.2 * s - 0.1, 0), 1), rel=1e-6)
+    assert g.sample(torch.tensor([[1e-6]])).item() == 0.0 and g.sample(torch.tensor([[1 - 1e-6]])).item() == 1.0
 
 
 def test_closed_form_constants():
@@ -85,6 +92,36 @@ def test_one_gate_sample_per_model_forward():
     seen.clear()
     model(torch.randn(2, 3), torch.linspace(0, 1, 5))
     assert not torch.equal(first, seen[0])  # a new sample for the next forward
+
+
+def test_a_gated_plain_mlp_draws_a_new_sample_at_every_training_forward():
+    """The bug: outside an ODE solve the noise was drawn once and reused for the whole run."""
+    field = MLP(3, 3, (8,))
+    for layer in field.layers:
+        add_gate(layer)
+    seen = []
+    field.layers[0].register_forward_hook(lambda m, a, o: seen.append(m.weight.detach().clone()))
+    x = torch.randn(4, 3)
+    field.train()
+    field(x)
+    field(x)
+    assert not torch.equal(seen[0], seen[1])
+    field.eval()
+    field(x)
+    field(x)
+    assert torch.equal(seen[2], seen[3])  # eval: the deterministic gate
+
+
+def test_the_adjoint_backward_solve_reuses_the_forward_sample():
+    field = MLP(2, 2, (4,))
+    add_gate(field.layers[0])
+    model = NeuralODE(field, solver="rk4", step_size=0.25, adjoint=True).train()
+    seen = []
+    field.layers[0].register_forward_pre_hook(lambda m, a: seen.append(m.weight.detach().clone()))
+    model(torch.randn(3, 2), torch.linspace(0, 1, 3)).pow(2).sum().backward()
+    n_forward = 4 * 4  # rk4: 4 evaluations a step, 4 steps
+    assert len(seen) > n_forward  # the backward solve evaluated the field too
+    assert all(torch.equal(seen[0], w) for w in seen)
 
 
 def test_gate_gradients_reach_log_alpha_through_the_solver():

@@ -43,6 +43,21 @@ def test_intervention_holds_the_variable_in_the_model():
         model(torch.randn(4, 3), torch.linspace(0, 1, 6), intervention={5: 0.5})
 
 
+@pytest.mark.parametrize("kind", ["node", "sonode"])
+def test_intervention_holds_the_variable_with_lassonet_outer_skip(kind):
+    """The bug: SONODE's outer skip was not masked, so a variable held at 1.0 read 1.59."""
+    from sparsedyn.methods import LassoNet
+
+    model = NeuralODE(MLP(3, 3, (8,)), solver="rk4", step_size=0.1) if kind == "node" else \
+        SecondOrderODE(MLP(6, 3, (8,)), MLP(3, 3, (4,)), solver="rk4", step_size=0.1)
+    model = LassoNet(lam=0.1, mode="outer").prepare(model)
+    with torch.no_grad():
+        model.outer_skip.weight.fill_(0.3)  # a skip that would move the held variable
+    out = model(torch.randn(4, 3), torch.linspace(0, 1, 6), intervention={0: 1.0})
+    assert torch.allclose(out[:, :, 0], torch.ones_like(out[:, :, 0]), atol=1e-6)
+    assert not torch.allclose(out[:, -1, 1], out[:, 0, 1])  # the others still move
+
+
 def test_bad_shapes_and_solver_are_rejected():
     model = NeuralODE(MLP(3, 3))
     with pytest.raises(ValueError, match="x0"):

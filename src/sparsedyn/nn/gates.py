@@ -1,9 +1,13 @@
 """Hard-concrete gates (Louizos et al. 2018) attached to weights through `parametrize`.
 
 A gate multiplies a weight entry-wise: the effective weight is ``W * z``. In training ``z``
-is a stretched, clamped concrete sample; in eval mode it is the deterministic gate. The
-noise ``u`` is drawn once by :func:`resample_gates` (once per model forward) and then
-reused by every access to the weight, so an ODE solve sees one fixed random network.
+is a stretched, clamped concrete sample; in eval mode it is the deterministic gate.
+
+One noise sample per model forward: the gated layer draws new noise ``u`` at each of its
+forwards in training mode (a forward pre-hook added by :func:`add_gate`), so a gated plain
+MLP sees a fresh random network at every step. A continuous-depth model calls its field many
+times in one forward; it takes the sampling over (:func:`hold_gates`: one draw per solve,
+reused by every field evaluation, the adjoint's backward solve included).
 """
 
 from __future__ import annotations
@@ -55,16 +59,19 @@ class HardConcrete(nn.Module):
         mean = math.log((1.0 - init_drop) / init_drop)
         self.log_alpha = nn.Parameter(torch.randn(shape) * 0.01 + mean)
         self._u: Tensor | None = None
+        self.held = False  # True: a containing model (an ODE solver) draws the noise, not the layer
 
     def resample(self) -> None:
-        """Draw fresh uniform noise; every later training-mode access reuses it."""
+        """Draw fresh uniform noise; training-mode accesses reuse it until the next draw."""
         self._u = torch.rand_like(self.log_alpha).clamp(_EPS, 1.0 - _EPS)
 
-    def sample(self) -> Tensor:
-        """The training gate ``z`` for the current noise (drawn if none yet)."""
-        if self._u is None or self._u.shape != self.log_alpha.shape:
-            self.resample()
-        u = self._u
+    def sample(self, u: Tensor | None = None) -> Tensor:
+        """The training gate ``z`` for noise ``u`` (broadcast against the gate's shape);
+        default: the current noise, drawn if there is none yet."""
+        if u is None:
+            if self._u is None or self._u.shape != self.log_alpha.shape:
+                self.resample()
+            u = self._u
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / BETA)
         return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
 
@@ -107,7 +114,18 @@ def add_gate(
     weight = getattr(module, name)
     gate = HardConcrete(weight.shape, layout, init_drop).to(weight.device)
     parametrize.register_parametrization(module, name, gate)
+    if not getattr(module, "_resamples_gates", False):
+        module.register_forward_pre_hook(_resample_on_forward)
+        module._resamples_gates = True
     return gate
+
+
+def _resample_on_forward(module: nn.Module, args) -> None:
+    """Forward pre-hook of a gated layer: a new noise sample per forward in training mode."""
+    for plist in module.parametrizations.values():
+        for p in plist:
+            if isinstance(p, HardConcrete) and p.training and not p.held:
+                p.resample()
 
 
 def gates(model: nn.Module) -> Iterator[HardConcrete]:
@@ -116,6 +134,14 @@ def gates(model: nn.Module) -> Iterator[HardConcrete]:
 
 
 def resample_gates(model: nn.Module) -> None:
-    """Draw one new gate sample for every gate of ``model`` (call once per forward)."""
+    """Draw one new gate sample for every gate of ``model``."""
     for g in gates(model):
+        g.resample()
+
+
+def hold_gates(model: nn.Module) -> None:
+    """Take sampling over from ``model``'s gated layers and draw one sample (once per forward of
+    ``model``): every layer call until the next :func:`hold_gates` reuses it."""
+    for g in gates(model):
+        g.held = True
         g.resample()

@@ -1,8 +1,9 @@
 """Continuous-depth models: a first-order neural ODE and a second-order one (SONODE).
 
-Both draw **one** gate sample per forward and reuse it for every vector-field evaluation of
-the solve (``parametrize.cached`` computes each effective weight once per forward), so the
-field is a fixed function inside one solve and adaptive step control stays valid.
+Both draw **one** gate sample per forward (:func:`~sparsedyn.nn.gates.hold_gates`) and reuse
+it for every vector-field evaluation of the solve, the adjoint's backward solve included
+(``parametrize.cached`` computes each effective weight once per forward), so the field is a
+fixed function inside one solve and adaptive step control stays valid.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchdiffeq import odeint, odeint_adjoint
 
-from .gates import resample_gates
+from .gates import hold_gates
 
 SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint")
 
@@ -61,12 +62,21 @@ class _Solver(nn.Module):
             raise ValueError(f"t must be a 1-d tensor of >= 2 increasing times, got shape {tuple(t.shape)}")
         options = {"step_size": self.step_size} if self.step_size is not None else None
         kwargs = dict(method=self.solver, rtol=self.rtol, atol=self.atol, options=options)
-        resample_gates(self)
+        if self.training:
+            hold_gates(self)
         if self.adjoint:
             # The adjoint needs the raw parameters; gates reuse the one noise sample.
             return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.parameters()), **kwargs)
         with parametrize.cached():
             return odeint(func, y0, t, **kwargs)
+
+    def _add_skip(self, x: Tensor, x0: Tensor, keep: Tensor | None) -> Tensor:
+        """``x + S x0`` (outer LassoNet's skip), zero on intervened variables (they stay at their value)."""
+        skip = getattr(self, "outer_skip", None)
+        if skip is None:
+            return x
+        s = skip(x0)
+        return x + (s if keep is None else s * keep)[:, None, :]
 
 
 class _FirstOrder(nn.Module):
@@ -101,12 +111,7 @@ class NeuralODE(_Solver):
         keep = _intervention_mask(self.n_state, intervention, x0)
         x0 = _apply_intervention(x0, intervention)
         x = self._solve(_FirstOrder(self.field, keep), x0, t).transpose(0, 1)
-        if self.outer_skip is not None:
-            skip = self.outer_skip(x0)
-            if keep is not None:
-                skip = skip * keep
-            x = x + skip[:, None, :]
-        return x
+        return self._add_skip(x, x0, keep)
 
     def path_weights(self, transform) -> Tensor:
         out = self.field.path_weights(transform)
@@ -162,9 +167,7 @@ class SecondOrderODE(_Solver):
             v0 = v0 * keep
         state = self._solve(_SecondOrder(self.field, n, keep), torch.cat([x0, v0], -1), t)
         x = state[..., :n].transpose(0, 1)
-        if self.outer_skip is not None:
-            x = x + self.outer_skip(x0)[:, None, :]
-        return x
+        return self._add_skip(x, x0, keep)
 
     def path_weights(self, transform) -> Tensor:
         out = self.field.path_weights(transform)  # (n, 2n): accelerations on [x, v]
