@@ -6,27 +6,16 @@ numbers here never depend on a random gate sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .nn.modes import eval_mode
 from .nn.ode import vector_field
 from .nn.prunable import prunable_weights
 
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily put ``model`` in eval mode (deterministic gates), restoring it after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
+__all__ = ["effective_weights", "weight_sparsity", "path_scores", "jacobian_scores", "dependency_matrix",
+           "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
 
 def effective_weights(model: nn.Module) -> dict[str, Tensor]:
     """``{name: effective weight}`` for every prunable weight, gates deterministic."""

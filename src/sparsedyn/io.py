@@ -67,6 +67,12 @@ def save_numpy(path: Path, array) -> None:
     _atomic(path, lambda f: np.save(f, array))
 
 
+def save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    _atomic(path, lambda f: np.savez(f, **arrays))
+
+
 def _jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):
         return x.tolist()

@@ -1,7 +1,6 @@
 """Tables and plots from a folder of runs: mean +- sd over seeds, failure rate, a selection rule.
 
-``collect`` reads every run directory (``point.json`` + ``results.json`` or ``error.json``);
-``aggregate`` groups runs that differ only in their seed; ``select`` applies one
+Runs are read by :mod:`sparsedyn.run_records` (``collect``, ``aggregate``); ``select`` applies one
 hyper-parameter rule to every method alike: per group (e.g. per system), the *last* point in
 grid order (axes listed weakest to strongest) whose mean validation error is within
 ``within`` of the baseline's; if none is, the one with the lowest validation error.
@@ -9,13 +8,15 @@ grid order (axes listed weakest to strongest) whose mean validation error is wit
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .run_records import Group, ReportError, _read_json, aggregate, collect
+
+__all__ = ["Group", "ReportError", "aggregate", "collect", "select", "build_report"]
 
 DEFAULT_COLUMNS = [
     ("test_mse", "test MSE"), ("test_shift_mse", "shifted x0"), ("test_extrap_mse", "extrapolated"),
@@ -56,107 +57,6 @@ def columns_for(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], t
     return DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")
 
 
-@dataclass
-class Group:
-    """The runs of one sweep point (all its seeds)."""
-
-    variant: str
-    labels: dict[str, str]
-    order: int
-    runs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.runs if r["status"] == "completed"]
-
-    @property
-    def failures(self) -> int:
-        """Runs that raised or diverged (runs not started yet are not failures)."""
-        return sum(r["status"] in ("failed", "diverged") for r in self.runs)
-
-    def worse_than(self, metric: str, value: float) -> int:
-        """Failures plus completed runs whose ``metric`` is no better than a trivial baseline's ``value``."""
-        return self.failures + int(np.sum(self.values(metric) >= value))
-
-    @property
-    def finished(self) -> int:
-        return sum(r["status"] != "missing" for r in self.runs)
-
-    def values(self, metric: str) -> np.ndarray:
-        return np.array([r["metrics"][metric] for r in self.ok if metric in r["metrics"]], dtype=float)
-
-    def mean(self, metric: str) -> float:
-        v = self.values(metric)
-        return float(np.mean(v)) if v.size else math.nan
-
-    def sd(self, metric: str) -> float:
-        v = self.values(metric)
-        return float(np.std(v, ddof=1)) if v.size > 1 else math.nan
-
-    def cell(self, metric: str) -> str:
-        m, s = self.mean(metric), self.sd(metric)
-        if math.isnan(m):
-            return "—"
-        return f"{m:.3g} ± {s:.2g}" if not math.isnan(s) else f"{m:.3g}"
-
-    def label(self, skip: tuple[str, ...] = ()) -> str:
-        extra = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.labels.items() if k not in skip)
-        return f"{self.variant} ({extra})" if extra else self.variant
-
-
-class ReportError(ValueError):
-    """A report cannot be made as asked (no runs there, an unknown metric or variant, ...)."""
-
-
-def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """``(content, None)``, or ``(None, reason)`` for an unreadable or corrupt file."""
-    try:
-        return json.loads(path.read_text()), None
-    except (OSError, ValueError) as e:
-        return None, f"corrupt {path.name} ({type(e).__name__}: {e})"
-
-
-def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One record per run directory below ``runs_dir`` (completed, diverged, failed or missing).
-
-    Sweep points are found by their ``point.json``; directories of plain ``sparsedyn run``
-    calls (a ``results.json``, no ``point.json``) are runs too, their variant being the
-    config's name. A corrupt ``results.json`` makes its run a failure whose reason names the file.
-    """
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise ReportError(f"runs directory not found: {runs_dir}")
-    manifest = runs_dir / "sweep.json"
-    order = (_read_json(manifest)[0] or {}).get("points", []) if manifest.exists() else []
-    rank = {p: i for i, p in enumerate(order)}
-    dirs = {f.parent for f in runs_dir.rglob("point.json")} | {f.parent for f in runs_dir.rglob("results.json")}
-    records = []
-    for d in sorted(dirs):
-        point, _ = _read_json(d / "point.json") if (d / "point.json").exists() else (None, None)
-        rel = str(d.relative_to(runs_dir))
-        rec = {"variant": None, "labels": {}, "seed": None, **(point or {}), "run_dir": str(d),
-               "order": rank.get(rel, len(rank) + len(records))}
-        if (d / "results.json").exists():
-            res, problem = _read_json(d / "results.json")
-            if res is None:
-                print(f"sparsedyn report: {d / 'results.json'}: {problem}; counted as failed")
-                rec.update(status="failed", metrics={}, error=f"{d / 'results.json'}: {problem}")
-            else:
-                rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"))
-                rec["variant"] = rec["variant"] or res.get("name", d.name)
-                rec["seed"] = rec["seed"] if rec["seed"] is not None else res.get("seed")
-        elif (d / "error.json").exists():
-            err, problem = _read_json(d / "error.json")
-            rec.update(status="failed", metrics={}, error=(err or {}).get("error", problem))
-        else:
-            rec.update(status="missing", metrics={})
-        rec["variant"] = rec["variant"] or rel
-        records.append(rec)
-    if not records:
-        raise ReportError(f"no runs under {runs_dir} (no point.json or results.json files)")
-    return records
-
-
 def check_options(records: list[dict[str, Any]], by: str | None, metric: str, within: float,
                   baseline: str | None) -> None:
     """Reject options that would silently select nothing (each error lists the valid choices)."""
@@ -171,16 +71,6 @@ def check_options(records: list[dict[str, Any]], by: str | None, metric: str, wi
         raise ReportError(f"--baseline {baseline!r}: no such variant; choose from {variants}")
     if not within >= 0:
         raise ReportError(f"--within must be >= 0, got {within}")
-
-
-def aggregate(records: list[dict[str, Any]]) -> list[Group]:
-    groups: dict[tuple, Group] = {}
-    for r in records:
-        key = (r["variant"], tuple(sorted(r["labels"].items())))
-        g = groups.setdefault(key, Group(r["variant"], dict(r["labels"]), r["order"]))
-        g.order = min(g.order, r["order"])
-        g.runs.append(r)
-    return sorted(groups.values(), key=lambda g: g.order)
 
 
 def select(groups: list[Group], by: str | None = "task", metric: str = "val_mse", within: float = 0.10,
@@ -272,7 +162,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
     from .report_html import image_html, page, table_html
-    from .report_plots import dependency_grid, error_vs_sparsity, mocap_forecasts, per_method
+    from .report_plots import dependency_grid, error_vs_sparsity, forecast_figure, per_method
 
     runs_dir = Path(runs_dir)
     records = collect(runs_dir)  # first: a missing runs directory must not be created
@@ -297,10 +187,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
         figures = {f"{error.replace('_', ' ')} per method": per_method(
             groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
     thanks = _acknowledgements(records)
-    if thanks:  # motion capture: forecasts are better looked at than read
-        fig = mocap_forecasts(chosen, out / "forecasts.png", footer=footer)
-        if fig is not None:
-            figures["forecasts of the first test sequence (first seed)"] = fig
+    fig = forecast_figure(chosen, out / "forecasts.png", footer=footer)  # where runs wrote forecasts
+    if fig is not None:
+        figures["forecasts of the first test sequence (first seed)"] = fig
     metrics = list(dict.fromkeys([metric, *[c[0] for c in columns]]))
     write_csv_rows(out / "points.csv", groups, metrics)
     n_failed = sum(g.failures for g in groups)
@@ -331,39 +220,18 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     return {"groups": groups, "chosen": chosen, "tables": tables, "out": out}
 
 
-def _task_config(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``task`` section of a run's ``config.yaml`` (None if the run wrote none)."""
-    import yaml
-
-    cfg_path = Path(record["run_dir"]) / "config.yaml"
-    return yaml.safe_load(cfg_path.read_text())["task"] if cfg_path.exists() else None
-
-
 def _acknowledgements(records: list[dict[str, Any]]) -> list[str]:
-    """Acknowledgements the data's terms ask for wherever results on them are shown (CMU mocap)."""
-    from .tasks.mocap import ACKNOWLEDGEMENT
-
-    for r in records:
-        task = _task_config(r)
-        if task is not None and task.get("name") == "mocap":
-            return [ACKNOWLEDGEMENT]
-    return []
+    """Acknowledgements the data's terms ask for wherever results on them are shown (e.g. CMU mocap),
+    as the runs recorded them."""
+    return list(dict.fromkeys(r["acknowledgement"] for r in records if r.get("acknowledgement")))
 
 
 def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarray]:
-    """The true adjacency per block, rebuilt from each block's first run config."""
-    from .tasks.systems import make_system
-
+    """The true adjacency per block, from the ``truth.npy`` its runs wrote."""
     out: dict[str, np.ndarray] = {}
     for r in records:
         block = r["labels"].get(by, "all") if by else "all"
-        task = None if block in out else _task_config(r)
-        if task is None:
-            continue
-        if task.get("name", "systems") == "systems":
-            out[block] = make_system(task["system"], **task.get("system_params", {})).adjacency.astype(float)
-        elif task["name"] == "krumsiek":
-            from .tasks.krumsiek import model_file, parse_couplings
-
-            out[block] = parse_couplings(model_file().read_text())[1].astype(float)
+        path = Path(r["run_dir"]) / "truth.npy"
+        if block not in out and path.exists():
+            out[block] = np.load(path)
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .report import Group
+from .run_records import Group
 
 
 def _plt():
@@ -103,37 +103,37 @@ def _save(fig, path: Path, footer: str) -> Path:
     return path
 
 
-def mocap_forecasts(chosen: dict[str, dict[str, Group]], path: Path, footer: str = "", n_dims: int = 3,
+def forecast_figure(chosen: dict[str, dict[str, Group]], path: Path, footer: str = "", n_dims: int = 3,
                     max_methods: int = 4) -> Path | None:
-    """Truth vs forecasts (first seed, best checkpoint) of the first test sequence, for the dims
-    with the largest variance; one column per block (condition), up to ``max_methods`` methods each."""
-    from .runner import load_run
-
+    """Truth vs forecasts of the first test sequence (first seed of each chosen point, as its run
+    wrote them in ``forecasts.npz``) for the dims with the largest variance; one column per block
+    (condition), up to ``max_methods`` methods each. None if no run wrote forecasts."""
     plt = _plt()
-    blocks = [b for b in chosen if chosen[b]]
+    found = {b: [(v, _first_forecast(g)) for v, g in chosen[b].items()] for b in chosen}
+    found = {b: [(v, f) for v, f in fs if f is not None][:max_methods] for b, fs in found.items()}
+    blocks = [b for b in found if found[b]]
     if not blocks:
         return None
     fig, axes = plt.subplots(n_dims, len(blocks), figsize=(4.2 * len(blocks), 1.9 * n_dims), squeeze=False)
     for col, block in enumerate(blocks):
-        truth, drawn = None, 0
-        for variant, g in chosen[block].items():
-            runs = sorted(g.ok, key=lambda r: r["seed"])
-            if not runs or drawn >= max_methods:
-                continue
-            exp = load_run(runs[0]["run_dir"], "best.pt")
-            if truth is None:
-                task = exp.task
-                truth = task.raw("test")[0]
-                dims = np.argsort(truth.var(0))[::-1][:n_dims]
-                t = task.splits["test"].t.numpy()
-                for row, d in enumerate(dims):
-                    axes[row, col].plot(t, truth[:, d], color="black", lw=1.5, label="truth")
-                    axes[row, col].set_ylabel(f"dim {d}", fontsize=7)
-            pred = exp.task.forecast(exp.model, "test")[0]
-            for row, d in enumerate(dims):
-                axes[row, col].plot(t, pred[:, d], lw=1, label=variant)
-            drawn += 1
+        first = found[block][0][1]
+        t, truth = first["t"], first["truth"]
+        dims = np.argsort(truth.var(0))[::-1][:n_dims]
+        for row, d in enumerate(dims):
+            axes[row, col].plot(t, truth[:, d], color="black", lw=1.5, label="truth")
+            axes[row, col].set_ylabel(f"dim {d}", fontsize=7)
+            for variant, f in found[block]:
+                axes[row, col].plot(t, f["forecast"][:, d], lw=1, label=variant)
         axes[0, col].set_title(f"{block}: test sequence 1", fontsize=8)
-        axes[-1, col].set_xlabel("time (dt = 0.1 per frame)", fontsize=7)
+        axes[-1, col].set_xlabel("time", fontsize=7)
         axes[0, col].legend(fontsize=6)
     return _save(fig, path, footer)
+
+
+def _first_forecast(group: Group) -> dict[str, np.ndarray] | None:
+    runs = sorted(group.ok, key=lambda r: r["seed"])
+    path = Path(runs[0]["run_dir"]) / "forecasts.npz" if runs else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}

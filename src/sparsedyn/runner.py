@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -15,80 +16,31 @@ from . import analysis, io
 from .config import ExperimentConfig
 from .methods.base import Compose
 from .methods.registry import build_method
-from .nn.fields import MLP
-from .nn.ode import NeuralODE, SecondOrderODE
-from .nn.sequence_models import PathIntegrationRNN, RNNLanguageModel, SequenceRegressor
 from .rundir import RunDirectory, fingerprint
-from .tasks.adding import AddingTask
-from .tasks.hematopoiesis_task import HematopoiesisTask
-from .tasks.language import LanguageTask, load_corpus_dir, load_ptb
-from .tasks.mocap_task import MocapTask
-from .tasks.navigation import NavigationTask
-from .tasks.system_task import SystemTask
-from .tasks.systems import make_system
+from .tasks import TASKS, Task
 from .train import Trainer, TrainResult, seed_everything
 
 
 @dataclass
 class Experiment:
-    task: Any
+    task: Task
     model: nn.Module
     method: Compose
 
 
-def build_task(cfg: ExperimentConfig):
-    """The task named by ``cfg.task.name`` (systems, navigation, adding, language, mocap, hematopoiesis,
-    krumsiek)."""
-    t = cfg.task
-    if t.name == "mocap":
-        return MocapTask(t.data_dir, t.source, t.window, t.windows_per_epoch, t.noise, t.irregular, t.horizon,
-                         t.dt, t.data_seed)
-    if t.name == "krumsiek":
-        from .tasks.krumsiek import KrumsiekTask  # needs the optional scanpy
-
-        return KrumsiekTask(t.n_realizations, t.window, t.stride, t.dt, t.data_seed)
-    if t.name == "hematopoiesis":
-        return HematopoiesisTask(t.data_dir, tuple(t.test_donors), t.steps_per_epoch, t.grid_points)
-    if t.name == "navigation":
-        return NavigationTask(t.n_place_cells, t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test,
-                              t.place_cell_sigma, t.surround_scale, t.box, t.data_seed, t.place_cell_dog)
-    if t.name == "adding":
-        return AddingTask(t.sequence_length, t.steps_per_epoch, t.n_val, t.n_test, t.data_seed)
-    if t.name == "language":
-        corpus = load_ptb() if t.corpus == "ptb" else load_corpus_dir(t.corpus)
-        return LanguageTask(corpus, t.bptt, t.eval_batch_size, t.max_train_tokens, t.max_eval_tokens)
-    return SystemTask(
-        make_system(t.system, **t.system_params), n_train=t.n_train, n_val=t.n_val, n_test=t.n_test,
-        t_end=t.t_end, n_points=t.n_points, noise=t.noise, irregular=t.irregular, shift=t.shift,
-        extrapolate=t.extrapolate, intervention=t.intervention, seed=t.data_seed,
-    )
+def build_task(cfg: ExperimentConfig) -> Task:
+    """The registered task named by ``cfg.task.name``, built from its config section."""
+    return TASKS[cfg.task.name].from_config(cfg.task)
 
 
-def build_model(cfg: ExperimentConfig, task) -> nn.Module:
-    """The model for ``cfg.model.kind`` on ``task``; an impossible pairing is a clear error."""
-    m, name = cfg.model, cfg.task.name
-    if (m.kind == "rnn") != (name in ("navigation", "adding", "language")):
-        raise ValueError(f"model.kind: {m.kind!r} does not fit task {name!r} (navigation, adding and language "
-                         "take 'rnn'; systems take 'node', 'sonode' or 'sindy')")
-    if m.kind == "rnn":
-        if name == "language":
-            return RNNLanguageModel(task.vocab_size, m.embedding_size or m.hidden[0], m.hidden, m.cell,
-                                    m.nonlinearity, m.tie_weights)
-        if name == "navigation":
-            return PathIntegrationRNN(task.n_place_cells, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
-        return SequenceRegressor(2, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
-    n = task.n_observed
-    solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
-    if m.kind == "node":
-        return NeuralODE(MLP(n, n, m.hidden, m.activation), **solver)
-    if m.kind == "sindy":
+def build_model(cfg: ExperimentConfig, task: Task) -> nn.Module:
+    """The task's model for ``cfg.model``; a kind the task does not take is a clear error."""
+    if cfg.model.kind not in task.model_kinds:
+        raise ValueError(f"model.kind: {cfg.model.kind!r} does not fit task {task.name!r}, which takes "
+                         f"{', '.join(task.model_kinds)}")
+    if cfg.model.kind == "sindy":
         raise ValueError("model.kind: sindy is a baseline without a torch model; use run_experiment")
-    if not getattr(task, "supports_sonode", False):
-        raise ValueError(f"model.kind: sonode needs second-order data observed in positions only; task {name!r}"
-                         + (f" with system {cfg.task.system!r}" if name == "systems" else "") + " is not")
-    # a task that gives the initial velocity from its data (mocap: the first frames) needs no network for it
-    velocity = None if getattr(task, "velocity_from_data", False) else MLP(n, n, m.velocity_hidden, m.activation)
-    return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), velocity, **solver)
+    return task.build_model(cfg.model)
 
 
 def build_experiment(cfg: ExperimentConfig) -> Experiment:
@@ -121,7 +73,7 @@ def _load_masks(model: nn.Module, run_dir: Path) -> None:
     model.load_state_dict(masks, strict=False)
 
 
-def analyse(model: nn.Module, task) -> dict[str, float]:
+def analyse(model: nn.Module, task: Task) -> dict[str, float]:
     """Sparsity (global and of the recurrent matrices) and, where the truth is known, graph recovery."""
     ws = analysis.weight_sparsity(model)
     out = {"weight_sparsity": ws["global"]}
@@ -129,11 +81,10 @@ def analyse(model: nn.Module, task) -> dict[str, float]:
     if recurrent:
         sizes = [p.numel() for n, p in analysis.effective_weights(model).items() if n.endswith("weight_hh")]
         out["recurrent_sparsity"] = sum(s * n for s, n in zip(recurrent, sizes)) / sum(sizes)
-    if not hasattr(task, "truth"):  # recurrent tasks: no vector field
+    out.update(task.analyse(model))
+    if not task.has_vector_field:
         return out
     out["feature_sparsity"] = analysis.feature_sparsity(analysis.dependency_matrix(model, "structural"))
-    if hasattr(task, "analyse"):
-        out.update(task.analyse(model))
     scores = analysis.path_scores(model)
     # no truth for real data; a first-order NODE on a second-order system has none of its shape
     if task.truth is not None and tuple(scores.shape) == task.truth.shape:
@@ -192,12 +143,25 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
         results["_experiment"] = exp
         return results
     results["metrics"] = {**exp.task.evaluate(exp.model), **analyse(exp.model, exp.task)}
+    results["acknowledgement"] = exp.task.acknowledgement
     if out is not None:
-        if hasattr(exp.task, "truth"):
-            torch.save(analysis.dependency_matrix(exp.model), out / "dependency.pt")
-        io.write_json(out / "results.json", results)  # last: its presence means "complete"
+        dependency = analysis.dependency_matrix(exp.model) if exp.task.has_vector_field else None
+        _write_outputs(out, exp.task, results, dependency, exp.task.figure_data(exp.model))
     results["_experiment"] = exp
     return results
+
+
+def _write_outputs(out: Path, task: Task, results: dict[str, Any], dependency: torch.Tensor | None,
+                   figure: dict[str, Any] | None) -> None:
+    """Everything a report reads, so it never rebuilds the experiment: the learned and the true
+    dependency matrices, the figure's arrays and, last (its presence means "complete"), the results."""
+    if dependency is not None:
+        torch.save(dependency, out / "dependency.pt")
+    if task.truth is not None:
+        io.save_numpy(out / "truth.npy", np.asarray(task.truth, dtype=float))
+    if figure is not None:
+        io.save_npz(out / "forecasts.npz", figure)
+    io.write_json(out / "results.json", results)
 
 
 def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dict[str, Any]:
@@ -213,10 +177,10 @@ def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dic
                "weight_sparsity": float((model.sindy.coefficients() == 0).mean()),
                **{f"recovery_{k}": v for k, v in analysis.recovery_metrics(scores, task.truth).items()}}
     results = {"name": cfg.name, "seed": cfg.seed, "status": "completed", "message": "sindy fit",
-               "epochs_run": 0, "best_epoch": 0, "seconds": time.perf_counter() - start, "metrics": metrics}
+               "epochs_run": 0, "best_epoch": 0, "seconds": time.perf_counter() - start, "metrics": metrics,
+               "acknowledgement": task.acknowledgement}
     if out_dir is not None:
         out = Path(out_dir)
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        torch.save(torch.as_tensor((scores > 0).astype("float32")), out / "dependency.pt")
-        io.write_json(out / "results.json", results)
+        _write_outputs(out, task, results, torch.as_tensor((scores > 0).astype("float32")), None)
     return results

@@ -1,6 +1,17 @@
-"""Tasks: data, loss and evaluation, one file per task."""
+"""Tasks: data, loss and evaluation, one file per task; importing this package registers them all.
 
-from .system_task import OOD_SPLITS, SystemTask
+Each task module defines its config section and registers its task class (see :mod:`.base`);
+``TASKS`` maps a config's ``task.name`` to the class.
+"""
+
+from . import adding, hematopoiesis_task, krumsiek, language, mocap_task, navigation, systems_task  # noqa: F401
+from .adding import AddingTask
+from .base import TASKS, Task, TaskConfig, register_task
+from .hematopoiesis_task import HematopoiesisTask
+from .krumsiek import KrumsiekTask
+from .language import LanguageTask
+from .mocap_task import MocapTask
+from .navigation import NavigationTask
 from .systems import (
     SYSTEMS,
     CoupledOscillators,
@@ -11,9 +22,12 @@ from .systems import (
     SparseTanh,
     make_system,
 )
+from .systems_task import OOD_SPLITS, SystemTask
 from .trajectories import Trajectories, masked_mse
 
 __all__ = [
-    "SystemTask", "OOD_SPLITS", "SYSTEMS", "DynamicalSystem", "SparseLinear", "LotkaVolterra",
-    "Lorenz96", "SparseTanh", "CoupledOscillators", "make_system", "Trajectories", "masked_mse",
+    "TASKS", "Task", "TaskConfig", "register_task", "SystemTask", "NavigationTask", "AddingTask",
+    "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "OOD_SPLITS", "SYSTEMS",
+    "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators",
+    "make_system", "Trajectories", "masked_mse",
 ]

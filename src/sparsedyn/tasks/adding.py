@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..analysis import eval_mode
+from ..nn.modes import eval_mode
+from ..nn.sequence_models import SequenceRegressor
+from .base import Task, TaskConfig, register_task
 
 MEAN_PREDICTOR_MSE = 1.0 / 6.0  # Var(U1 + U2) for two independent U(0, 1)
 
@@ -29,7 +33,23 @@ def adding_batch(rng: np.random.Generator, size: int, length: int) -> AddingBatc
     return AddingBatch(torch.tensor(x, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
 
 
-class AddingTask:
+class AddingTaskConfig(TaskConfig):
+    name: Literal["adding"]
+    sequence_length: int = Field(50, ge=2)
+    steps_per_epoch: int = Field(100, gt=0)
+    n_val: int = Field(1000, gt=0)
+    n_test: int = Field(1000, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+@register_task
+class AddingTask(Task):
+    """The adding problem: the sum of the two marked numbers of a sequence, scored by MSE."""
+
+    name = "adding"
+    Config = AddingTaskConfig
+    model_kinds = ("rnn",)
+
     monitor = "val_mse"
 
     def __init__(self, sequence_length: int = 50, steps_per_epoch: int = 100, n_val: int = 1000,
@@ -42,6 +62,14 @@ class AddingTask:
         self.T, self.steps_per_epoch = sequence_length, steps_per_epoch
         self.splits = {"val": adding_batch(np.random.default_rng(seed + 1), n_val, sequence_length),
                        "test": adding_batch(np.random.default_rng(seed + 2), n_test, sequence_length)}
+
+    @classmethod
+    def from_config(cls, cfg: AddingTaskConfig) -> AddingTask:
+        return cls(sequence_length=cfg.sequence_length, steps_per_epoch=cfg.steps_per_epoch, n_val=cfg.n_val,
+                   n_test=cfg.n_test, seed=cfg.data_seed)
+
+    def build_model(self, m) -> nn.Module:
+        return SequenceRegressor(2, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
 
     def train_batches(self, batch_size: int, generator: torch.Generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..analysis import eval_mode
+from ..nn.fields import MLP
+from ..nn.modes import eval_mode
+from ..nn.ode import NeuralODE, SecondOrderODE
+from .base import Task
 from .trajectories import Trajectories, masked_mse
 
 
-class ForecastTask:
+class ForecastTask(Task):
     """Base of the forecasting tasks (synthetic systems, motion capture, hematopoiesis).
 
     A subclass fills ``self.splits`` (``val`` and its test splits, and ``train`` unless it
@@ -20,9 +23,30 @@ class ForecastTask:
     """
 
     monitor = "val_mse"
+    has_vector_field = True
+    supports_sonode = False  # second-order data observed in positions only
+    velocity_from_data = False  # a SONODE's initial velocity comes from the data, not a network
     eval_splits: tuple[str, ...] = ("val", "test")
     truth = None
     splits: dict[str, Trajectories]
+
+    @property
+    def n_observed(self) -> int:
+        raise NotImplementedError
+
+    def build_model(self, m) -> nn.Module:
+        """A NODE (``kind: node``) or SONODE (``kind: sonode``) with MLP fields on the observed variables."""
+        n = self.n_observed
+        solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
+        if m.kind == "node":
+            return NeuralODE(MLP(n, n, m.hidden, m.activation), **solver)
+        if m.kind != "sonode":
+            raise ValueError(f"model.kind: {m.kind!r} has no torch model for task {self.name!r}")
+        if not self.supports_sonode:
+            raise ValueError(f"model.kind: sonode needs second-order data observed in positions only; this "
+                             f"{self.name} task's data are not")
+        velocity = None if self.velocity_from_data else MLP(n, n, m.velocity_hidden, m.activation)
+        return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), velocity, **solver)
 
     def train_batches(self, batch_size: int, generator):
         """Shuffled mini-batches of the training trajectories."""

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..analysis import dependency_matrix, eval_mode, spurious_feature_sparsity
+from ..analysis import dependency_matrix, spurious_feature_sparsity
+from ..nn.modes import eval_mode
+from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
 from .hematopoiesis import LINEAGES, TEST_DONORS, TRAIN_DONOR, Lineage, load_lineage, transcription_factors
 from .trajectories import Trajectories
@@ -59,8 +63,23 @@ def summed_lineage_mse(pred: Tensor, data: Trajectories) -> Tensor:
     return per_lineage.sum()
 
 
+class HematopoiesisTaskConfig(TaskConfig):
+    """Donor 12 -> held-out donors (sparsedyn.tasks.hematopoiesis_task); default $SPARSEDYN_HEMATOPOIESIS_DIR."""
+
+    name: Literal["hematopoiesis"]
+    data_dir: str | None = PathField(None)
+    test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
+    steps_per_epoch: int = Field(10, gt=0)
+    grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
+
+
+@register_task
 class HematopoiesisTask(ForecastTask):
     """Train on donor 12's three lineages; ``test_<donor>_mse`` and their mean ``test_mse``."""
+
+    name = "hematopoiesis"
+    Config = HematopoiesisTaskConfig
+    model_kinds = ("node",)
 
     monitor = "train_mse"
 
@@ -81,6 +100,11 @@ class HematopoiesisTask(ForecastTask):
         self.test_donors = tuple(test_donors)
         tfs = transcription_factors(self.path)
         self.tf_mask = np.array([g in tfs for g in self.genes])
+
+    @classmethod
+    def from_config(cls, cfg: HematopoiesisTaskConfig) -> HematopoiesisTask:
+        return cls(path=cfg.data_dir, test_donors=tuple(cfg.test_donors), steps_per_epoch=cfg.steps_per_epoch,
+                   grid_points=cfg.grid_points)
 
     def _donor(self, donor: str) -> Trajectories:
         lineages = []

@@ -16,11 +16,14 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from .. import io
+from .base import TaskConfig, register_task
 from .forecast import ForecastTask
 from .trajectories import Trajectories
 
@@ -81,8 +84,24 @@ def simulate(n_realizations: int, seed: int, cache_dir: str | Path | None = None
     return X
 
 
+class KrumsiekTaskConfig(TaskConfig):
+    """Krumsiek et al. 2011 myeloid network via scanpy.tl.sim (extra ``singlecell``)."""
+
+    name: Literal["krumsiek"]
+    n_realizations: int = Field(16, ge=3)
+    window: int = Field(20, ge=2)
+    stride: int = Field(10, ge=1)
+    dt: float = Field(0.1, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+@register_task
 class KrumsiekTask(ForecastTask):
     """Learn the myeloid network's dynamics from simulated windows; ``truth`` is its 30-edge graph."""
+
+    name = "krumsiek"
+    Config = KrumsiekTaskConfig
+    model_kinds = ("node", "sindy")
 
     def __init__(self, n_realizations: int = 16, window: int = 20, stride: int = 10, dt: float = 0.1,
                  seed: int = 0, cache_dir: str | Path | None = None) -> None:
@@ -100,6 +119,11 @@ class KrumsiekTask(ForecastTask):
             wins = np.stack([r[s:s + window] for r in reals for s in range(0, r.shape[0] - window + 1, stride)])
             y = torch.tensor(wins, dtype=torch.float32)
             self.splits[name] = Trajectories(t, y, torch.ones(y.shape[:2], dtype=torch.bool))
+
+    @classmethod
+    def from_config(cls, cfg: KrumsiekTaskConfig) -> KrumsiekTask:
+        return cls(n_realizations=cfg.n_realizations, window=cfg.window, stride=cfg.stride, dt=cfg.dt,
+                   seed=cfg.data_seed)
 
     @property
     def n_observed(self) -> int:

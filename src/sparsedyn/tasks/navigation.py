@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from ..analysis import eval_mode
+from ..nn.sequence_models import PathIntegrationRNN
+from .base import Task, TaskConfig, register_task
 
 
 @dataclass
@@ -87,8 +91,27 @@ class PlaceCells:
         return self.centres[logits.topk(k, dim=-1).indices].mean(-2)
 
 
-class NavigationTask:
+class NavigationTaskConfig(TaskConfig):
+    name: Literal["navigation"]
+    n_place_cells: int = Field(512, ge=3)
+    sequence_length: int = Field(20, gt=0)
+    steps_per_epoch: int = Field(100, gt=0)
+    n_val: int = Field(500, gt=0)
+    n_test: int = Field(500, gt=0)
+    place_cell_sigma: float = Field(0.12, gt=0)
+    surround_scale: float = Field(2.0, gt=1)
+    place_cell_dog: bool = True  # difference-of-Gaussians tuning (Sorscher); false: plain Gaussian
+    box: float = Field(2.2, gt=0)
+    data_seed: int = Field(0, ge=0)
+
+
+@register_task
+class NavigationTask(Task):
     """Path integration. ``monitor = "val_loss"``; metrics include the decoding error in cm."""
+
+    name = "navigation"
+    Config = NavigationTaskConfig
+    model_kinds = ("rnn",)
 
     monitor = "val_loss"
 
@@ -103,6 +126,16 @@ class NavigationTask:
         self.place_cells = PlaceCells(n_place_cells, place_cell_sigma, surround_scale, box, seed, dog)
         self.splits = {"val": self.batch(np.random.default_rng(seed + 1), n_val),
                        "test": self.batch(np.random.default_rng(seed + 2), n_test)}
+
+    @classmethod
+    def from_config(cls, cfg: NavigationTaskConfig) -> NavigationTask:
+        return cls(n_place_cells=cfg.n_place_cells, sequence_length=cfg.sequence_length,
+                   steps_per_epoch=cfg.steps_per_epoch, n_val=cfg.n_val, n_test=cfg.n_test,
+                   place_cell_sigma=cfg.place_cell_sigma, surround_scale=cfg.surround_scale, box=cfg.box,
+                   seed=cfg.data_seed, dog=cfg.place_cell_dog)
+
+    def build_model(self, m) -> nn.Module:
+        return PathIntegrationRNN(self.n_place_cells, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)
 
     @property
     def n_place_cells(self) -> int:

@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 
+from .base import TaskConfig, register_task
 from .forecast import ForecastTask
-from .systems import DynamicalSystem
+from .systems import SYSTEMS, DynamicalSystem, make_system
 from .trajectories import Trajectories
 
 OOD_SPLITS = ("test", "test_shift", "test_extrap", "test_intervention")
 
 
+class SystemTaskConfig(TaskConfig):
+    name: Literal["systems"] = "systems"
+    system: str = "sparse_tanh"
+    system_params: dict[str, Any] = Field(default_factory=dict)
+    n_train: int = Field(32, gt=0)
+    n_val: int = Field(8, gt=0)
+    n_test: int = Field(16, gt=0)
+    t_end: float = Field(3.0, gt=0)
+    n_points: int = Field(30, ge=2)
+    noise: float = Field(0.0, ge=0)
+    irregular: float = Field(0.0, ge=0, lt=1)
+    shift: float = 1.0
+    extrapolate: float = Field(2.0, gt=1)
+    intervention: dict[int, float] | None = None
+    data_seed: int = Field(0, ge=0)
+
+    @field_validator("system")
+    @classmethod
+    def _system_known(cls, v: str) -> str:
+        if v not in SYSTEMS:
+            raise ValueError(f"unknown system {v!r}; choose from {sorted(SYSTEMS)}")
+        return v
+
+    @field_validator("system_params")
+    @classmethod
+    def _system_builds(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        make_system(info.data.get("system", "sparse_tanh"), **v)
+        return v
+
+
+@register_task
 class SystemTask(ForecastTask):
     """Data and metrics for learning a system's dynamics from trajectories.
 
@@ -22,6 +56,10 @@ class SystemTask(ForecastTask):
     (scored on ``(t_end, extrapolate * t_end]``) and ``test_intervention`` (``do(x_k = c)``,
     the model intervened the same way).
     """
+
+    name = "systems"
+    Config = SystemTaskConfig
+    model_kinds = ("node", "sonode", "sindy")
 
     def __init__(
         self, system: DynamicalSystem, n_train: int = 32, n_val: int = 8, n_test: int = 16,
@@ -68,6 +106,13 @@ class SystemTask(ForecastTask):
         }
 
     eval_splits = ("val", *OOD_SPLITS)
+
+    @classmethod
+    def from_config(cls, cfg: SystemTaskConfig) -> SystemTask:
+        return cls(make_system(cfg.system, **cfg.system_params), n_train=cfg.n_train, n_val=cfg.n_val,
+                   n_test=cfg.n_test, t_end=cfg.t_end, n_points=cfg.n_points, noise=cfg.noise,
+                   irregular=cfg.irregular, shift=cfg.shift, extrapolate=cfg.extrapolate,
+                   intervention=cfg.intervention, seed=cfg.data_seed)
 
     @property
     def n_observed(self) -> int:

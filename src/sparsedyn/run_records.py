@@ -1,0 +1,128 @@
+"""Records of run directories: what every run wrote, read back, and grouped over seeds.
+
+``collect`` reads every run directory (``point.json`` + ``results.json`` or ``error.json``;
+plain ``sparsedyn run`` directories too); ``aggregate`` groups runs that differ only in their
+seed. Reading run directories is all it does: no experiment is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Group:
+    """The runs of one sweep point (all its seeds)."""
+
+    variant: str
+    labels: dict[str, str]
+    order: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["status"] == "completed"]
+
+    @property
+    def failures(self) -> int:
+        """Runs that raised or diverged (runs not started yet are not failures)."""
+        return sum(r["status"] in ("failed", "diverged") for r in self.runs)
+
+    def worse_than(self, metric: str, value: float) -> int:
+        """Failures plus completed runs whose ``metric`` is no better than a trivial baseline's ``value``."""
+        return self.failures + int(np.sum(self.values(metric) >= value))
+
+    @property
+    def finished(self) -> int:
+        return sum(r["status"] != "missing" for r in self.runs)
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([r["metrics"][metric] for r in self.ok if metric in r["metrics"]], dtype=float)
+
+    def mean(self, metric: str) -> float:
+        v = self.values(metric)
+        return float(np.mean(v)) if v.size else math.nan
+
+    def sd(self, metric: str) -> float:
+        v = self.values(metric)
+        return float(np.std(v, ddof=1)) if v.size > 1 else math.nan
+
+    def cell(self, metric: str) -> str:
+        m, s = self.mean(metric), self.sd(metric)
+        if math.isnan(m):
+            return "—"
+        return f"{m:.3g} ± {s:.2g}" if not math.isnan(s) else f"{m:.3g}"
+
+    def label(self, skip: tuple[str, ...] = ()) -> str:
+        extra = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.labels.items() if k not in skip)
+        return f"{self.variant} ({extra})" if extra else self.variant
+
+
+class ReportError(ValueError):
+    """A report cannot be made as asked (no runs there, an unknown metric or variant, ...)."""
+
+
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(content, None)``, or ``(None, reason)`` for an unreadable or corrupt file."""
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as e:
+        return None, f"corrupt {path.name} ({type(e).__name__}: {e})"
+
+
+def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """One record per run directory below ``runs_dir`` (completed, diverged, failed or missing).
+
+    Sweep points are found by their ``point.json``; directories of plain ``sparsedyn run``
+    calls (a ``results.json``, no ``point.json``) are runs too, their variant being the
+    config's name. A corrupt ``results.json`` makes its run a failure whose reason names the file.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ReportError(f"runs directory not found: {runs_dir}")
+    manifest = runs_dir / "sweep.json"
+    order = (_read_json(manifest)[0] or {}).get("points", []) if manifest.exists() else []
+    rank = {p: i for i, p in enumerate(order)}
+    dirs = {f.parent for f in runs_dir.rglob("point.json")} | {f.parent for f in runs_dir.rglob("results.json")}
+    records = []
+    for d in sorted(dirs):
+        point, _ = _read_json(d / "point.json") if (d / "point.json").exists() else (None, None)
+        rel = str(d.relative_to(runs_dir))
+        rec = {"variant": None, "labels": {}, "seed": None, **(point or {}), "run_dir": str(d),
+               "order": rank.get(rel, len(rank) + len(records))}
+        if (d / "results.json").exists():
+            res, problem = _read_json(d / "results.json")
+            if res is None:
+                print(f"sparsedyn report: {d / 'results.json'}: {problem}; counted as failed")
+                rec.update(status="failed", metrics={}, error=f"{d / 'results.json'}: {problem}")
+            else:
+                rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"),
+                           acknowledgement=res.get("acknowledgement"))
+                rec["variant"] = rec["variant"] or res.get("name", d.name)
+                rec["seed"] = rec["seed"] if rec["seed"] is not None else res.get("seed")
+        elif (d / "error.json").exists():
+            err, problem = _read_json(d / "error.json")
+            rec.update(status="failed", metrics={}, error=(err or {}).get("error", problem))
+        else:
+            rec.update(status="missing", metrics={})
+        rec["variant"] = rec["variant"] or rel
+        records.append(rec)
+    if not records:
+        raise ReportError(f"no runs under {runs_dir} (no point.json or results.json files)")
+    return records
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for r in records:
+        key = (r["variant"], tuple(sorted(r["labels"].items())))
+        g = groups.setdefault(key, Group(r["variant"], dict(r["labels"]), r["order"]))
+        g.order = min(g.order, r["order"])
+        g.runs.append(r)
+    return sorted(groups.values(), key=lambda g: g.order)

@@ -1,0 +1,83 @@
+"""The task contract: what the runner, trainer and report may ask of a task, and the task registry.
+
+A task class declares, as class attributes, its ``name`` (the config's ``task.name``), its
+``Config`` (a pydantic model, the config's ``task`` section) and the ``model_kinds`` it trains;
+it builds itself from its config with :meth:`Task.from_config` (keywords, never positions) and
+builds its models with :meth:`Task.build_model`. ``@register_task`` makes it known to configs,
+the runner and ``sparsedyn list``; nothing else names tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+
+class TaskConfig(BaseModel):
+    """Base of every task's config section (unknown fields are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def PathField(default: Any, keywords: tuple[str, ...] = ()) -> Any:  # noqa: N802 - reads like pydantic's Field
+    """A field holding a file or folder path: a relative value is resolved against the config file's
+    folder (not the current directory) and recorded absolute; ``keywords`` are values that are not paths."""
+    return Field(default, json_schema_extra={"path": True, "keywords": list(keywords)})
+
+
+class Task:
+    """Base of every task. Subclasses set the class attributes and implement the three methods
+    the trainer calls (``train_batches``, ``loss``, ``evaluate``) and :meth:`build_model`."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]]
+    model_kinds: ClassVar[tuple[str, ...]]
+    monitor: ClassVar[str] = "val_loss"  # the metric of ``evaluate`` that selects the best checkpoint
+    acknowledgement: ClassVar[str | None] = None  # printed wherever results on the data are shown
+    has_vector_field: ClassVar[bool] = False  # models are continuous-depth: dependencies can be read off
+    truth: np.ndarray | None = None  # the true dependency graph (out, in), where one is known
+
+    @classmethod
+    def from_config(cls, cfg: TaskConfig) -> Task:
+        """The task for a validated config section (default: its fields as keywords)."""
+        return cls(**cfg.model_dump(exclude={"name"}))
+
+    def train_batches(self, batch_size: int, generator) -> Any:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError
+
+    def build_model(self, model_cfg: Any) -> nn.Module:
+        """The model for the config's ``model`` section (its ``kind`` is one of ``model_kinds``)."""
+        raise NotImplementedError
+
+    def analyse(self, model: nn.Module) -> dict[str, float]:
+        """Task-specific metrics of a trained model beyond ``evaluate`` (e.g. spurious sparsity)."""
+        return {}
+
+    def trivial_baselines(self) -> dict[str, dict[str, float]]:
+        """Scores of predictors that learn nothing (persistence, mean, ...), by predictor."""
+        return {}
+
+    def figure_data(self, model: nn.Module) -> dict[str, np.ndarray] | None:
+        """Arrays a report figure draws (e.g. truth and forecast of one test sequence), written with the
+        run as ``forecasts.npz`` so the report never rebuilds the experiment."""
+        return None
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` the task named ``cls.name``."""
+    if cls.name in TASKS and TASKS[cls.name] is not cls:
+        raise ValueError(f"task {cls.name!r} is registered twice ({TASKS[cls.name].__name__}, {cls.__name__})")
+    TASKS[cls.name] = cls
+    return cls

@@ -1,0 +1,92 @@
+"""The house rules, checked on the source: no import cycles, a runner that names no task, a report
+that reads run directories only, and every registered task listed and exported."""
+
+import ast
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import sparsedyn
+from sparsedyn.cli import app
+from sparsedyn.methods import METHODS
+from sparsedyn.tasks import TASKS
+
+PKG = Path(sparsedyn.__file__).parent
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+    path = PKG.parent / name.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules of this package that ``path`` imports (at any depth: lazy imports count too)."""
+    me = _module(path).split(".")
+    package = me if path.name == "__init__.py" else me[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            candidates = [f"{target}.{a.name}" for a in node.names] + ([target] if node.module else [])
+            out |= {n for n in candidates if _is_module(n)}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("sparsedyn")}
+    # a module's parent packages are initialised before it whatever it imports: not an edge
+    ancestors = {".".join(me[:i]) for i in range(1, len(me) + 1)}
+    return out - ancestors
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module(p): _imports(p) for p in PKG.rglob("*.py")}
+
+
+def _reachable(graph, start):
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_no_module_imports_itself_through_others():
+    graph = _graph()
+    cycles = [m for m in graph if m in _reachable(graph, m)]
+    assert not cycles, cycles
+
+
+def test_the_runner_names_no_task():
+    text = (PKG / "runner.py").read_text()
+    for name in TASKS:
+        assert f'"{name}"' not in text and f"'{name}'" not in text, name
+
+
+def test_the_report_imports_neither_the_runner_nor_the_tasks():
+    graph = _graph()
+    for module in ("sparsedyn.report", "sparsedyn.report_plots", "sparsedyn.report_html", "sparsedyn.run_records"):
+        reached = _reachable(graph, module)
+        assert not any(m == "sparsedyn.runner" or m.startswith("sparsedyn.tasks") for m in reached), module
+
+
+def test_list_and_the_package_export_every_registered_task_and_method():
+    out = CliRunner().invoke(app, ["list"]).output
+    for name in [*TASKS, *METHODS]:
+        assert name in out, name
+    for cls in [*TASKS.values(), *METHODS.values()]:
+        assert cls.__name__ in sparsedyn.__all__ and getattr(sparsedyn, cls.__name__) is cls
+    for name in ("Moduli", "RecurrentLayer", "RNNStack", "PathIntegrationRNN", "RNNLanguageModel"):
+        assert name in sparsedyn.__all__, name
+
+
+def test_every_task_config_builds_through_its_registered_class():
+    for name, cls in TASKS.items():
+        assert cls.name == name and cls.Config.model_fields["name"].annotation.__args__ == (name,)
+        assert cls.model_kinds, name
