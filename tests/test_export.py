@@ -22,6 +22,27 @@ def test_exported_rnn_equals_the_masked_dense_model(cell, fmt):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell,nonlinearity", [("elman", "relu"), ("elman", "tanh"), ("gru", "tanh"),
+                                               ("lstm", "tanh")])
+def test_numpy_cell_equations_match_the_torch_cells_on_random_weights(cell, nonlinearity):
+    """The export's numpy recurrence (scipy CSR path) is a second copy of the cell equations: it must
+    agree with the torch layer on dense random weights and biases, for every cell type."""
+    from sparsedyn.export import SparseRecurrentLayer
+
+    torch.manual_seed(1)
+    layer = RNNStack(4, [24], cell, nonlinearity).layers[0]
+    with torch.no_grad():
+        layer.bias.normal_()
+        layer.weight_hh.mul_(3.0)  # large enough to saturate: the nonlinearities must be the same ones
+    x = torch.randn(9, 3, 4)
+    with torch.no_grad():
+        ref, _ = layer(x)
+    sparse = SparseRecurrentLayer(layer, fmt="csr", batch=3)
+    assert sparse.hh.format == "csr"  # the numpy path, not the torch steps
+    out, _ = sparse(x)
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
 def test_exported_node_field_with_gates_equals_deterministic_model():
     model = NeuralODE(MLP(5, 5, (32, 32)))
     L0().prepare(model)

@@ -32,7 +32,19 @@ def test_retract_keeps_points_and_distances(name):
     m = parse_manifold(name)
     p = m.sample(10, seed=2)
     assert torch.allclose(m.retract(p), p)
-    moved = p + (3 * L_SIDE if m.kind in ("torus",) else 0.0)
+    # the same points written off the manifold: whole turns, lattice images, a glide image, a scaled vector
+    if m.kind == "circle":
+        moved = p + 3 * 2 * math.pi
+    elif m.kind == "torus":
+        moved = p + 3 * L_SIDE
+    elif m.kind == "klein":
+        moved = torch.stack([p[:, 0] + L_SIDE, L_SIDE - p[:, 1]], dim=1)  # (x + L, L - y) is (x, y)
+    elif m.kind in ("sphere", "s3"):
+        moved = 2.5 * p
+    else:
+        moved = p  # euclidean: every point is on the manifold
+    assert m.kind == "euclidean" or not torch.allclose(moved, p)
+    assert torch.allclose(m.retract(moved), p, atol=1e-9)
     assert torch.allclose(m.distances(m.retract(moved)), m.distances(p), atol=1e-9)
 
 

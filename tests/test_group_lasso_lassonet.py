@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sparsedyn import analysis
+from sparsedyn.methods.hier_prox import hier_prox
 from sparsedyn.methods import GroupLasso, LassoNet
 from sparsedyn.nn import MLP, GroupedMLP, NeuralODE, SkipField
 
@@ -47,8 +48,12 @@ def test_lassonet_inner_prepare_and_constraint_after_step():
     method = LassoNet(lam=0.5, M=2.0, mode="inner")
     model = method.prepare(NeuralODE(MLP(3, 3, (6,))))
     assert isinstance(model.field, SkipField)
+    S0, W0 = model.field.skip.weight.detach().clone(), model.field.net.layers[0].weight.detach().clone()
+    expected_S, expected_W = hier_prox(S0, W0, 0.5 * 1.0, 2.0)  # lam * lr, M
     method.after_step(model, lr=1.0)
     S, W1 = model.field.skip.weight, model.field.net.layers[0].weight
+    assert torch.allclose(S, expected_S) and torch.allclose(W1, expected_W)
+    assert not torch.allclose(W1, W0)  # the step did something (W0 violated the hierarchy)
     for k in range(3):
         assert W1[:, k].abs().max() <= 2.0 * S[:, k].norm() + 1e-6
 

@@ -41,11 +41,11 @@ def test_scanpys_myeloid_model_has_11_factors_and_30_couplings(scanpy):
 
 
 def test_task_cuts_seeded_windows_from_the_simulation(scanpy, tmp_path):
-    from sparsedyn.tasks.krumsiek import KrumsiekTask
+    from sparsedyn.tasks.krumsiek import KrumsiekTask, simulate
 
     a = KrumsiekTask(n_realizations=8, window=20, stride=10, seed=3, cache_dir=tmp_path)
     b = KrumsiekTask(n_realizations=8, window=20, stride=10, seed=3, cache_dir=tmp_path / "fresh")
-    steps = 160  # saved steps per realisation of scanpy's krumsiek11 model
+    steps = simulate(8, 3, tmp_path).shape[1]  # saved steps per realisation of scanpy's krumsiek11 model
     per = (steps - 20) // 10 + 1
     assert a.splits["train"].y.shape == (6 * per, 20, 11) and a.splits["test"].y.shape == (per, 20, 11)
     assert np.array_equal(a.splits["train"].y.numpy(), b.splits["train"].y.numpy())  # same seed, same data

@@ -11,10 +11,10 @@ def test_layers_match_pytorch_reference_cells(cell, ref):
     ours = RecurrentLayer(3, 5, cell)
     theirs = ref(3, 5)
     with torch.no_grad():
-        ours.bias.zero_()  # our GRU keeps one bias on the input side; with zero biases the cells agree
+        ours.bias.normal_()  # ours keeps one bias, on the input side: PyTorch's b_ih, with b_hh = 0
         theirs.weight_ih_l0.copy_(ours.weight_ih)
         theirs.weight_hh_l0.copy_(ours.weight_hh)
-        theirs.bias_ih_l0.zero_()
+        theirs.bias_ih_l0.copy_(ours.bias)
         theirs.bias_hh_l0.zero_()
     x = torch.randn(7, 2, 3)
     assert torch.allclose(ours(x)[0], theirs(x)[0], atol=1e-6)
@@ -37,15 +37,17 @@ def test_masks_survive_training_of_every_rnn_type(cell):
     pruning.on_epoch_end(model, 1)
     opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-2)
     x, y = torch.randn(10, 8, 2), torch.randn(8, 1)
-    losses = []
+    before = [layer.weight_hh.detach().clone() for layer in model.layers]
     for _ in range(30):
         out, _ = model(x)
         loss = (head(out[-1]) - y).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    for layer, w0 in zip(model.layers, before):
+        keep = mask_of(layer, "weight_hh").mask.bool()
+        assert torch.all(layer.weight_hh[~keep] == 0)  # pruned entries stay exactly zero
+        assert (layer.weight_hh[keep] != w0[keep]).float().mean() > 0.9  # kept ones trained
     masks = torch.cat([mask_of(layer, "weight_hh").mask.flatten() for layer in model.layers])
     assert (masks == 0).float().mean().item() == pytest.approx(0.9, abs=1e-3)  # global across layers
     for layer in model.layers:

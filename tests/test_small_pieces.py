@@ -1,5 +1,7 @@
 """Hand checks of the small pieces: L1, L0 penalty, masked MSE, adjoint gradients."""
 
+import math
+
 import pytest
 import torch
 
@@ -22,8 +24,12 @@ def test_l0_penalty_is_expected_number_of_open_gates():
     model = NeuralODE(MLP(3, 3, (4,)))
     method = L0(lam=2.0)
     method.prepare(model)
-    expected = sum(g.prob_nonzero().sum() for g in gates(model))
-    assert method.penalty(model).item() == pytest.approx(2.0 * expected.item())
+    with torch.no_grad():
+        for g in gates(model):
+            g.log_alpha.fill_(0.7)
+    # by hand: P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta)), beta 2/3, gamma -0.1, zeta 1.1
+    p = 1 / (1 + math.exp(-(0.7 - (2 / 3) * math.log(0.1 / 1.1))))
+    assert method.penalty(model).item() == pytest.approx(2.0 * 24 * p, rel=1e-6)
     assert sum(g.log_alpha.numel() for g in gates(model)) == 3 * 4 + 4 * 3  # one gate per weight
 
 

@@ -21,7 +21,7 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor
         M: hierarchy constant, ``>= 0``; ``M = 0`` is a group lasso on ``S`` with ``W1 = 0``.
 
     Returns:
-        The new ``(S, W1)``; a feature whose skip column is zero has a zero ``W1`` column.
+        The new ``(S, W1)``; a feature whose new skip column is zero has a zero ``W1`` column.
     """
     if skip.dim() != 2 or first.dim() != 2 or skip.shape[1] != first.shape[1]:
         raise ValueError(
@@ -49,7 +49,12 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor
     idx = first_valid[None]
     b_star = b_norm.gather(0, idx)[0]
     w_star = w.gather(0, idx)[0]
-    direction = skip / v_norm.clamp_min(1e-30)
+    # b points along v; where v = 0 every direction is optimal and the first axis is taken (dividing
+    # by ||v|| would give b = 0 beside a nonzero W1, which breaks the hierarchy)
+    axis = torch.zeros_like(skip)
+    axis[0] = 1.0
+    nonzero = v_norm[None] > 0
+    direction = torch.where(nonzero, skip / torch.where(nonzero, v_norm[None], 1.0), axis)
     new_skip = direction * b_star
     new_first = torch.sign(first) * torch.minimum(u_abs, w_star[None].expand_as(u_abs))
     return new_skip, new_first
