@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from sparsedyn import analysis
-from sparsedyn.methods.hier_prox import hier_prox
 from sparsedyn.methods import GroupLasso, LassoNet
+from sparsedyn.methods.hier_prox import hier_prox
 from sparsedyn.nn import MLP, GroupedMLP, NeuralODE, SkipField
 
 
