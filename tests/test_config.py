@@ -96,3 +96,21 @@ def test_shipped_configs_are_valid():
     for f in files:
         used |= {m["name"] for m in load_config(f).methods}
     assert used == set(METHODS)  # every method has a config to start from
+
+
+@pytest.mark.parametrize("task,field,value", [
+    ({"name": "mocap"}, "window", 1), ({"name": "navigation"}, "n_place_cells", 1),
+    ({"name": "hematopoiesis"}, "grid_points", 1), ({"name": "krumsiek"}, "stride", 0),
+    ({"name": "systems"}, "n_train", 0), ({}, "n_points", 1),
+])
+def test_task_field_errors_are_named_task_dot_field_for_every_task(task, field, value):
+    """The bug: a hard-coded tuple of task tags gave `task.mocap.window` but `task.n_place_cells`."""
+    with pytest.raises(ConfigError, match=rf"\n  task\.{field}: "):
+        parse_config({"task": {**task, field: value}})
+
+
+def test_the_trainer_section_and_the_trainer_share_one_set_of_defaults():
+    from sparsedyn.config import ExperimentConfig
+    from sparsedyn.train import TrainSettings
+
+    assert ExperimentConfig().trainer == TrainSettings()  # one class: the defaults cannot drift apart

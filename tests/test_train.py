@@ -98,3 +98,19 @@ def test_gradual_pruning_through_the_trainer_reaches_target(tmp_path, schedule):
     res = run_experiment(parse_config(raw))
     n = sum(p.numel() for name, p in res["_experiment"].model.named_parameters() if "original" in name)
     assert res["metrics"]["weight_sparsity"] == pytest.approx(round(0.8 * n) / n)
+
+
+@pytest.mark.parametrize("methods,n_gates", [([{"name": "l0"}], 2), ([{"name": "pathreg"}], 2),
+                                             ([{"name": "l1"}], 0)])
+def test_gate_parameters_train_at_gate_lr_through_the_methods_hook(methods, n_gates):
+    exp = build_experiment(parse_config({**TINY, "methods": methods,
+                                         "trainer": {**TINY["trainer"], "lr": 1e-3, "gate_lr": 0.2}}))
+    trainer = Trainer(exp.model, exp.method, exp.task, TrainSettings(lr=1e-3, gate_lr=0.2, progress=False))
+    groups = {g["role"]: g for g in trainer.optimizer.param_groups}
+    gates = groups.get("gates", {"params": []})["params"]
+    assert len(gates) == n_gates and all(g.shape == p.shape for g, p in zip(gates, exp.method.parameter_groups(
+        exp.model).get("gates", [])))
+    if n_gates:
+        assert groups["gates"]["lr"] == 0.2 and groups["weights"]["lr"] == 1e-3
+    n_params = sum(1 for _ in exp.model.parameters())
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == n_params  # each once
