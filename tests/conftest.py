@@ -12,7 +12,7 @@ TINY_RUN = {
              "t_end": 1.0, "n_points": 6},
     "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
     "methods": [{"name": "pathreg", "lambda_paths": 1e-3}],
-    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 1, "progress": False},
+    "trainer": {"epochs": 6, "lr": 1e-2, "batch_size": 4, "eval_every": 1, "finetune_epochs": 0, "progress": False},
 }
 
 

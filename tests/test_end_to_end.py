@@ -46,8 +46,8 @@ def test_pathreg_cuts_absent_dependencies_and_recovers_more_of_the_graph(vanilla
 
 
 def test_group_lasso_removes_absent_input_groups(vanilla):
-    gl = _run([{"name": "group_lasso", "lam": 0.5, "hidden": [8]}])
-    assert gl["feature_sparsity"] > 0.0 and gl["right_cuts"] == 1.0  # every removed input is truly absent
+    gl = _run([{"name": "group_lasso", "lam": 0.01, "hidden": [8]}])  # lam on the loss scale (Adam-scaled prox)
+    assert gl["feature_sparsity"] > 0.25 and gl["right_cuts"] == 1.0  # every removed input is truly absent
     assert gl["recovery_auroc"] > vanilla["recovery_auroc"]
     assert gl["test_mse"] < gl["persistence_mse"] / 2
 

@@ -69,8 +69,8 @@ def test_plateau_schedule_divides_lr_by_four_when_validation_does_not_improve():
             return {"val_loss": float(Worsening.calls)}  # never improves after epoch 1
 
     model = torch.nn.Linear(1, 1)
-    settings = TrainSettings(epochs=4, lr=20.0, optimizer="sgd", lr_schedule="plateau", progress=False, eval_every=1,
-                             divergence_factor=1e9)
+    settings = TrainSettings(epochs=4, lr=20.0, optimizer="sgd", lr_schedule="plateau", progress=False,
+                             eval_every=1, finetune_epochs=0, divergence_factor=1e9)
     t = Trainer(model, Compose([]), Worsening(), settings)
     t.fit()
     assert isinstance(t.optimizer, torch.optim.SGD)

@@ -76,18 +76,25 @@ def test_methods_hooks_are_called_by_the_trainer():
 
     class Spy(Method):
         def __init__(self):
-            self.steps, self.epochs = 0, []
+            self.steps, self.epochs, self.finalized, self.step_sizes = 0, [], 0, []
 
-        def after_step(self, model, lr):
+        def after_step(self, model, lr, step_size=None):
             self.steps += 1
+            self.step_sizes.append(step_size)
 
         def on_epoch_end(self, model, epoch):
             self.epochs.append(epoch)
 
+        def finalize(self, model):
+            self.finalized += 1
+
     exp = build_experiment(_cfg())
     spy = Spy()
-    Trainer(exp.model, spy, exp.task, TrainSettings(epochs=3, batch_size=4, progress=False)).fit()
-    assert spy.steps == 3 * 2 and spy.epochs == [1, 2, 3]
+    # 4 sparsification epochs of 2 batches, then one fine-tuning epoch (a quarter): no hooks there
+    result = Trainer(exp.model, spy, exp.task, TrainSettings(epochs=4, batch_size=4, progress=False)).fit()
+    assert result.epochs_run == 5 and [r["phase"] for r in result.history] == [1, 1, 1, 1, 2]
+    assert spy.steps == 4 * 2 and spy.epochs == [1, 2, 3, 4] and spy.finalized == 1
+    assert all(callable(f) for f in spy.step_sizes)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cubic"])

@@ -52,12 +52,24 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     task = build_task(cfg)
     fresh = cfg.lottery is not None and cfg.lottery.reinit == "fresh"
     seed_everything(cfg.seed + (1_000_003 if fresh else 0))
-    method = Compose(build_method(spec) for spec in cfg.methods)
+    method = Compose(build_method(_seeded(spec, cfg.seed)) for spec in cfg.methods)
     model = method.prepare(build_model(cfg, task))
     if cfg.lottery is not None:
         _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
         seed_everything(cfg.seed)  # training draws the same random numbers as the source run
     return Experiment(task, model, method)
+
+
+def _seeded(spec: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A method's own random choices (e.g. moduli's neuron positions) follow the run's seed unless the
+    config fixes them: without this, every seed of a sweep would share one manifold layout."""
+    import inspect
+
+    from .methods.registry import METHODS
+
+    cls = METHODS.get(spec.get("name"))
+    takes_seed = cls is not None and "seed" in inspect.signature(cls.__init__).parameters
+    return {**spec, "seed": seed} if takes_seed and "seed" not in spec else spec
 
 
 def _load_masks(model: nn.Module, run_dir: Path) -> None:
@@ -143,6 +155,8 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
         results["_experiment"] = exp
         return results
     results["metrics"] = {**exp.task.evaluate(exp.model), **analyse(exp.model, exp.task)}
+    if result.sparsified is not None:  # the same scores before fine-tuning, for "after sparsification" columns
+        results["metrics"].update({f"sparsified_{k}": v for k, v in result.sparsified.items()})
     results["acknowledgement"] = exp.task.acknowledgement
     if out is not None:
         dependency = analysis.dependency_matrix(exp.model) if exp.task.has_vector_field else None

@@ -1,16 +1,23 @@
-"""The trainer: it knows sparsity methods only through their four hooks.
+"""The trainer: it knows sparsity methods only through their hooks.
 
 Before training the untrained model is evaluated once (epoch 0): it is the first best
 checkpoint and the reference a blow-up is measured against, so a run that explodes before
-its first scheduled evaluation still counts as diverged. Each epoch: mini-batches ->
-``task.loss + method.penalty`` -> optimizer step -> ``method.after_step``; then
-``method.on_epoch_end``, evaluation, a CSV row, and atomic checkpoints (``last.pt`` every
-epoch, ``best.pt`` when the monitored metric improves). A non-finite loss or a monitored
-metric above ``divergence_factor`` x the best stops training with a message and restores
-the best checkpoint (a completed run keeps its final weights: with a pruning schedule, the
-final model is the one at the target sparsity). ``resume=True`` continues from ``last.pt``
-with the saved RNG states, so an interrupted run ends with the same numbers as an
-uninterrupted one; an unreadable ``last.pt`` falls back to ``best.pt``, then to a fresh
+its first scheduled evaluation still counts as diverged.
+
+Phase 1, ``epochs`` sparsification epochs: mini-batches -> ``task.loss + method.penalty`` ->
+optimizer step -> ``method.after_step`` (with the optimizer's per-element step sizes, so proximal
+thresholds are on the loss's scale); then ``method.on_epoch_end``, evaluation, a CSV row, and
+atomic checkpoints (``last.pt`` every epoch, ``best.pt`` when the monitored metric improves).
+Phase 2, ``finetune_epochs`` (default a quarter of ``epochs``): the sparsified model is scored
+(the ``sparsified_*`` metrics), ``method.finalize`` freezes the pattern (gates become masks of
+their deterministic values), and the weights train on the task loss alone with a fresh
+optimizer and a cosine schedule; the best validation checkpoint of this phase (whose sparsity
+pattern is the final one) is the reported model. Without fine-tuning the final weights are reported.
+
+A non-finite loss or a monitored metric above ``divergence_factor`` x the best stops training
+with a message and restores the best checkpoint. ``resume=True`` continues from ``last.pt``
+with the saved RNG states (in either phase), so an interrupted run ends with the same numbers
+as an uninterrupted one; an unreadable ``last.pt`` falls back to ``best.pt``, then to a fresh
 start, with a message naming the file. :func:`request_stop` (a sweep's first Ctrl-C) makes
 the loop stop after the current epoch's checkpoint with status ``interrupted``.
 """
@@ -49,7 +56,16 @@ class TrainSettings(BaseModel):
     eval_every: int = Field(10, gt=0)
     divergence_factor: float = Field(1e4, gt=1)  # diverged: monitored metric > factor x best (epoch 0 incl.)
     threads: int = Field(1, ge=1)  # torch threads: part of a run (results depend on it), same for run and sweep
+    # Fine-tuning after the sparsification epochs: the methods freeze their sparsity pattern (gates become
+    # masks) and the weights train on the task loss alone; the best validation checkpoint of this phase is
+    # the reported model. None: a quarter of ``epochs``; 0: no fine-tuning (the final weights are reported).
+    finetune_epochs: int | None = Field(None, ge=0)
+    finetune_lr: float | None = Field(None, gt=0)  # None: lr (restarted, cosine-decayed over the phase)
     progress: bool = True
+
+    @property
+    def n_finetune(self) -> int:
+        return self.epochs // 4 if self.finetune_epochs is None else self.finetune_epochs
 
 
 @dataclass
@@ -60,6 +76,7 @@ class TrainResult:
     best_epoch: int | None  # None: no finite evaluation at all
     best_value: float
     history: list[dict[str, float]] = field(default_factory=list)
+    sparsified: dict[str, float] | None = None  # evaluation after the sparsification epochs, before fine-tuning
 
 
 class DivergenceError(RuntimeError):
@@ -110,7 +127,8 @@ class Trainer:
         self.model, self.method, self.task, self.s = model, method, task, settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.seed = seed
-        self.optimizer = self._optimizer()
+        self.phase = 1  # 1: sparsification, 2: fine-tuning with the pattern frozen
+        self.optimizer = self._optimizer(settings.lr)
         self.scheduler: Any = None
         if settings.lr_schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
@@ -119,20 +137,47 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
         self.best_value, self.best_epoch, self.start_epoch = math.inf, None, 0
+        self.sparsified: dict[str, float] | None = None
         self._best_state: dict[str, Tensor] | None = None
 
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         """One parameter group per role a method declares (gates: ``gate_lr``), the rest at ``lr``."""
-        rates = {"gates": self.s.gate_lr or self.s.lr}
+        rates = {"gates": self.s.gate_lr or lr}
         groups, taken = [], set()
         for role, params in self.method.parameter_groups(self.model).items():
             params = [p for p in params if id(p) not in taken]
             taken |= {id(p) for p in params}
             if params:
-                groups.append({"params": params, "lr": rates.get(role, self.s.lr), "role": role})
+                groups.append({"params": params, "lr": rates.get(role, lr), "role": role})
         rest = [p for p in self.model.parameters() if id(p) not in taken]
-        groups.insert(0, {"params": rest, "lr": self.s.lr, "role": "weights"})
+        groups.insert(0, {"params": rest, "lr": lr, "role": "weights"})
         return torch.optim.SGD(groups) if self.s.optimizer == "sgd" else torch.optim.Adam(groups)
+
+    def _step_size(self, p: Tensor) -> Tensor:
+        """The optimizer's effective step for each element of ``p``: Adam's ``lr / (sqrt(v_hat) + eps)``
+        (bias-corrected), plain SGD's ``lr``. Proximal methods scale their thresholds by it."""
+        group = next(g for g in self.optimizer.param_groups if any(q is p for q in g["params"]))
+        state = self.optimizer.state.get(p, {})
+        if isinstance(self.optimizer, torch.optim.Adam) and "exp_avg_sq" in state:
+            v_hat = state["exp_avg_sq"] / (1.0 - group["betas"][1] ** float(state["step"]))
+            return group["lr"] / (v_hat.sqrt() + group["eps"])
+        return torch.full_like(p, group["lr"])
+
+    def _enter_finetuning(self) -> None:
+        """Freeze the pattern and give the phase its own optimizer and cosine schedule."""
+        self.method.finalize(self.model)
+        self.phase = 2
+        self.optimizer = self._optimizer(self.s.finetune_lr or self.s.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(self.s.n_finetune, 1))
+
+    def _start_finetuning(self, epoch: int) -> None:
+        """After the sparsification epochs: score the sparsified model, then fine-tune from it; the best
+        checkpoint restarts here, so the reported model has the final sparsity pattern."""
+        self.sparsified = self.task.evaluate(self.model)
+        self._enter_finetuning()
+        value = self.sparsified.get(self.task.monitor, math.inf)
+        self.best_value, self.best_epoch = (value, epoch) if math.isfinite(value) else (math.inf, None)
+        self._checkpoint(epoch, improved=self.best_epoch == epoch, last=False)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -141,6 +186,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "torch_rng": torch.get_rng_state(), "generator": self.generator.get_state(),
             "history": self.history, "best_value": self.best_value, "best_epoch": self.best_epoch,
+            "phase": self.phase, "sparsified": self.sparsified,
         }
 
     def _path(self, name: str) -> Path | None:
@@ -150,6 +196,8 @@ class Trainer:
         ckpt = torch.load(path, weights_only=False)  # read it whole first: a bad file changes nothing
         if not isinstance(ckpt, dict) or "model" not in ckpt:
             raise ValueError("not a sparsedyn checkpoint")
+        if ckpt.get("phase", 1) == 2 and self.phase == 1:  # the model must have the fine-tuning structure
+            self._enter_finetuning()
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler and ckpt["scheduler"]:
@@ -158,6 +206,7 @@ class Trainer:
         self.generator.set_state(ckpt["generator"])
         self.history = ckpt["history"]
         self.best_value, self.best_epoch = ckpt["best_value"], ckpt["best_epoch"]
+        self.sparsified = ckpt.get("sparsified")
         self.start_epoch = ckpt["epoch"]
 
     def _resume(self) -> bool:
@@ -188,9 +237,10 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         total, pen_total, n = 0.0, 0.0, 0
+        sparsifying = self.phase == 1
         for batch in self.task.train_batches(self.s.batch_size, self.generator):
             loss = self.task.loss(self.model, batch)
-            penalty = self.method.penalty(self.model)
+            penalty = self.method.penalty(self.model) if sparsifying else torch.zeros(())
             objective = loss + penalty
             if not torch.isfinite(objective):
                 raise DivergenceError(f"non-finite training loss ({objective.item()}) at epoch {epoch}")
@@ -199,7 +249,8 @@ class Trainer:
             if self.s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
             self.optimizer.step()
-            self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"])
+            if sparsifying:
+                self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"], self._step_size)
             total, pen_total, n = total + loss.item(), pen_total + penalty.item(), n + 1
         return {"train_loss": total / max(n, 1), "penalty": pen_total / max(n, 1)}
 
@@ -211,25 +262,29 @@ class Trainer:
             self._checkpoint(0, improved=True, last=False)
 
     def fit(self, resume: bool = False) -> TrainResult:
-        """Train for ``settings.epochs`` epochs (continuing from ``last.pt`` if ``resume``)."""
+        """Train ``settings.epochs`` sparsification epochs, then ``n_finetune`` fine-tuning epochs
+        (continuing from ``last.pt`` if ``resume``); return the reported model's status."""
         if not (resume and self._resume()):
             self._evaluate_initial()
         status, message = "completed", "completed"
-        epochs = range(self.start_epoch + 1, self.s.epochs + 1)
-        bar = tqdm(epochs, desc="train", disable=not self.s.progress, leave=False,
-                   initial=self.start_epoch, total=self.s.epochs)
+        total = self.s.epochs + self.s.n_finetune
+        bar = tqdm(range(self.start_epoch + 1, total + 1), desc="train", disable=not self.s.progress, leave=False,
+                   initial=self.start_epoch, total=total)
         for epoch in bar:
             t0 = time.perf_counter()
             try:
-                row = {"epoch": epoch, **self._train_epoch(epoch)}
-                self.method.on_epoch_end(self.model, epoch)
+                if epoch == self.s.epochs + 1 and self.phase == 1:
+                    self._start_finetuning(epoch - 1)
+                row = {"epoch": epoch, "phase": self.phase, **self._train_epoch(epoch)}
+                if self.phase == 1:
+                    self.method.on_epoch_end(self.model, epoch)
                 row["lr"] = self.optimizer.param_groups[0]["lr"]
-                if epoch % self.s.eval_every == 0 or epoch == self.s.epochs:
+                if epoch % self.s.eval_every == 0 or epoch in (self.s.epochs, total):
                     row.update(self.task.evaluate(self.model))
                     self._check_monitor(row, epoch)
-                    if self.s.lr_schedule == "plateau":
+                    if self.s.lr_schedule == "plateau" and self.phase == 1:
                         self.scheduler.step(row[self.task.monitor])
-                if self.s.lr_schedule == "cosine":
+                if self.s.lr_schedule == "cosine" or self.phase == 2:
                     self.scheduler.step()
             except DivergenceError as e:
                 status = "diverged"
@@ -242,11 +297,15 @@ class Trainer:
             self.history.append(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("train_loss", self.task.monitor) if k in row})
             self._checkpoint(epoch, improved=self.best_epoch == epoch)
-            if stop_requested() and epoch < self.s.epochs:
+            if stop_requested() and epoch < total:
                 status, message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
                 break
         bar.close()
-        return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value, self.history)
+        if status == "completed" and self.phase == 2:  # report the best fine-tuned model (its pattern is final)
+            self._restore_best()
+            message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"
+        return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value, self.history,
+                           self.sparsified)
 
     def _check_monitor(self, row: dict[str, float], epoch: int) -> None:
         value = row.get(self.task.monitor)

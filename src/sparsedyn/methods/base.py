@@ -2,15 +2,18 @@
 
 ``prepare(model) -> model``  add structure (gates, masks, skips, per-output networks);
 ``penalty(model) -> Tensor`` the differentiable term added to the task loss;
-``after_step(model, lr)``    proximal steps and projections after each optimizer step;
-``on_epoch_end(model, epoch)`` schedules (``epoch`` = number of completed epochs, from 1).
+``after_step(model, lr, step_size)`` proximal steps and projections after each optimizer step
+                             (``step_size(p)``: the optimizer's effective per-element step of
+                             parameter ``p``, e.g. Adam's ``lr / (sqrt(v_hat) + eps)``);
+``on_epoch_end(model, epoch)`` schedules (``epoch`` = number of completed epochs, from 1);
+``finalize(model)``          freeze the sparsity pattern before fine-tuning (gates become masks).
 
 The trainer knows methods only through these hooks; :class:`Compose` runs several in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -53,6 +56,14 @@ def zero_like_model(model: nn.Module) -> Tensor:
     return torch.zeros((), device=p.device if p is not None else None)
 
 
+StepSize = Callable[[Tensor], Tensor]  # parameter -> the optimizer's effective step, per element
+
+
+def step_of(step_size: StepSize | None, lr: float, p: Tensor) -> Tensor:
+    """``step_size(p)``, or the plain ``lr`` everywhere when no optimizer step is known (e.g. SGD)."""
+    return step_size(p) if step_size is not None else torch.full_like(p, float(lr))
+
+
 class Method:
     """Base class: every hook is a no-op. Subclasses override what they need."""
 
@@ -64,10 +75,15 @@ class Method:
     def penalty(self, model: nn.Module) -> Tensor:
         return zero_like_model(model)
 
-    def after_step(self, model: nn.Module, lr: float) -> None:
+    def after_step(self, model: nn.Module, lr: float, step_size: StepSize | None = None) -> None:
         return None
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        return None
+
+    def finalize(self, model: nn.Module) -> None:
+        """Freeze the sparsity pattern for fine-tuning: afterwards the model has no random parts and its
+        exact zeros stay zero (the trainer then trains the weights on the task loss alone)."""
         return None
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -101,9 +117,13 @@ class Compose(Method):
             total = total + m.penalty(model)
         return total
 
-    def after_step(self, model: nn.Module, lr: float) -> None:
+    def after_step(self, model: nn.Module, lr: float, step_size: StepSize | None = None) -> None:
         for m in self.methods:
-            m.after_step(model, lr)
+            m.after_step(model, lr, step_size)
+
+    def finalize(self, model: nn.Module) -> None:
+        for m in self.methods:
+            m.finalize(model)
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         for m in self.methods:

@@ -6,13 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.fields import MLP, GroupedMLP
-from ..nn.masks import raw_parameter
+from ..nn.masks import freeze_pattern, raw_parameter
 from ..nn.ode import replace_field, vector_field
-from .base import Method, check_nonnegative
+from .base import Method, StepSize, check_nonnegative, step_of
 
 
-def group_soft_threshold(w: Tensor, threshold: float, dim: int) -> Tensor:
-    """``w * max(0, 1 - threshold / ||w||_2)`` with the norm taken over ``dim``."""
+def group_soft_threshold(w: Tensor, threshold: float | Tensor, dim: int) -> Tensor:
+    """``w * max(0, 1 - threshold / ||w||_2)`` with the norm taken over ``dim`` (``threshold`` a number or
+    a tensor broadcasting against the norms, i.e. ``w``'s shape with ``dim`` of size 1)."""
     norm = w.norm(dim=dim, keepdim=True)
     scale = torch.clamp(1.0 - threshold / norm.clamp_min(1e-30), min=0.0)
     return w * scale
@@ -55,10 +56,16 @@ class GroupLasso(Method):
         value = self.lam * w.norm(dim=1).sum()
         return value.detach() if self.proximal else value
 
-    def after_step(self, model: nn.Module, lr: float) -> None:
+    def after_step(self, model: nn.Module, lr: float, step_size: StepSize | None = None) -> None:
+        """Group soft-threshold by ``lam`` times each group's mean optimizer step: a proximal gradient
+        step in the optimizer's own metric, so ``lam`` is on the loss's scale whatever the learning rate."""
         if not self.proximal or self.lam == 0:
             return
         layer, _ = self._first_weight(model)
         raw = raw_parameter(layer, "weight")
         with torch.no_grad():
-            raw.copy_(group_soft_threshold(raw, lr * self.lam, dim=1))
+            step = step_of(step_size, lr, raw).mean(dim=1, keepdim=True)
+            raw.copy_(group_soft_threshold(raw, step * self.lam, dim=1))
+
+    def finalize(self, model: nn.Module) -> None:
+        freeze_pattern(self._first_weight(model)[0], "weight")

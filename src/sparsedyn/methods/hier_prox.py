@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 
-def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor, Tensor]:
+def hier_prox(skip: Tensor, first: Tensor, lam: float | Tensor, M: float) -> tuple[Tensor, Tensor]:
     """Solve, for every input feature ``k`` independently,
 
         min_{b, W}  1/2 ||v - b||^2 + 1/2 ||u - W||^2 + lam ||b||_2
@@ -17,7 +17,7 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor
     Args:
         skip: ``S``, shape ``(n_out, n_in)``.
         first: the first hidden layer's weight ``W1``, shape ``(hidden, n_in)``.
-        lam: threshold (step size times the penalty weight), ``>= 0``.
+        lam: threshold (step size times the penalty weight), ``>= 0``: a number, or one per feature ``(n_in,)``.
         M: hierarchy constant, ``>= 0``; ``M = 0`` is a group lasso on ``S`` with ``W1 = 0``.
 
     Returns:
@@ -28,7 +28,8 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float, M: float) -> tuple[Tensor
             f"skip (n_out, n_in) and first (hidden, n_in) must share n_in; got {tuple(skip.shape)} "
             f"and {tuple(first.shape)}"
         )
-    if not lam >= 0 or not M >= 0:
+    lam = torch.as_tensor(lam, dtype=skip.dtype, device=skip.device)
+    if not bool((lam >= 0).all()) or not M >= 0:
         raise ValueError(f"lam and M must be >= 0, got lam={lam}, M={M}")
     K = first.shape[0]
     v_norm = skip.norm(dim=0)  # (n_in,)

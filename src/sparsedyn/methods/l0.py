@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..nn.gates import GateLayout, add_gate, gates
+from ..nn.masks import freeze_pattern
 from ..nn.ode import vector_field
 from .base import Method, ParamError, check_choice, check_nonnegative, zero_like_model
 
@@ -16,6 +17,12 @@ def gate_field(model: nn.Module, layout: GateLayout, init_drop: float) -> None:
         raise TypeError(f"{type(field).__name__} has no layer chain to gate")
     for layer in field.chain():
         add_gate(layer, "weight", layout, init_drop)
+
+
+def freeze_gates(model: nn.Module) -> None:
+    """Fold each gated layer's deterministic gate into its weight and keep its open gates as a mask."""
+    for layer in vector_field(model).chain():
+        freeze_pattern(layer, "weight")
 
 
 def gate_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -41,6 +48,9 @@ class L0(Method):
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return gate_parameters(model)
+
+    def finalize(self, model: nn.Module) -> None:
+        freeze_gates(model)
 
     def penalty(self, model: nn.Module) -> Tensor:
         total = zero_like_model(model)

@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.fields import SkipField
-from ..nn.masks import raw_parameter
+from ..nn.masks import freeze_pattern, raw_parameter
 from ..nn.ode import replace_field, vector_field
-from .base import Method, check_choice, check_nonnegative
+from .base import Method, StepSize, check_choice, check_nonnegative, step_of
 from .hier_prox import hier_prox
 
 
@@ -56,15 +56,23 @@ class LassoNet(Method):
         # For a SONODE the field reads [x, v]: the hierarchy binds the x columns only.
         return skip, field.chain()[0]
 
+    def finalize(self, model: nn.Module) -> None:
+        skip, first = self._skip_and_first(model)
+        freeze_pattern(skip, "weight")
+        freeze_pattern(first, "weight")
+
     def penalty(self, model: nn.Module) -> Tensor:
         skip, _ = self._skip_and_first(model)
         return (self.lam * skip.weight.norm(dim=0).sum()).detach()
 
-    def after_step(self, model: nn.Module, lr: float) -> None:
+    def after_step(self, model: nn.Module, lr: float, step_size: StepSize | None = None) -> None:
+        """Hier-Prox with threshold ``lam`` times each feature's mean optimizer step on the skip column,
+        so ``lam`` is on the loss's scale whatever the optimizer and learning rate."""
         skip, first = self._skip_and_first(model)
         s_raw, w_raw = raw_parameter(skip, "weight"), raw_parameter(first, "weight")
         n = s_raw.shape[1]
         with torch.no_grad():
-            new_s, new_w = hier_prox(s_raw, w_raw[:, :n], lr * self.lam, self.M)
+            threshold = step_of(step_size, lr, s_raw).mean(dim=0) * self.lam  # (n_in,)
+            new_s, new_w = hier_prox(s_raw, w_raw[:, :n], threshold, self.M)
             s_raw.copy_(new_s)
             w_raw[:, :n].copy_(new_w)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..geometry import ManifoldEmbedding, inhibitor, parse_manifold, penalty_matrix
 from ..nn.rnn import RecurrentLayer, recurrent_layers
-from .base import Method, ParamError, check_choice, check_nonnegative, zero_like_model
+from .base import Method, ParamError, StepSize, check_choice, check_nonnegative, zero_like_model
 
 _BUFFER = "moduli_R"
 _EMBEDDING = "moduli_embedding"
@@ -92,7 +92,7 @@ class Moduli(Method):
             total = total + (term.mean() if self.reduction == "mean" else term.sum())
         return self.lam * total
 
-    def after_step(self, model: nn.Module, lr: float) -> None:
+    def after_step(self, model: nn.Module, lr: float, step_size: StepSize | None = None) -> None:
         for layer in recurrent_layers(model):
             emb = getattr(layer, _EMBEDDING, None)
             if emb is not None:

@@ -8,7 +8,7 @@ from ..nn.gates import GateLayout, gate_of
 from ..nn.ode import vector_field
 from .base import Method, ParamError, check_choice, check_nonnegative, reduce_matrix
 from .cnode import path_weight_matrix
-from .l0 import gate_field, gate_parameters
+from .l0 import freeze_gates, gate_field, gate_parameters
 
 
 def _prob_nonzero(layer: nn.Module) -> Tensor:
@@ -50,6 +50,9 @@ class PathReg(Method):
 
     def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return gate_parameters(model)
+
+    def finalize(self, model: nn.Module) -> None:
+        freeze_gates(model)
 
     def penalty(self, model: nn.Module) -> Tensor:
         total = self.lambda_paths * reduce_matrix(expected_paths(model), self.reduction)

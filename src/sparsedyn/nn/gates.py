@@ -122,7 +122,7 @@ def add_gate(
 
 def _resample_on_forward(module: nn.Module, args) -> None:
     """Forward pre-hook of a gated layer: a new noise sample per forward in training mode."""
-    for plist in module.parametrizations.values():
+    for plist in getattr(module, "parametrizations", {}).values():
         for p in plist:
             if isinstance(p, HardConcrete) and p.training and not p.held:
                 p.resample()

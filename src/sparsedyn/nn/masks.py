@@ -64,3 +64,24 @@ def squash(model: nn.Module) -> nn.Module:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     model.train(was_training)
     return model
+
+
+def freeze_pattern(module: nn.Module, name: str = "weight") -> Mask:
+    """Make ``module.<name>``'s current effective weight (in eval mode: deterministic gates, masks
+    applied) its raw weight, and mask its exact zeros: every other parametrization (gates) is removed.
+
+    Used before fine-tuning: the function is unchanged, the model has no random parts left, and
+    pruned entries stay exactly zero under any optimizer.
+    """
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        effective = getattr(module, name).detach().clone()
+    if parametrize.is_parametrized(module, name):
+        parametrize.remove_parametrizations(module, name, leave_parametrized=False)
+    with torch.no_grad():
+        getattr(module, name).copy_(effective)
+    mask = add_mask(module, name)
+    mask.mask.copy_((effective != 0).to(mask.mask.dtype))
+    module.train(was_training)
+    return mask
