@@ -150,3 +150,14 @@ def test_the_moduli_layout_follows_the_run_seed_unless_the_config_fixes_it():
 
     assert not torch.equal(penalty_matrix(0), penalty_matrix(1))  # each seed its own neuron layout
     assert torch.equal(penalty_matrix(0, {"seed": 7}), penalty_matrix(1, {"seed": 7}))
+
+
+def test_load_run_rebuilds_the_reported_fine_tuned_model(tmp_path):
+    """A fine-tuned gated run saves its model with masks where gates were: loading must refreeze first."""
+    from sparsedyn.runner import load_run
+
+    res = run_experiment(parse_config(FT), tmp_path / "r")
+    exp = load_run(tmp_path / "r")
+    assert not list(gates(exp.model))
+    assert exp.task.evaluate(exp.model)["test_mse"] == pytest.approx(res["metrics"]["test_mse"], rel=1e-6)
+    assert load_run(tmp_path / "r", "last.pt").model is not None  # any checkpoint of either phase loads

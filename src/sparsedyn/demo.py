@@ -46,7 +46,8 @@ def run_demo(out: Path, epochs: int = 1000) -> dict[str, dict]:
     """Train both models (in parallel), print the table, write ``out/demo.png``; return results."""
     out = Path(out)
     configs = _configs(epochs)
-    print(f"training a vanilla and a PathReg NODE ({epochs} epochs each, side by side) ...", flush=True)
+    print(f"training a vanilla and a PathReg NODE ({epochs} epochs + {epochs // 4} fine-tuning each, side by side) ...",
+          flush=True)
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(configs), mp_context=ctx) as pool:

@@ -105,14 +105,17 @@ def analyse(model: nn.Module, task: Task) -> dict[str, float]:
     return out
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "last.pt") -> Experiment:
-    """Rebuild a finished run's experiment from its ``config.yaml`` and load its weights."""
+def load_run(run_dir: str | Path, checkpoint: str = "model.pt") -> Experiment:
+    """Rebuild a finished run's experiment from its ``config.yaml`` and load its weights: by default the
+    reported model (``model.pt``), or another checkpoint (``last.pt``, ``best.pt``)."""
     from .config import load_config
 
     run_dir = Path(run_dir)
     exp = build_experiment(load_config(run_dir / "config.yaml"))
-    state = torch.load(run_dir / checkpoint, weights_only=False)["model"]
-    exp.model.load_state_dict(state)
+    saved = torch.load(run_dir / checkpoint, weights_only=False)
+    if saved.get("phase", 1) == 2:  # saved after fine-tuning began: the pattern was frozen (gates -> masks)
+        exp.method.finalize(exp.model)
+    exp.model.load_state_dict(saved["model"])
     return exp
 
 
@@ -160,6 +163,7 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
     results["acknowledgement"] = exp.task.acknowledgement
     if out is not None:
         dependency = analysis.dependency_matrix(exp.model) if exp.task.has_vector_field else None
+        io.save_torch(out / "model.pt", {"model": exp.model.state_dict(), "phase": result.phase})
         _write_outputs(out, exp.task, results, dependency, exp.task.figure_data(exp.model))
     results["_experiment"] = exp
     return results

@@ -77,6 +77,7 @@ class TrainResult:
     best_value: float
     history: list[dict[str, float]] = field(default_factory=list)
     sparsified: dict[str, float] | None = None  # evaluation after the sparsification epochs, before fine-tuning
+    phase: int = 1  # the reported model's phase (2: its pattern is frozen; load it after ``method.finalize``)
 
 
 class DivergenceError(RuntimeError):
@@ -305,7 +306,7 @@ class Trainer:
             self._restore_best()
             message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"
         return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value, self.history,
-                           self.sparsified)
+                           self.sparsified, self.phase)
 
     def _check_monitor(self, row: dict[str, float], epoch: int) -> None:
         value = row.get(self.task.monitor)
