@@ -74,7 +74,9 @@ def test_report_writes_tables_csv_and_figures(report):
 def test_html_is_self_contained(report):
     _, html = report
     text = html.read_text()
-    assert text.count("<table>") == 2 and text.count("data:image/png;base64,") == 3
+    # selected points, the trivial predictors beside them, all points
+    assert text.count("<table>") == 3 and text.count("data:image/png;base64,") == 3
+    assert "<td>initial_state</td>" in text and "<td>train_mean</td>" in text
     assert "http://" not in text and "https://" not in text
 
 
@@ -99,7 +101,7 @@ def test_html_report_renders_tables_and_images_in_headless_chromium(report, tmp_
     dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                           "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<table>") == 2 and "<td>pathreg</td>" in dom
+    assert dom.count("<table>") == 3 and "<td>pathreg</td>" in dom
     widths = [int(w) for w in re.findall(r'data-decoded-width="(\d+)"', dom)]
     assert len(widths) == 3 and all(w > 100 for w in widths)  # every image decoded by the browser
     shot = tmp_path / "shot.png"
@@ -117,3 +119,22 @@ def test_runs_no_better_than_a_trivial_predictor_count_as_failures():
     (g,) = aggregate(recs)
     assert g.failures == 1 and g.finished == 3
     assert g.worse_than("test_mse", 0.1667) == 2  # the diverged run and the one at 0.2
+
+
+def test_a_method_no_better_than_a_trivial_predictor_is_flagged(tmp_path):
+    import json
+
+    baselines = {"initial_state": {"test_mse": 0.5, "val_mse": 0.6}, "train_mean": {"test_mse": 0.9}}
+    for name, test_mse in (("good", 0.1), ("useless", 0.7)):
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"name": name, "seed": 0, "status": "completed", "baselines":
+                                                    baselines, "metrics": {"val_mse": 1.0, "test_mse": test_mse}}))
+    md = (build_report(tmp_path / "runs", by=None)["out"] / "report.md").read_text()
+    rows = {}
+    for line in md.splitlines():  # the first table is the selected points'
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    assert rows["good"].rstrip(" |").endswith("yes")
+    assert "**no** (initial_state 0.5)" in rows["useless"]
+    assert "| initial_state | 0.5 |" in md and "| train_mean | 0.9 |" in md  # shown beside them

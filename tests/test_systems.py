@@ -94,3 +94,14 @@ def test_bad_task_parameters_are_named():
         SystemTask(s, irregular=1.0)
     with pytest.raises(ValueError, match="intervention"):
         SystemTask(s, intervention={7: 1.0})
+
+
+def test_trivial_baselines_are_the_tasks_metrics_of_holding_x0_and_of_the_training_mean():
+    task = SystemTask(make_system("sparse_tanh", n=4), n_train=8, t_end=1.0, n_points=6, irregular=0.3)
+    got = task.trivial_baselines()
+    test, train = task.splits["test"], task.splits["train"]
+    held = ((test.y - test.x0[:, None]) ** 2)[test.mask].mean()  # by hand, over observed points
+    mean = train.y[train.mask].mean(0)
+    to_mean = ((test.y - mean) ** 2)[test.mask].mean()
+    assert got["initial_state"]["test_mse"] == pytest.approx(float(held), rel=1e-6)
+    assert got["train_mean"]["test_mse"] == pytest.approx(float(to_mean), rel=1e-6)

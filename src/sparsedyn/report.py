@@ -123,6 +123,42 @@ def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
     return tables
 
 
+def baseline_tables(records: list[dict[str, Any]], by: str | None, columns: list[tuple[str, str]]
+                    ) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per block: what the trivial predictors (learning nothing) score, as the runs recorded it."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for r in records:
+        block = r["labels"].get(by, "all") if by else "all"
+        if block not in found and r.get("baselines"):
+            found[block] = r["baselines"]
+    tables = {}
+    for block, baselines in found.items():
+        cols = [c for c in columns if any(c[0] in v for v in baselines.values())]
+        rows = [[name, *[f"{v[c[0]]:.3g}" if c[0] in v else "—" for c in cols]] for name, v in baselines.items()]
+        tables[block] = (["trivial predictor", *[c[1] for c in cols]], rows)
+    return tables
+
+
+def flag_trivial(tables: dict[str, tuple[list[str], list[list[str]]]], chosen: dict[str, dict[str, Group]],
+                 baselines: dict[str, tuple[list[str], list[list[str]]]], records: list[dict[str, Any]],
+                 by: str | None, metric: str = "test_mse") -> None:
+    """Add a column to each selected table: does the method beat every trivial predictor on ``metric``?"""
+    best: dict[str, tuple[str, float]] = {}
+    for r in records:
+        block = r["labels"].get(by, "all") if by else "all"
+        scores = [(n, v[metric]) for n, v in (r.get("baselines") or {}).items() if metric in v]
+        if block not in best and scores:
+            best[block] = min(scores, key=lambda s: s[1])
+    for block, (header, rows) in tables.items():
+        if block not in best:
+            continue
+        name, value = best[block]
+        header.append(f"beats trivial ({metric})")
+        for row, g in zip(rows, chosen[block].values()):
+            m = g.mean(metric)
+            row.append("—" if math.isnan(m) else "yes" if m < value else f"**no** ({name} {value:.3g})")
+
+
 def all_points_table(groups: list[Group], columns: list[tuple[str, str]] = DEFAULT_COLUMNS,
                      trivial: tuple[str, float] | None = None, metric: str = "val_mse"):
     cols = columns if any(c[0] == metric for c in columns) else [(metric, metric), *columns]
@@ -175,6 +211,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     chosen = select(groups, by, metric, within, baseline)
     columns, (error, sparsity) = columns_for(records)
     tables = selected_tables(chosen, by, columns, trivial)
+    baselines = baseline_tables(records, by, columns)
+    flag_trivial(tables, chosen, baselines, records, by)
     footer = " · ".join(x for x in (command, machine) if x)
     if any(c[0] == "recovery_auroc" for c in columns):  # systems with a known graph
         figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
@@ -201,6 +239,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
     for block, (header, rows) in tables.items():
         md += [f"### {block}", "", markdown_table(header, rows), ""]
+        if block in baselines:
+            md += [markdown_table(*baselines[block]), ""]
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
     fail_header, fail_rows = failures_table(records)
@@ -210,7 +250,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     md += ["", *thanks] if thanks else []
     io.write_text(out / "report.md", "\n".join(md) + "\n")
     if html_path is not None:
-        sections = [(f"Selected points: {b}", table_html(h, r)) for b, (h, r) in tables.items()]
+        sections = [(f"Selected points: {b}", table_html(h, r) + (table_html(*baselines[b]) if b in baselines else ""))
+                    for b, (h, r) in tables.items()]
         sections += [("All points", table_html(all_header, all_rows))]
         if fail_rows:
             sections += [("Failed runs", table_html(fail_header, fail_rows))]

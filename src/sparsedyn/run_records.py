@@ -103,7 +103,7 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
                 rec.update(status="failed", metrics={}, error=f"{d / 'results.json'}: {problem}")
             else:
                 rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"),
-                           acknowledgement=res.get("acknowledgement"))
+                           acknowledgement=res.get("acknowledgement"), baselines=res.get("baselines") or {})
                 rec["variant"] = rec["variant"] or res.get("name", d.name)
                 rec["seed"] = rec["seed"] if rec["seed"] is not None else res.get("seed")
         elif (d / "error.json").exists():

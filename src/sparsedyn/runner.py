@@ -161,6 +161,7 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
     if result.sparsified is not None:  # the same scores before fine-tuning, for "after sparsification" columns
         results["metrics"].update({f"sparsified_{k}": v for k, v in result.sparsified.items()})
     results["acknowledgement"] = exp.task.acknowledgement
+    results["baselines"] = exp.task.trivial_baselines()  # what learning nothing scores, beside every number
     if out is not None:
         dependency = analysis.dependency_matrix(exp.model) if exp.task.has_vector_field else None
         io.save_torch(out / "model.pt", {"model": exp.model.state_dict(), "phase": result.phase})
@@ -196,7 +197,7 @@ def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dic
                **{f"recovery_{k}": v for k, v in analysis.recovery_metrics(scores, task.truth).items()}}
     results = {"name": cfg.name, "seed": cfg.seed, "status": "completed", "message": "sindy fit",
                "epochs_run": 0, "best_epoch": 0, "seconds": time.perf_counter() - start, "metrics": metrics,
-               "acknowledgement": task.acknowledgement}
+               "acknowledgement": task.acknowledgement, "baselines": task.trivial_baselines()}
     if out_dir is not None:
         out = Path(out_dir)
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))

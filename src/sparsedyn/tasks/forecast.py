@@ -12,6 +12,18 @@ from .base import Task
 from .trajectories import Trajectories, masked_mse
 
 
+class _Constant(nn.Module):
+    """A predictor that learns nothing: the initial state held (``value=None``) or one fixed state."""
+
+    def __init__(self, value: Tensor | None = None) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x0: Tensor, t: Tensor, intervention=None, **_) -> Tensor:
+        state = x0 if self.value is None else self.value.to(x0.dtype).expand_as(x0)
+        return state[:, None, :].expand(x0.shape[0], len(t), x0.shape[1])
+
+
 class ForecastTask(Task):
     """Base of the forecasting tasks (synthetic systems, motion capture, hematopoiesis).
 
@@ -62,6 +74,12 @@ class ForecastTask(Task):
         """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""
         with eval_mode(model), torch.no_grad():
             return {f"{s}_mse": float(self.loss(model, self.splits[s])) for s in (splits or self.eval_splits)}
+
+    def trivial_baselines(self) -> dict[str, dict[str, float]]:
+        """The task's own metrics for two predictors that learn nothing: holding the initial state
+        (persistence from the first observation) and the training data's mean state."""
+        return {"initial_state": self.evaluate(_Constant()),
+                "train_mean": self.evaluate(_Constant(self.field_inputs("train").mean(0)))}
 
     def field_inputs(self, split: str = "train") -> Tensor:
         """Observed states, flattened to (points, n) (for Jacobian dependency scores)."""

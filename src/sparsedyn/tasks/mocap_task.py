@@ -216,12 +216,13 @@ class MocapTask(ForecastTask):
         return out
 
     def trivial_baselines(self) -> dict[str, dict[str, float]]:
-        """Per evaluation split, the protocol's MSE of predicting zeros (the per-sequence mean:
-        the data are mean-centred) and of holding the first frame (persistence)."""
-        out = {}
+        """The protocol's MSE per evaluation split of predicting zeros (the per-sequence mean: the data
+        are mean-centred) and of holding the first frame (persistence)."""
+        out: dict[str, dict[str, float]] = {"zero": {}, "persistence": {}}
         for s in self.eval_splits:
             truth = self.raw(s)
-            out[s] = {"zero": forecast_mse(np.zeros_like(truth), truth, GIVEN),
-                      "persistence": forecast_mse(np.repeat(truth[:, :1], truth.shape[1], axis=1), truth, GIVEN)}
+            out["zero"][f"{s}_mse"] = forecast_mse(np.zeros_like(truth), truth, GIVEN)
+            out["persistence"][f"{s}_mse"] = forecast_mse(np.repeat(truth[:, :1], truth.shape[1], axis=1), truth,
+                                                          GIVEN)
         return out
 
