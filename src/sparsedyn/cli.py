@@ -128,6 +128,45 @@ def sweep(
 
 @app.command()
 @friendly_errors
+def path(
+    config: Path = typer.Argument(..., help="YAML experiment file with the method whose strength to raise."),
+    out: Path | None = typer.Option(None, help="Folder of the path's runs (default: runs/<name>-path)."),
+    method: int = typer.Option(0, min=0, help="Index of the method in the config's methods list."),
+    param: str | None = typer.Option(None, help="Strength parameter (default: lam, lambda_paths or sparsity)."),
+    values: str | None = typer.Option(None, help="Comma-separated strengths, increasing (overrides start/stop/num)."),
+    start: float = typer.Option(1e-4, help="Smallest nonzero strength."),
+    stop: float = typer.Option(1e-1, help="Largest strength."),
+    num: int = typer.Option(7, help="Nonzero strengths, spaced geometrically."),
+    dense: bool = typer.Option(True, help="Start the path with strength 0 (the dense model)."),
+) -> None:
+    """A regularisation path: strengths raised step by step, each point warm-started from the previous
+    one's sparsified weights, fine-tuned and scored; writes path.csv and path.png (Pareto front)."""
+    import platform
+    import sys
+
+    from .config import ConfigError, read_yaml
+    from .path import geometric, plot_path, run_path
+
+    raw = read_yaml(config)
+    if not raw:
+        raise ConfigError(f"{config}: the config file is empty")
+    try:
+        grid = [float(v) for v in values.split(",")] if values else geometric(start, stop, num, dense)
+    except ValueError:
+        raise ConfigError(f"--values must be comma-separated numbers, got {values!r}") from None
+    out = out or Path("runs") / f"{raw.get('name', 'experiment')}-path"
+    rows = run_path(raw, out, grid, method, param, root=config.resolve().parent)
+    key = next(k for k in rows[0] if k not in ("status",))
+    footer = f"sparsedyn {' '.join(sys.argv[1:])} · {platform.machine()}, {__import__('os').cpu_count()} cores"
+    plot_path(rows, key, out / "path.png", footer)
+    for r in rows:
+        shown = {k: r[k] for k in ("test_mse", "val_mse", "weight_sparsity", "feature_sparsity") if k in r}
+        typer.echo(f"{key}={r[key]:<10.3g} {r['status']:9s} " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    typer.echo(f"wrote {out / 'path.csv'} and {out / 'path.png'}")
+
+
+@app.command()
+@friendly_errors
 def report(
     runs_dir: Path = typer.Argument(..., help="A folder of runs (e.g. a sweep's output)."),
     out: Path | None = typer.Option(None, help="Output folder (default: RUNS_DIR/report)."),

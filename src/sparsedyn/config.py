@@ -100,6 +100,9 @@ class ExperimentConfig(_Strict):
     methods: list[dict[str, Any]] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     lottery: LotteryConfig | None = None
+    # Start from the weights another run had at the end of its sparsification epochs (its
+    # ``sparsified.pt``): a regularisation path warm-starts each strength from the previous one.
+    warm_start: str | None = PathField(None)
 
     @model_validator(mode="before")
     @classmethod

@@ -234,7 +234,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     n_runs = sum(g.finished for g in groups)
     n_missing = sum(len(g.runs) - g.finished for g in groups)
     rule = (f"Selection rule (same for every method): per {by or 'run set'}, the strongest point in grid order whose "
-            f"mean {metric} is within {within:.0%} of {baseline}'s; otherwise the point with the lowest {metric}.")
+            f"mean {metric} is within {within:.0%} of {baseline}'s; otherwise the point with the lowest {metric}."
+            if baseline else f"Selection rule (same for every method): per {by or 'run set'}, the point with the "
+            f"lowest mean {metric} (no baseline variant among these runs).")
     missing = f"; {n_missing} not run yet" if n_missing else ""
     md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
     for block, (header, rows) in tables.items():

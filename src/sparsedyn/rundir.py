@@ -20,8 +20,8 @@ from typing import Any
 from . import io
 
 # Files a run writes; a fresh start or an overwrite removes them first, so nothing stale survives.
-RUN_FILES = ("run.json", "config.yaml", "results.json", "error.json", "last.pt", "best.pt", "model.pt", "metrics.csv",
-             "dependency.pt", "truth.npy", "forecasts.npz")
+RUN_FILES = ("run.json", "config.yaml", "results.json", "error.json", "last.pt", "best.pt", "model.pt",
+             "sparsified.pt", "metrics.csv", "dependency.pt", "truth.npy", "forecasts.npz")
 # Settings that change how a run is shown, never its numbers.
 COSMETIC = (("name",), ("trainer", "progress"))
 

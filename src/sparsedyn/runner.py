@@ -57,6 +57,11 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     if cfg.lottery is not None:
         _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
         seed_everything(cfg.seed)  # training draws the same random numbers as the source run
+    if cfg.warm_start is not None:
+        source = Path(cfg.warm_start)
+        if not source.exists():
+            raise FileNotFoundError(f"warm_start: no such checkpoint: {source}")
+        model.load_state_dict(torch.load(source, weights_only=False)["model"])
     return Experiment(task, model, method)
 
 

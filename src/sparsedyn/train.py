@@ -175,6 +175,8 @@ class Trainer:
         """After the sparsification epochs: score the sparsified model, then fine-tune from it; the best
         checkpoint restarts here, so the reported model has the final sparsity pattern."""
         self.sparsified = self.task.evaluate(self.model)
+        if self.run_dir is not None:  # the sparsified weights, a warm start for the next strength of a path
+            io.save_torch(self.run_dir / "sparsified.pt", {"model": self.model.state_dict(), "epoch": epoch})
         self._enter_finetuning()
         value = self.sparsified.get(self.task.monitor, math.inf)
         self.best_value, self.best_epoch = (value, epoch) if math.isfinite(value) else (math.inf, None)
@@ -302,6 +304,8 @@ class Trainer:
                 status, message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
                 break
         bar.close()
+        if status == "completed" and self.phase == 1 and self.run_dir is not None:  # no fine-tuning phase
+            io.save_torch(self.run_dir / "sparsified.pt", {"model": self.model.state_dict(), "epoch": total})
         if status == "completed" and self.phase == 2:  # report the best fine-tuned model (its pattern is final)
             self._restore_best()
             message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"

@@ -1,0 +1,66 @@
+"""Regularisation paths: warm starts, resumable points, the Pareto front, and the CLI."""
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sparsedyn.cli import app
+from sparsedyn.config import ConfigError, parse_config
+from sparsedyn.path import default_param, geometric, pareto_front, run_path
+from sparsedyn.runner import build_experiment
+
+CONFIG = {
+    "name": "p", "seed": 0,
+    "task": {"system": "sparse_tanh", "system_params": {"n": 4, "parents": 1, "seed": 0}, "n_train": 8, "n_val": 4,
+             "n_test": 4, "t_end": 1.0, "n_points": 6},
+    "model": {"hidden": [8], "solver": "rk4", "step_size": 0.25},
+    "methods": [{"name": "group_lasso", "hidden": [4]}],
+    "trainer": {"epochs": 20, "lr": 1e-2, "batch_size": 4, "eval_every": 10, "progress": False},
+}
+
+
+def test_pareto_front_by_hand():
+    errors = np.array([1.0, 0.5, 0.6, 0.4, 2.0])
+    sparsity = np.array([0.0, 0.2, 0.5, 0.1, 0.9])
+    # (0.5, 0.2) beats (1.0, 0.0); (0.4, 0.1), (0.5, 0.2), (0.6, 0.5), (2.0, 0.9) trade off
+    assert pareto_front(errors, sparsity).tolist() == [False, True, True, True, True]
+
+
+def test_strength_parameters_and_grids():
+    assert [default_param({"name": n}) for n in ("l1", "pathreg", "magnitude")] == ["lam", "lambda_paths", "sparsity"]
+    assert geometric(1e-3, 1e-1, 3) == pytest.approx([0.0, 1e-3, 1e-2, 1e-1])
+    with pytest.raises(ConfigError, match="start < stop"):
+        geometric(1e-1, 1e-3, 3)
+
+
+def test_each_point_starts_from_the_previous_points_sparsified_weights_and_sparsity_grows(tmp_path):
+    rows = run_path(CONFIG, tmp_path, [0.0, 1e-2, 1e-1], progress=False)
+    assert [r["lam"] for r in rows] == [0.0, 1e-2, 1e-1]
+    assert rows[0]["feature_sparsity"] == 0.0 < rows[-1]["feature_sparsity"]
+    cfg = parse_config({**CONFIG, "methods": [{"name": "group_lasso", "hidden": [4], "lam": 1e-2}],
+                        "warm_start": str(tmp_path / "lam=0.0" / "sparsified.pt")})
+    start = build_experiment(cfg).model.state_dict()
+    source = torch.load(tmp_path / "lam=0.0" / "sparsified.pt", weights_only=False)["model"]
+    assert all(torch.equal(start[k], source[k]) for k in source)  # the warm start is the previous point
+    assert (tmp_path / "path.csv").read_text().count("\n") == 1 + 3
+
+
+def test_a_rerun_keeps_finished_points(tmp_path):
+    run_path(CONFIG, tmp_path, [0.0, 1e-2], progress=False)
+    stamp = (tmp_path / "lam=0.01" / "results.json").stat().st_mtime_ns
+    run_path(CONFIG, tmp_path, [0.0, 1e-2], progress=False)
+    assert (tmp_path / "lam=0.01" / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_the_cli_writes_the_path_and_refuses_bad_grids(tmp_path):
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    res = CliRunner().invoke(app, ["path", str(cfg), "--values", "0,0.01", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "p" / "path.png").stat().st_size > 10_000
+    bad = CliRunner().invoke(app, ["path", str(cfg), "--values", "0.1,0.01", "--out", str(tmp_path / "q")])
+    assert bad.exit_code == 2 and "increasing" in bad.output
+    assert CliRunner().invoke(app, ["path", str(cfg), "--method", "3"]).exit_code == 2
