@@ -64,3 +64,17 @@ def test_the_cli_writes_the_path_and_refuses_bad_grids(tmp_path):
     bad = CliRunner().invoke(app, ["path", str(cfg), "--values", "0.1,0.01", "--out", str(tmp_path / "q")])
     assert bad.exit_code == 2 and "increasing" in bad.output
     assert CliRunner().invoke(app, ["path", str(cfg), "--method", "3"]).exit_code == 2
+
+
+def test_a_relative_output_folder_works_from_anywhere(tmp_path, monkeypatch):
+    """The bug: warm starts named the previous point relative to the current directory, and the config
+    resolved them against the config file's folder."""
+    import yaml
+
+    (tmp_path / "configs").mkdir()
+    cfg = tmp_path / "configs" / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["path", "configs/c.yaml", "--values", "0,0.01", "--out", "runs/p"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "p" / "lam=0.01" / "results.json").exists()

@@ -74,7 +74,7 @@ def run_path(config: dict[str, Any], out_dir: str | Path, values: list[float], m
         raw["methods"][method][param] = value
         raw["name"] = f"{config.get('name', 'experiment')}/path/{name}"
         if previous is not None:
-            raw["warm_start"] = str(previous / "sparsified.pt")
+            raw["warm_start"] = str((previous / "sparsified.pt").resolve())  # not relative to the config
         cfg = parse_config(raw, root=root)
         run_dir = out / f"{param}={_label(value)}"
         io.write_json(run_dir / "point.json", {"variant": name, "labels": {param: _label(value)}, "seed": cfg.seed,
