@@ -25,6 +25,14 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks
     _DEBUG["on"] = debug
 
 
+def _machine() -> str:
+    """The machine, as figure footers name it."""
+    import os
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"sparsedyn: {message}", err=True)
     raise typer.Exit(code)
@@ -141,15 +149,12 @@ def path(
 ) -> None:
     """A regularisation path: strengths raised step by step, each point warm-started from the previous
     one's sparsified weights, fine-tuned and scored; writes path.csv and path.png (Pareto front)."""
-    import platform
     import sys
 
-    from .config import ConfigError, read_yaml
+    from .config import ConfigError, read_config_data
     from .path import geometric, plot_path, run_path
 
-    raw = read_yaml(config)
-    if not raw:
-        raise ConfigError(f"{config}: the config file is empty")
+    raw = read_config_data(config)
     try:
         grid = [float(v) for v in values.split(",")] if values else geometric(start, stop, num, dense)
     except ValueError:
@@ -157,7 +162,7 @@ def path(
     out = out or Path("runs") / f"{raw.get('name', 'experiment')}-path"
     rows = run_path(raw, out, grid, method, param, root=config.resolve().parent)
     key = next(k for k in rows[0] if k not in ("status",))
-    footer = f"sparsedyn {' '.join(sys.argv[1:])} · {platform.machine()}, {__import__('os').cpu_count()} cores"
+    footer = f"sparsedyn {' '.join(sys.argv[1:])} · {_machine()}"
     plot_path(rows, key, out / "path.png", footer)
     for r in rows:
         shown = {k: r[k] for k in ("test_mse", "val_mse", "weight_sparsity", "feature_sparsity") if k in r}
@@ -180,12 +185,11 @@ def report(
                                        "as failures (e.g. test_mse=0.1667)."),
 ) -> None:
     """Aggregate runs (mean ± sd over seeds, failures) into Markdown, CSV, PNG (and HTML)."""
-    import platform
     import sys
 
     from .report import build_report
 
-    machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.system()}"
+    machine = _machine()
     trivial_pair = None
     if trivial:
         name, _, value = trivial.partition("=")

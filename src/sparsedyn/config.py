@@ -176,10 +176,16 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment file (relative paths in it are relative to its folder)."""
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML experiment file; an empty file is an error (it would silently train the
+    default experiment)."""
     data = read_yaml(path)
-    if not data:  # an empty file would silently train the default experiment
+    if not data:
         raise ConfigError(f"{path}: the config file is empty; give at least a task, a model or methods "
                           "(see configs/ for examples)")
-    return parse_config(data, root=Path(path).resolve().parent)
+    return data
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file (relative paths in it are relative to its folder)."""
+    return parse_config(read_config_data(path), root=Path(path).resolve().parent)

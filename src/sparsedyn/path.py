@@ -12,13 +12,13 @@ higher sparsity) marked.
 from __future__ import annotations
 
 import copy
-import inspect
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import io, rundir
+from . import io
 from .config import ConfigError, parse_config
 
 STRENGTHS = ("lam", "lambda_paths", "sparsity")  # the parameter a path raises, in order of preference
@@ -26,10 +26,9 @@ STRENGTHS = ("lam", "lambda_paths", "sparsity")  # the parameter a path raises, 
 
 def default_param(spec: dict[str, Any]) -> str:
     """The strength parameter of a method spec: ``lam``, PathReg's ``lambda_paths`` or pruning's ``sparsity``."""
-    from .methods.registry import METHODS
+    from .methods.registry import parameters_of
 
-    cls = METHODS.get(spec.get("name"))
-    params = inspect.signature(cls.__init__).parameters if cls else {}
+    params = parameters_of(spec.get("name"))
     for name in STRENGTHS:
         if name in params:
             return name
@@ -59,7 +58,7 @@ def run_path(config: dict[str, Any], out_dir: str | Path, values: list[float], m
     from tqdm.auto import tqdm
 
     from .runner import run_experiment
-    from .sweep import _label
+    from .sweep import Point, _label
 
     methods = config.get("methods") or []
     if not 0 <= method < len(methods):
@@ -79,12 +78,8 @@ def run_path(config: dict[str, Any], out_dir: str | Path, values: list[float], m
         run_dir = out / f"{param}={_label(value)}"
         io.write_json(run_dir / "point.json", {"variant": name, "labels": {param: _label(value)}, "seed": cfg.seed,
                                                "path": True})
-        done = (run_dir / "results.json").exists() and \
-            rundir.recorded_fingerprint(run_dir) == rundir.fingerprint(cfg.model_dump())
-        if done:
-            import json
-
-            res = json.loads((run_dir / "results.json").read_text())
+        if Point(name, {param: _label(value)}, cfg.seed, cfg.model_dump(), run_dir).status() == "complete":
+            res = json.loads((run_dir / "results.json").read_text())  # a finished point of this very config
         else:
             res = run_experiment(cfg, run_dir, resume=(run_dir / "last.pt").exists(), overwrite=True)
             res.pop("_experiment", None)

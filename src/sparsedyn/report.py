@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .run_records import Group, ReportError, _read_json, aggregate, collect
+from .run_records import Group, ReportError, _read_json, aggregate, block_of, collect
 
 __all__ = ["Group", "ReportError", "aggregate", "collect", "select", "build_report"]
 
@@ -79,7 +79,7 @@ def select(groups: list[Group], by: str | None = "task", metric: str = "val_mse"
     out: dict[str, dict[str, Group]] = {}
     blocks: dict[str, list[Group]] = {}
     for g in groups:
-        blocks.setdefault(g.labels.get(by, "all") if by else "all", []).append(g)
+        blocks.setdefault(block_of(g.labels, by), []).append(g)
     for block, gs in blocks.items():
         base = [g.mean(metric) for g in gs if g.variant == baseline and not math.isnan(g.mean(metric))]
         limit = (1.0 + within) * min(base) if base else -math.inf  # no baseline: lowest metric
@@ -123,36 +123,35 @@ def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
     return tables
 
 
-def baseline_tables(records: list[dict[str, Any]], by: str | None, columns: list[tuple[str, str]]
-                    ) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Per block: what the trivial predictors (learning nothing) score, as the runs recorded it."""
+def baselines_by_block(records: list[dict[str, Any]], by: str | None) -> dict[str, dict[str, dict[str, float]]]:
+    """Per block: ``{predictor: {metric: value}}`` of the trivial predictors, as its first run recorded them."""
     found: dict[str, dict[str, dict[str, float]]] = {}
     for r in records:
-        block = r["labels"].get(by, "all") if by else "all"
+        block = block_of(r["labels"], by)
         if block not in found and r.get("baselines"):
             found[block] = r["baselines"]
+    return found
+
+
+def baseline_tables(baselines: dict[str, dict[str, dict[str, float]]], columns: list[tuple[str, str]]
+                    ) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per block: what the trivial predictors (learning nothing) score."""
     tables = {}
-    for block, baselines in found.items():
-        cols = [c for c in columns if any(c[0] in v for v in baselines.values())]
-        rows = [[name, *[f"{v[c[0]]:.3g}" if c[0] in v else "—" for c in cols]] for name, v in baselines.items()]
+    for block, scores in baselines.items():
+        cols = [c for c in columns if any(c[0] in v for v in scores.values())]
+        rows = [[name, *[f"{v[c[0]]:.3g}" if c[0] in v else "—" for c in cols]] for name, v in scores.items()]
         tables[block] = (["trivial predictor", *[c[1] for c in cols]], rows)
     return tables
 
 
 def flag_trivial(tables: dict[str, tuple[list[str], list[list[str]]]], chosen: dict[str, dict[str, Group]],
-                 baselines: dict[str, tuple[list[str], list[list[str]]]], records: list[dict[str, Any]],
-                 by: str | None, metric: str = "test_mse") -> None:
+                 baselines: dict[str, dict[str, dict[str, float]]], metric: str = "test_mse") -> None:
     """Add a column to each selected table: does the method beat every trivial predictor on ``metric``?"""
-    best: dict[str, tuple[str, float]] = {}
-    for r in records:
-        block = r["labels"].get(by, "all") if by else "all"
-        scores = [(n, v[metric]) for n, v in (r.get("baselines") or {}).items() if metric in v]
-        if block not in best and scores:
-            best[block] = min(scores, key=lambda s: s[1])
     for block, (header, rows) in tables.items():
-        if block not in best:
+        scores = [(n, v[metric]) for n, v in baselines.get(block, {}).items() if metric in v]
+        if not scores:
             continue
-        name, value = best[block]
+        name, value = min(scores, key=lambda s: s[1])
         header.append(f"beats trivial ({metric})")
         for row, g in zip(rows, chosen[block].values()):
             m = g.mean(metric)
@@ -211,8 +210,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     chosen = select(groups, by, metric, within, baseline)
     columns, (error, sparsity) = columns_for(records)
     tables = selected_tables(chosen, by, columns, trivial)
-    baselines = baseline_tables(records, by, columns)
-    flag_trivial(tables, chosen, baselines, records, by)
+    trivial_scores = baselines_by_block(records, by)
+    baselines = baseline_tables(trivial_scores, columns)
+    flag_trivial(tables, chosen, trivial_scores)
     footer = " · ".join(x for x in (command, machine) if x)
     if any(c[0] == "recovery_auroc" for c in columns):  # systems with a known graph
         figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(
@@ -273,7 +273,7 @@ def _truths(records: list[dict[str, Any]], by: str | None) -> dict[str, np.ndarr
     """The true adjacency per block, from the ``truth.npy`` its runs wrote."""
     out: dict[str, np.ndarray] = {}
     for r in records:
-        block = r["labels"].get(by, "all") if by else "all"
+        block = block_of(r["labels"], by)
         path = Path(r["run_dir"]) / "truth.npy"
         if block not in out and path.exists():
             out[block] = np.load(path)

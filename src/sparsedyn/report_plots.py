@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .run_records import Group
+from .run_records import Group, block_of
 
 
 def _plt():
@@ -24,7 +24,7 @@ def error_vs_sparsity(groups: list[Group], by: str | None, sparsity: str, path: 
                       footer: str = "") -> Path:
     """One panel per block; one marker per run, seed means of a method's points joined by a line."""
     plt = _plt()
-    blocks = list(dict.fromkeys(g.labels.get(by, "all") if by else "all" for g in groups))
+    blocks = list(dict.fromkeys(block_of(g.labels, by) for g in groups))
     fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4), squeeze=False)
     variants = list(dict.fromkeys(g.variant for g in groups))
     colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}

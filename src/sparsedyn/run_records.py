@@ -118,6 +118,11 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def block_of(labels: dict[str, str], by: str | None) -> str:
+    """The table a run belongs to: its label on axis ``by`` ("all" without one)."""
+    return labels.get(by, "all") if by else "all"
+
+
 def aggregate(records: list[dict[str, Any]]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for r in records:

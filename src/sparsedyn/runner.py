@@ -15,7 +15,7 @@ from torch import nn
 from . import analysis, io
 from .config import ExperimentConfig
 from .methods.base import Compose
-from .methods.registry import build_method
+from .methods.registry import build_method, parameters_of
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
 from .train import Trainer, TrainResult, seed_everything
@@ -68,12 +68,7 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
 def _seeded(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     """A method's own random choices (e.g. moduli's neuron positions) follow the run's seed unless the
     config fixes them: without this, every seed of a sweep would share one manifold layout."""
-    import inspect
-
-    from .methods.registry import METHODS
-
-    cls = METHODS.get(spec.get("name"))
-    takes_seed = cls is not None and "seed" in inspect.signature(cls.__init__).parameters
+    takes_seed = "seed" in parameters_of(spec.get("name"))
     return {**spec, "seed": seed} if takes_seed and "seed" not in spec else spec
 
 

@@ -152,12 +152,14 @@ class Trainer:
                 groups.append({"params": params, "lr": rates.get(role, lr), "role": role})
         rest = [p for p in self.model.parameters() if id(p) not in taken]
         groups.insert(0, {"params": rest, "lr": lr, "role": "weights"})
-        return torch.optim.SGD(groups) if self.s.optimizer == "sgd" else torch.optim.Adam(groups)
+        optimizer = torch.optim.SGD(groups) if self.s.optimizer == "sgd" else torch.optim.Adam(groups)
+        self._group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}  # for step sizes
+        return optimizer
 
     def _step_size(self, p: Tensor) -> Tensor:
         """The optimizer's effective step for each element of ``p``: Adam's ``lr / (sqrt(v_hat) + eps)``
         (bias-corrected), plain SGD's ``lr``. Proximal methods scale their thresholds by it."""
-        group = next(g for g in self.optimizer.param_groups if any(q is p for q in g["params"]))
+        group = self._group_of[id(p)]
         state = self.optimizer.state.get(p, {})
         if isinstance(self.optimizer, torch.optim.Adam) and "exp_avg_sq" in state:
             v_hat = state["exp_avg_sq"] / (1.0 - group["betas"][1] ** float(state["step"]))
@@ -175,12 +177,15 @@ class Trainer:
         """After the sparsification epochs: score the sparsified model, then fine-tune from it; the best
         checkpoint restarts here, so the reported model has the final sparsity pattern."""
         self.sparsified = self.task.evaluate(self.model)
-        if self.run_dir is not None:  # the sparsified weights, a warm start for the next strength of a path
-            io.save_torch(self.run_dir / "sparsified.pt", {"model": self.model.state_dict(), "epoch": epoch})
+        self._save_sparsified(epoch)
         self._enter_finetuning()
-        value = self.sparsified.get(self.task.monitor, math.inf)
-        self.best_value, self.best_epoch = (value, epoch) if math.isfinite(value) else (math.inf, None)
-        self._checkpoint(epoch, improved=self.best_epoch == epoch, last=False)
+        self.best_value, self.best_epoch, self._best_state = math.inf, None, None  # phase 1's has another structure
+        self._set_reference(self.sparsified, epoch)
+
+    def _save_sparsified(self, epoch: int) -> None:
+        """The weights at the end of the sparsification epochs: a path's warm start for its next strength."""
+        if self.run_dir is not None:
+            io.save_torch(self.run_dir / "sparsified.pt", {"model": self.model.state_dict(), "epoch": epoch})
 
     # -- checkpoints ---------------------------------------------------------------------
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -257,18 +262,19 @@ class Trainer:
             total, pen_total, n = total + loss.item(), pen_total + penalty.item(), n + 1
         return {"train_loss": total / max(n, 1), "penalty": pen_total / max(n, 1)}
 
-    def _evaluate_initial(self) -> None:
-        """Epoch 0: the untrained model is the first best checkpoint and the divergence reference."""
-        value = self.task.evaluate(self.model).get(self.task.monitor)
+    def _set_reference(self, scores: dict[str, float], epoch: int) -> None:
+        """A phase's first best checkpoint (and divergence reference): the model as it enters the phase,
+        if its monitored score is finite."""
+        value = scores.get(self.task.monitor)
         if value is not None and math.isfinite(value):
-            self.best_value, self.best_epoch = value, 0
-            self._checkpoint(0, improved=True, last=False)
+            self.best_value, self.best_epoch = value, epoch
+            self._checkpoint(epoch, improved=True, last=False)
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train ``settings.epochs`` sparsification epochs, then ``n_finetune`` fine-tuning epochs
         (continuing from ``last.pt`` if ``resume``); return the reported model's status."""
         if not (resume and self._resume()):
-            self._evaluate_initial()
+            self._set_reference(self.task.evaluate(self.model), 0)  # epoch 0: the untrained model
         status, message = "completed", "completed"
         total = self.s.epochs + self.s.n_finetune
         bar = tqdm(range(self.start_epoch + 1, total + 1), desc="train", disable=not self.s.progress, leave=False,
@@ -304,8 +310,8 @@ class Trainer:
                 status, message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
                 break
         bar.close()
-        if status == "completed" and self.phase == 1 and self.run_dir is not None:  # no fine-tuning phase
-            io.save_torch(self.run_dir / "sparsified.pt", {"model": self.model.state_dict(), "epoch": total})
+        if status == "completed" and self.phase == 1:  # no fine-tuning phase: the final weights are sparsified
+            self._save_sparsified(total)
         if status == "completed" and self.phase == 2:  # report the best fine-tuned model (its pattern is final)
             self._restore_best()
             message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"

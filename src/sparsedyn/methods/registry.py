@@ -37,6 +37,12 @@ def _typed(cls: type[Method], param: str, value: Any) -> Any:
         raise ParamError(param, f"{param}: {e.errors()[0]['msg'].lower()}, got {value!r}") from None
 
 
+def parameters_of(name: str | None) -> set[str]:
+    """The hyper-parameters method ``name`` takes (empty for an unknown name)."""
+    cls = METHODS.get(name)
+    return set(inspect.signature(cls.__init__).parameters) - {"self"} if cls is not None else set()
+
+
 def build_method(spec: Mapping[str, Any]) -> Method:
     """Build a method from ``{"name": ..., **hyper_parameters}``.
 
@@ -48,7 +54,7 @@ def build_method(spec: Mapping[str, Any]) -> Method:
     if name not in METHODS:
         raise ParamError("name", f"unknown method {name!r}; choose from {sorted(METHODS)}")
     cls = METHODS[name]
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    allowed = parameters_of(name)
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ParamError(unknown[0], f"not a parameter of {name}; allowed: {sorted(allowed)}")
