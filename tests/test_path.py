@@ -1,5 +1,7 @@
 """Regularisation paths: warm starts, resumable points, the Pareto front, and the CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,35 @@ def test_a_relative_output_folder_works_from_anywhere(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["path", "configs/c.yaml", "--values", "0,0.01", "--out", "runs/p"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "runs" / "p" / "lam=0.01" / "results.json").exists()
+
+
+def test_a_sweep_path_variant_runs_the_same_warm_started_chain_as_run_path(tmp_path):
+    """Two seeds' paths run side by side (two workers, one phase per step) and give each seed exactly the
+    numbers of the sequential ``run_path``: same warm starts, same order."""
+    from sparsedyn.sweep import parse_sweep, run_sweep
+
+    base = {k: v for k, v in CONFIG.items() if k not in ("name", "seed")}
+    spec = parse_sweep({"name": "s", "base": base, "seeds": [0, 1],
+                        "variants": {"gl": {"grid": {"methods.0.lam": [0.0, 1e-2, 1e-1]}, "path": "methods.0.lam"}}})
+    counts = run_sweep(spec, tmp_path / "sweep", workers=2, progress=False)
+    assert counts["completed"] == 6
+    for seed in (0, 1):
+        rows = run_path({**CONFIG, "seed": seed}, tmp_path / f"path{seed}", [0.0, 1e-2, 1e-1], progress=False)
+        for row, label in zip(rows, ("0.0", "0.01", "0.1")):
+            res = json.loads((tmp_path / "sweep" / "gl" / f"methods.0.lam={label}" / f"seed{seed}"
+                              / "results.json").read_text())
+            assert res["metrics"]["test_mse"] == row["test_mse"], (seed, label)
+    point = json.loads((tmp_path / "sweep" / "gl" / "methods.0.lam=0.01" / "seed1" / "point.json").read_text())
+    assert point["path"] == "methods.0.lam"
+
+
+@pytest.mark.parametrize("variant, message", [
+    ({"grid": {"methods.0.lam": [0.1, 0.01]}, "path": "methods.0.lam"}, "increasing"),
+    ({"grid": {"methods.0.lam": [0.0, "a"]}, "path": "methods.0.lam"}, "increasing"),
+    ({"grid": {"methods.0.lam": [0.0, 0.1]}, "path": "methods.0.hidden"}, "not an axis"),
+])
+def test_a_bad_sweep_path_is_a_config_error_naming_it(variant, message):
+    from sparsedyn.sweep import parse_sweep
+
+    with pytest.raises(ConfigError, match=f"variants.gl.path: .*{message}"):
+        parse_sweep({"name": "s", "base": CONFIG, "variants": {"gl": variant}})

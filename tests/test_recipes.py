@@ -7,7 +7,7 @@ import torch
 
 from conftest import TINY_RUN
 from sparsedyn.config import parse_config
-from sparsedyn.methods import L0, GroupLasso, PathReg
+from sparsedyn.methods import L0, GroupLasso, LassoNet, PathReg
 from sparsedyn.nn import MLP, NeuralODE, gates, mask_of
 from sparsedyn.runner import build_experiment, run_experiment
 from sparsedyn.train import Trainer, TrainSettings
@@ -70,11 +70,11 @@ def test_a_run_stopped_during_fine_tuning_resumes_to_the_same_numbers(tmp_path, 
     assert resumed["metrics"] == full["metrics"]
 
 
-def test_fine_tuning_closes_most_of_the_gap_of_unsettled_gates():
-    """L0 with lambda = 0 sparsifies nothing: its error above vanilla's is the train/eval gate mismatch.
-    With slow gates (gate_lr 0.01, 40 epochs) it is ~7x vanilla's; 40 fine-tuning epochs on the folded,
-    deterministic gates bring it to ~1.3-1.6x (measured: 0.025 vs 0.019 over seeds 0-2, 0.027 vs 0.017
-    over seeds 0-1): most of the gap, not all of it (issue 10 asks for one seed sd; not met here)."""
+def test_a_gated_model_at_lambda_0_after_fine_tuning_matches_vanilla_within_one_seed_sd():
+    """L0 with lambda = 0 sparsifies nothing: before fine-tuning its error above vanilla's is the
+    train/eval gate mismatch (slow gates, gate_lr 0.01, 40 epochs: several times vanilla's). After 40
+    fine-tuning epochs on the folded, deterministic gates the mean test MSE over seeds 0-3 is within one
+    seed sd of vanilla's (measured: 0.0255 vs 0.0220 +- 0.0053)."""
     from test_end_to_end import BASE
 
     def test_mse(methods, finetune, seed):
@@ -83,12 +83,13 @@ def test_fine_tuning_closes_most_of_the_gap_of_unsettled_gates():
                            "finetune_epochs": finetune}}
         return run_experiment(parse_config(cfg))["metrics"]["test_mse"]
 
-    seeds = (0, 1)
-    vanilla = np.mean([test_mse([], 40, s) for s in seeds])
-    raw = np.mean([test_mse([{"name": "l0", "lam": 0.0}], 0, s) for s in seeds])
-    tuned = np.mean([test_mse([{"name": "l0", "lam": 0.0}], 40, s) for s in seeds])
-    assert raw > 3 * vanilla  # the artefact the results pages blamed on sparsity
-    assert tuned < 2 * vanilla and tuned < raw / 3
+    seeds = range(4)
+    vanilla = np.array([test_mse([], 40, s) for s in seeds])
+    l0 = [{"name": "l0", "lam": 0.0}]
+    raw = np.mean([test_mse(l0, 0, s) for s in seeds[:2]])
+    tuned = np.mean([test_mse(l0, 40, s) for s in seeds])
+    assert raw > 3 * vanilla.mean()  # the artefact the results pages blamed on sparsity
+    assert abs(tuned - vanilla.mean()) < vanilla.std(), (tuned, vanilla)
 
 
 # -- proximal thresholds ----------------------------------------------------------------------
@@ -135,6 +136,31 @@ def test_group_lasso_lambda_means_the_same_whatever_the_optimizer_and_learning_r
     assert first["adam"] is not None and first["adam"] == first["adam/2"] == first["sgd"], first
 
 
+def _cut_inputs(lam, lr, epochs):
+    torch.manual_seed(0)
+    method = LassoNet(lam=lam, M=10.0)
+    model = method.prepare(MLP(5, 5, (8,)))
+    Trainer(model, method, _Regression(), TrainSettings(epochs=epochs, lr=lr, prox_lr=10 * lr, eval_every=epochs,
+                                                        finetune_epochs=0, progress=False)).fit()
+    return int((model.skip.weight.norm(dim=0) == 0).sum())  # inputs cut, of 5
+
+
+def test_lassonet_under_adam_cuts_inputs_exactly_and_lambda_does_not_depend_on_the_learning_rate():
+    """The skip and first layer take heavy-ball SGD steps (the lassonet package's optimizer) while the
+    rest keeps Adam. Before, under Adam the first-layer columns of irrelevant inputs moved by ~lr per step
+    whatever their gradient and kept their skip columns alive: inputs were cut erratically ([0, 1, 0, 1, 3]
+    along the grid below), not monotonically as on a path.
+    Halving the learning rates (and doubling the epochs) leaves the lambda that cuts the three irrelevant
+    inputs unchanged; the weakest lambda cuts none."""
+    grid = [0.03, 0.1, 0.2, 0.5, 1.0]
+    cut = {lr: [_cut_inputs(lam, lr, int(3 / lr)) for lam in grid] for lr in (1e-2, 5e-3)}
+    first = {lr: next((lam for lam, c in zip(grid, cuts) if c >= 3), None) for lr, cuts in cut.items()}
+    assert cut[1e-2][0] == cut[5e-3][0] == 0, cut
+    assert first[1e-2] is not None and first[1e-2] == first[5e-3], cut
+    assert max(max(c) for c in cut.values()) <= 3, cut  # never a relevant input before all irrelevant ones
+    assert all(np.all(np.diff(c) >= 0) for c in cut.values()), cut  # Adam alone: [0, 1, 0, 1, 3]
+
+
 # -- seeds ------------------------------------------------------------------------------------
 
 def test_the_moduli_layout_follows_the_run_seed_unless_the_config_fixes_it():
@@ -161,3 +187,34 @@ def test_load_run_rebuilds_the_reported_fine_tuned_model(tmp_path):
     assert not list(gates(exp.model))
     assert exp.task.evaluate(exp.model)["test_mse"] == pytest.approx(res["metrics"]["test_mse"], rel=1e-6)
     assert load_run(tmp_path / "r", "last.pt").model is not None  # any checkpoint of either phase loads
+
+
+def test_adam_with_heavy_ball_groups_is_adam_and_sgd_with_momentum_side_by_side():
+    """Each group follows its own optimizer exactly: the Adam group as torch.optim.Adam, the flagged group
+    as torch.optim.SGD(momentum=0.9); the state survives a state_dict round trip."""
+    from sparsedyn.optim import AdamWithHeavyBall
+
+    torch.manual_seed(0)
+    a0, b0 = torch.randn(4, 3), torch.randn(3)
+    target = torch.randn(4)
+
+    def grads(a, b):
+        loss = (a @ b - target).pow(2).sum()
+        loss.backward()
+
+    a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    mixed = AdamWithHeavyBall([{"params": [a], "lr": 0.01}, {"params": [b], "lr": 0.05, "heavy_ball": True}])
+    ra, rb = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    adam, sgd = torch.optim.Adam([ra], lr=0.01), torch.optim.SGD([rb], lr=0.05, momentum=0.9)
+    for step in range(6):
+        if step == 3:  # round trip mid-way
+            state = mixed.state_dict()
+            mixed = AdamWithHeavyBall([{"params": [a], "lr": 0.01}, {"params": [b], "lr": 0.05, "heavy_ball": True}])
+            mixed.load_state_dict(state)
+        for opt in (mixed, adam, sgd):
+            opt.zero_grad()
+        grads(a, b)
+        grads(ra, rb)
+        mixed.step(), adam.step(), sgd.step()
+    torch.testing.assert_close(a, ra)
+    torch.testing.assert_close(b, rb)

@@ -11,6 +11,10 @@ A sweep file::
       vanilla: {set: {methods: []}}
       l1: {set: {methods: [{name: l1}]}, grid: {methods.0.lam: [1.0e-4, 1.0e-3]}}
 
+A variant with ``path: <axis>`` is a regularisation path along one of its numeric grid axes
+(increasing values): each point warm-starts from the previous value's ``sparsified.pt`` (see
+:mod:`sparsedyn.path`), so the sweep runs the values in order, every path of the sweep side by side.
+
 A lottery-ticket variant names its source run as ``lottery: {from_run: "{runs}/<variant>/seed{seed}"}``
 (``{runs}`` is this sweep's runs directory); such points run after all the others.
 
@@ -123,6 +127,7 @@ class SweepSpec:
     grid: dict[str, list[tuple[str, Any]]]
     variants: dict[str, tuple[dict[str, Any], dict[str, list[tuple[str, Any]]]]]
     select: dict[str, Any]
+    paths: dict[str, str] = field(default_factory=dict)  # variant -> its warm-started path axis
     root: Path = field(default_factory=Path.cwd)  # relative paths in the sweep are relative to this folder
 
     def points(self, runs_dir: str | Path) -> list[Point]:
@@ -141,9 +146,12 @@ class SweepSpec:
                     _set(cfg, axis, value, "grid")
                     labels[axis] = label
                 sub = Path(vname, *[f"{a}={lab}" for a, lab in labels.items()])
+                step, previous = self._path_step(vname, labels)
                 for seed in self.seeds:
                     c = copy.deepcopy(cfg)
                     c["seed"] = seed
+                    if previous is not None:  # absolute: the run records it and resolves nothing
+                        c["warm_start"] = str((runs_dir / previous / f"seed{seed}" / "sparsified.pt").resolve())
                     c["name"] = f"{self.name}/{sub.as_posix()}"
                     if isinstance(c.get("lottery"), dict) and "from_run" in c["lottery"]:
                         c["lottery"]["from_run"] = c["lottery"]["from_run"].replace("{runs}", str(runs_dir))
@@ -151,8 +159,20 @@ class SweepSpec:
                         c = parse_config(c, root=self.root).model_dump()
                     except ConfigError as e:
                         raise ConfigError(f"sweep point {sub.as_posix()} seed {seed}: {e}") from None
-                    out.append(Point(vname, labels, seed, c, runs_dir / sub / f"seed{seed}"))
+                    out.append(Point(vname, labels, seed, c, runs_dir / sub / f"seed{seed}", {"path_step": step}))
         return out
+
+    def _path_step(self, vname: str, labels: dict[str, str]) -> tuple[int, Path | None]:
+        """A point's index along its variant's path axis (0 off paths) and the previous point's folder."""
+        axis = self.paths.get(vname)
+        if axis is None:
+            return 0, None
+        order = [label for label, _ in self.variants[vname][1][axis]]
+        step = order.index(labels[axis])
+        if step == 0:
+            return 0, None
+        prev = {**labels, axis: order[step - 1]}
+        return step, Path(vname, *[f"{a}={lab}" for a, lab in prev.items()])
 
 
 def _set(cfg: dict[str, Any], path: str, value: Any, where: str) -> None:
@@ -185,16 +205,29 @@ def parse_sweep(data: dict[str, Any], root: Path | None = None) -> SweepSpec:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds: a non-empty list of integers >= 0, got {seeds!r}")
     grid = {k: _axis(v, f"grid.{k}") for k, v in (data.get("grid") or {}).items()}
-    variants = {}
+    variants, paths = {}, {}
     for vname, v in (data.get("variants") or {"default": {}}).items():
         v = v or {}
-        bad = set(v) - {"set", "grid"}
+        bad = set(v) - {"set", "grid", "path"}
         if bad:
-            raise ConfigError(f"variants.{vname}.{sorted(bad)[0]}: a variant has only 'set' and 'grid'")
+            raise ConfigError(f"variants.{vname}.{sorted(bad)[0]}: a variant has only 'set', 'grid' and 'path'")
         variants[str(vname)] = (dict(v.get("set") or {}),
                                 {k: _axis(a, f"variants.{vname}.grid.{k}") for k, a in (v.get("grid") or {}).items()})
+        if "path" in v:
+            paths[str(vname)] = _path_axis(v["path"], variants[str(vname)][1], f"variants.{vname}.path")
     return SweepSpec(str(data.get("name", "sweep")), base, seeds, grid, variants, dict(data.get("select") or {}),
-                     root=(root or Path.cwd()).resolve())
+                     paths, root=(root or Path.cwd()).resolve())
+
+
+def _path_axis(axis: Any, vgrid: dict[str, list[tuple[str, Any]]], where: str) -> str:
+    """Check that a variant's ``path`` names one of its own grid axes with increasing numbers >= 0."""
+    if axis not in vgrid:
+        raise ConfigError(f"{where}: {axis!r} is not an axis of the variant's grid ({', '.join(vgrid) or 'none'})")
+    values = [v for _, v in vgrid[axis]]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values) \
+            or values != sorted(values) or len(set(values)) != len(values):
+        raise ConfigError(f"{where}: the path's strengths must be increasing numbers >= 0, got {values}")
+    return str(axis)
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -228,7 +261,8 @@ def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", wor
     statuses = {p.key: p.status() for p in points}
     for p in points:
         io.write_json(p.run_dir / "point.json", {"sweep": spec.name, "variant": p.variant, "labels": p.labels,
-                                                 "seed": p.seed})
+                                                 "seed": p.seed, **({"path": spec.paths[p.variant]}
+                                                                    if p.variant in spec.paths else {})})
     io.write_json(runs_dir / "sweep.json", {"name": spec.name, "select": spec.select,
                                             "points": [str(p.run_dir.relative_to(runs_dir)) for p in points]})
     todo = [p for p in points if statuses[p.key] != "complete"]
@@ -248,8 +282,12 @@ def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", wor
         if key == "failed":
             tqdm.write(f"failed: {summary['run_dir']}: {summary['error']}")
 
-    # Lottery-ticket points need their source runs finished: they run in a second phase.
-    phases = [[p for p in todo if not p.config.get("lottery")], [p for p in todo if p.config.get("lottery")]]
+    # A path's k-th point needs its (k-1)-th finished: step k runs in phase k. Lottery-ticket points need
+    # their source runs finished: they run in a last phase.
+    plain = [p for p in todo if not p.config.get("lottery")]
+    steps = max((p.meta.get("path_step", 0) for p in plain), default=0)
+    phases = [[p for p in plain if p.meta.get("path_step", 0) == k] for k in range(steps + 1)]
+    phases.append([p for p in todo if p.config.get("lottery")])
     try:
         for i, phase in enumerate(phases):
             jobs = [(p.config, str(p.run_dir), statuses[p.key] == "changed") for p in phase]

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from . import io
 from .methods.base import Method
+from .optim import AdamWithHeavyBall
 
 
 class TrainSettings(BaseModel):
@@ -49,6 +50,9 @@ class TrainSettings(BaseModel):
     epochs: int = Field(200, gt=0)
     lr: float = Field(1e-2, gt=0)
     gate_lr: float | None = Field(0.1, gt=0)  # learning rate of gate parameters; None = lr
+    # Learning rate of a proximal method's "prox" group (LassoNet's skip and first layer), which takes
+    # heavy-ball SGD steps (momentum 0.9) under Adam, as in the lassonet package; None = lr.
+    prox_lr: float | None = Field(None, gt=0)
     batch_size: int = Field(16, gt=0)
     lr_schedule: Literal["none", "cosine", "plateau"] = "none"  # plateau: lr / 4 when the monitor stalls
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -143,16 +147,20 @@ class Trainer:
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         """One parameter group per role a method declares (gates: ``gate_lr``), the rest at ``lr``."""
-        rates = {"gates": self.s.gate_lr or lr}
+        rates = {"gates": self.s.gate_lr or lr, "prox": self.s.prox_lr or lr}
         groups, taken = [], set()
         for role, params in self.method.parameter_groups(self.model).items():
             params = [p for p in params if id(p) not in taken]
             taken |= {id(p) for p in params}
             if params:
-                groups.append({"params": params, "lr": rates.get(role, lr), "role": role})
+                groups.append({"params": params, "lr": rates.get(role, lr), "role": role,
+                               "heavy_ball": role == "prox" and self.s.optimizer == "adam"})
         rest = [p for p in self.model.parameters() if id(p) not in taken]
         groups.insert(0, {"params": rest, "lr": lr, "role": "weights"})
-        optimizer = torch.optim.SGD(groups) if self.s.optimizer == "sgd" else torch.optim.Adam(groups)
+        if self.s.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups)
+        else:
+            optimizer = AdamWithHeavyBall(groups) if any(g.get("heavy_ball") for g in groups) else torch.optim.Adam(groups)
         self._group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}  # for step sizes
         return optimizer
 
@@ -161,7 +169,7 @@ class Trainer:
         (bias-corrected), plain SGD's ``lr``. Proximal methods scale their thresholds by it."""
         group = self._group_of[id(p)]
         state = self.optimizer.state.get(p, {})
-        if isinstance(self.optimizer, torch.optim.Adam) and "exp_avg_sq" in state:
+        if isinstance(self.optimizer, torch.optim.Adam) and not group.get("heavy_ball") and "exp_avg_sq" in state:
             v_hat = state["exp_avg_sq"] / (1.0 - group["betas"][1] ** float(state["step"]))
             return group["lr"] / (v_hat.sqrt() + group["eps"])
         return torch.full_like(p, group["lr"])

@@ -61,6 +61,11 @@ class LassoNet(Method):
         freeze_pattern(skip, "weight")
         freeze_pattern(first, "weight")
 
+    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        """The skip and first layer form the ``"prox"`` group: heavy-ball SGD at the trainer's ``prox_lr``."""
+        skip, first = self._skip_and_first(model)
+        return {"prox": [raw_parameter(skip, "weight"), raw_parameter(first, "weight")]}
+
     def penalty(self, model: nn.Module) -> Tensor:
         skip, _ = self._skip_and_first(model)
         return (self.lam * skip.weight.norm(dim=0).sum()).detach()
