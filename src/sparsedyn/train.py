@@ -160,7 +160,8 @@ class Trainer:
         if self.s.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(groups)
         else:
-            optimizer = AdamWithHeavyBall(groups) if any(g.get("heavy_ball") for g in groups) else torch.optim.Adam(groups)
+            mixed = any(g.get("heavy_ball") for g in groups)
+            optimizer = AdamWithHeavyBall(groups) if mixed else torch.optim.Adam(groups)
         self._group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}  # for step sizes
         return optimizer
 
