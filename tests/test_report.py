@@ -66,7 +66,9 @@ def test_report_writes_tables_csv_and_figures(report):
     md = (root / "out" / "report.md").read_text()
     assert "### tanh" in md and "| pathreg |" in md and "| vanilla |" in md and "Selection rule" in md
     assert re.search(r"\| vanilla \| — \| [0-9.e+-]+ ± [0-9.e+-]+ \|", md)
-    for png in ("error_vs_weight_sparsity.png", "error_vs_feature_sparsity.png", "dependency_matrices.png"):
+    assert "### Pareto comparison" in md and "| pathreg |" in md.split("### Pareto comparison")[1]
+    for png in ("error_vs_weight_sparsity.png", "error_vs_feature_sparsity.png", "dependency_matrices.png",
+                "pareto_fronts.png"):
         assert (root / "out" / png).stat().st_size > 2000
     assert (root / "out" / "points.csv").read_text().count("\n") == 1 + 3
 
@@ -74,8 +76,10 @@ def test_report_writes_tables_csv_and_figures(report):
 def test_html_is_self_contained(report):
     _, html = report
     text = html.read_text()
-    # selected points, the trivial predictors beside them, all points
-    assert text.count("<table>") == 3 and text.count("data:image/png;base64,") == 3
+    # selected points, the trivial predictors beside them, the Pareto comparison, all points; figures:
+    # error vs weight and feature sparsity, dependency matrices, Pareto fronts
+    assert text.count("<table>") == 4 and text.count("data:image/png;base64,") == 4
+    assert "Pareto comparison: tanh" in text
     assert "<td>initial_state</td>" in text and "<td>train_mean</td>" in text
     assert "http://" not in text and "https://" not in text
 
@@ -101,9 +105,9 @@ def test_html_report_renders_tables_and_images_in_headless_chromium(report, tmp_
     dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                           "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<table>") == 3 and "<td>pathreg</td>" in dom
+    assert dom.count("<table>") == 4 and "<td>pathreg</td>" in dom
     widths = [int(w) for w in re.findall(r'data-decoded-width="(\d+)"', dom)]
-    assert len(widths) == 3 and all(w > 100 for w in widths)  # every image decoded by the browser
+    assert len(widths) == 4 and all(w > 100 for w in widths)  # every image decoded by the browser
     shot = tmp_path / "shot.png"
     subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=1200,2400",
                     f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
@@ -138,3 +142,39 @@ def test_a_method_no_better_than_a_trivial_predictor_is_flagged(tmp_path):
     assert rows["good"].rstrip(" |").endswith("yes")
     assert "**no** (initial_state 0.5)" in rows["useless"]
     assert "| initial_state | 0.5 |" in md and "| train_mean | 0.9 |" in md  # shown beside them
+
+
+def _point(variant, lam, val, test, weight, feature, auroc, seeds=(0, 1)):
+    """Two seeds of one point, spread +-0.01 around the given means."""
+    labels = {"task": "A"} if lam is None else {"task": "A", "methods.0.lam": str(lam)}
+    return [{"variant": variant, "labels": labels, "seed": s, "status": "completed", "order": 0, "run_dir": "x",
+             "metrics": {"val_mse": val + d, "test_mse": test + d, "weight_sparsity": weight + d,
+                         "feature_sparsity": feature, "recovery_auroc": auroc}}
+            for s, d in zip(seeds, (-0.01, 0.01))]
+
+
+def test_pareto_readings_by_hand():
+    """Vanilla val 1.0, so 'within 10%' means val <= 1.1. a: its (0.5 weight sp., val 1.05) point qualifies,
+    its 0.95 one (val 2) does not; b never gets within 10%. Error at weight sp. >= 0.9: a's 0.95 point
+    (test 3.0), b's 0.92 point (test 1.5); nobody reaches feature sparsity 0.5 but b."""
+    from sparsedyn.report_pareto import front, pareto_tables
+
+    recs = _point("vanilla", None, 1.0, 1.0, 0.0, 0.0, 0.6)
+    recs += _point("a", 0.0, 1.0, 1.0, 0.0, 0.0, 0.6) + _point("a", 0.1, 1.05, 1.1, 0.5, 0.2, 0.8)
+    recs += _point("a", 1.0, 2.0, 3.0, 0.95, 0.4, 0.9)
+    recs += _point("b", 0.1, 1.3, 1.2, 0.3, 0.1, 0.7) + _point("b", 1.0, 1.4, 1.5, 0.92, 0.6, 0.95)
+    groups = aggregate(recs)
+    (header, rows), = pareto_tables(groups, "task", "val_mse", 0.10, "vanilla").values()
+    row = {r[0]: dict(zip(header, r)) for r in rows}
+    wk = (f"max {k} sp. (val_mse within 10% of vanilla)" for k in ("weight", "feature"))
+    assert row["a"][next(wk)] == "0.5" and row["a"][next(wk)] == "0.2"
+    assert row["a"]["best AUROC (within 10%)"] == "0.8"
+    assert row["b"]["best AUROC (within 10%)"] == "—"
+    assert row["a"]["test_mse at weight sp. >= 0.9 (AUROC)"] == "3 (0.9)"
+    assert row["b"]["test_mse at weight sp. >= 0.9 (AUROC)"] == "1.5 (0.95)"
+    assert row["a"]["test_mse at feature sp. >= 0.5 (AUROC)"] == "—"
+    a = [g for g in groups if g.variant == "a"]
+    assert [g.labels["methods.0.lam"] for g in front(a, "test_mse", "weight_sparsity")] == ["0.0", "0.1", "1.0"]
+    b_and_worse = a + [g for g in groups if g.variant == "b"]
+    assert [g.labels.get("methods.0.lam") for g in front(b_and_worse, "test_mse", "weight_sparsity")
+            if g.variant == "b"] == ["1.0"]  # b's 0.3 point is beaten by a's 0.5 point

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .report_pareto import pareto_tables, plot_fronts
 from .run_records import Group, ReportError, _read_json, aggregate, block_of, collect
 
 __all__ = ["Group", "ReportError", "aggregate", "collect", "select", "build_report"]
@@ -46,6 +47,12 @@ COLUMN_SETS = [
     ("test_jog_mse", MOCAP_COLUMNS, ("test_mse", "weight_sparsity")),
     ("test_mse", DEFAULT_COLUMNS, ("test_mse", "weight_sparsity")),
 ]
+
+
+PARETO_NOTE = ("Each method over all its strengths (mean over seeds per strength): the highest sparsity and "
+               "best AUROC among its points whose mean {metric} is within {within:.0%} of {baseline}'s, and the "
+               "lowest mean {error} among its points at least as sparse as each level (AUROC of that point). "
+               "'—': no point qualifies.")
 
 
 def columns_for(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], tuple[str, str]]:
@@ -224,6 +231,12 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     else:  # RNN tasks: every pruned row sits at the same sparsity, so compare methods directly
         figures = {f"{error.replace('_', ' ')} per method": per_method(
             groups, error, out / f"{error}_per_method.png", trivial, footer=footer)}
+    pareto = {}
+    if any("weight_sparsity" in r["metrics"] for r in records):
+        pareto = pareto_tables(groups, by, metric, within, baseline, error)
+        trivial_errors = {b: {n: v[error] for n, v in s.items() if error in v} for b, s in trivial_scores.items()}
+        figures["Pareto fronts (error vs sparsity, each method's strengths)"] = plot_fronts(
+            groups, by, out / "pareto_fronts.png", error, baseline, trivial=trivial_errors, footer=footer)
     thanks = _acknowledgements(records)
     fig = forecast_figure(chosen, out / "forecasts.png", footer=footer)  # where runs wrote forecasts
     if fig is not None:
@@ -243,6 +256,11 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
         md += [f"### {block}", "", markdown_table(header, rows), ""]
         if block in baselines:
             md += [markdown_table(*baselines[block]), ""]
+    if pareto:
+        md += ["### Pareto comparison", "", PARETO_NOTE.format(metric=metric, within=within, baseline=baseline,
+                                                                error=error), ""]
+        for block, (header, rows) in pareto.items():
+            md += [f"#### {block}", "", markdown_table(header, rows), ""]
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)
     md += ["### All points", "", markdown_table(all_header, all_rows), ""]
     fail_header, fail_rows = failures_table(records)
@@ -254,6 +272,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     if html_path is not None:
         sections = [(f"Selected points: {b}", table_html(h, r) + (table_html(*baselines[b]) if b in baselines else ""))
                     for b, (h, r) in tables.items()]
+        sections += [(f"Pareto comparison: {b}", table_html(h, r)) for b, (h, r) in pareto.items()]
         sections += [("All points", table_html(all_header, all_rows))]
         if fail_rows:
             sections += [("Failed runs", table_html(fail_header, fail_rows))]
