@@ -61,8 +61,8 @@ class RecurrentLayer(nn.Module):
         state = self.initial_state(x.shape[1], x) if state is None else state
         step = {"elman": self._elman, "gru": self._gru, "lstm": self._lstm}[self.cell]
         outs = []
-        for t in range(x.shape[0]):
-            state = step(xp[t], state, w_hh)
+        for xp_t in xp.unbind(0):  # one unbind: indexing xp[t] made backward build a full-size zero grad per step
+            state = step(xp_t, state, w_hh)
             outs.append(state[0] if self.cell == "lstm" else state)
         return torch.stack(outs), state
 
