@@ -114,3 +114,21 @@ def test_the_trainer_section_and_the_trainer_share_one_set_of_defaults():
     from sparsedyn.train import TrainSettings
 
     assert ExperimentConfig().trainer == TrainSettings()  # one class: the defaults cannot drift apart
+
+
+def test_shipped_sweeps_validate_and_their_data_folders_resolve_to_the_shared_data():
+    """Every point of every shipped sweep validates, and a data folder it names is the real one beside
+    the checkout (relative paths resolve against the sweep file: a '../shared' written as if from the
+    project root pointed into configs/)."""
+    from pathlib import Path
+
+    from conftest import SHARED_DATA
+    from sparsedyn.sweep import load_sweep
+
+    sweeps = sorted((Path(__file__).parents[1] / "configs" / "sweeps").glob("*.yaml"))
+    assert sweeps
+    for f in sweeps:
+        points = load_sweep(f).points("/tmp/unused")
+        dirs = {p.config["task"].get("data_dir") for p in points} - {None}
+        for d in dirs:
+            assert Path(d).resolve().parent == SHARED_DATA.resolve(), (f.name, d)
