@@ -76,3 +76,19 @@ def test_tf_prior_and_spurious_feature_sparsity(data):
     assert spurious_feature_sparsity(D, can_be_parent) == pytest.approx(4 / 6)
     with pytest.raises(ValueError, match="one entry per input"):
         spurious_feature_sparsity(D, [True, False])
+
+
+def test_parent_selectivity_and_its_variance_matched_null_by_hand():
+    from sparsedyn.analysis import parent_selectivity
+
+    D = np.array([[1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 1, 0]])  # 5 zero entries of 12
+    can_be_parent = [True, False, True, False]
+    # model: non-TF columns 1, 3 have 4 zeros of 6; TF columns 0, 2 have 1 of 6
+    # null: variances order the columns 3, 0, 1, 2; cut 5 entries = column 3 (3) + 2/3 of column 0
+    out = parent_selectivity(D, can_be_parent, [0.2, 0.5, 0.9, 0.1])
+    assert out["spurious_cut"] == pytest.approx(4 / 6) and out["parent_cut"] == pytest.approx(1 / 6)
+    assert out["selectivity"] == pytest.approx(0.5)
+    assert out["null_spurious_cut"] == pytest.approx(0.5) and out["null_parent_cut"] == pytest.approx(1 / 3)
+    assert out["null_selectivity"] == pytest.approx(0.5 - 1 / 3)
+    with pytest.raises(ValueError, match="can and inputs that cannot"):
+        parent_selectivity(D, [True] * 4, [1.0] * 4)

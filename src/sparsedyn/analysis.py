@@ -99,6 +99,39 @@ def spurious_feature_sparsity(D: Tensor | np.ndarray, can_be_parent: np.ndarray 
     return float((D[:, ~mask] == 0).mean())
 
 
+def parent_selectivity(D: Tensor | np.ndarray, can_be_parent: np.ndarray | list[bool],
+                       variances: np.ndarray | list[float]) -> dict[str, float]:
+    """How selectively the model cut dependencies on inputs that cannot be parents, beside a null.
+
+    ``spurious_cut`` / ``parent_cut``: fraction of zero entries of ``D`` (out, in) in the columns of
+    inputs that cannot / can be parents; ``selectivity`` = their difference (0: no preference).
+    The **variance-matched null** cuts the same number of entries by removing whole input columns
+    from the lowest data variance up (the last one partly), the cheapest explanation of a
+    "spurious" reading: a model that only drops near-constant genes scores ``null_selectivity``.
+    """
+    D = np.asarray(torch.as_tensor(D).detach().cpu())
+    mask = np.asarray(can_be_parent, dtype=bool)
+    var = np.asarray(variances, dtype=float)
+    if mask.shape != (D.shape[1],) or var.shape != (D.shape[1],):
+        raise ValueError(f"can_be_parent and variances need one entry per input ({D.shape[1]}), "
+                         f"got {mask.shape} and {var.shape}")
+    if mask.all() or not mask.any():
+        raise ValueError("selectivity needs inputs that can and inputs that cannot be parents")
+    zero = D == 0
+    spurious, parent = float(zero[:, ~mask].mean()), float(zero[:, mask].mean())
+    n_out, cut = D.shape[0], float(zero.sum())
+    removed = np.zeros(D.shape[1])  # fraction of each column the null removes
+    for j in np.argsort(var, kind="stable"):
+        take = min(1.0, cut / n_out)
+        removed[j], cut = take, cut - take * n_out
+        if cut <= 0:
+            break
+    null_spurious, null_parent = float(removed[~mask].mean()), float(removed[mask].mean())
+    return {"spurious_cut": spurious, "parent_cut": parent, "selectivity": spurious - parent,
+            "null_spurious_cut": null_spurious, "null_parent_cut": null_parent,
+            "null_selectivity": null_spurious - null_parent}
+
+
 def _auroc(score: np.ndarray, label: np.ndarray) -> float:
     pos, neg = label.sum(), (~label).sum()
     if pos == 0 or neg == 0:

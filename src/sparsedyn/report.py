@@ -28,7 +28,8 @@ HEMATOPOIESIS_COLUMNS = [
     ("train_mse", "train (donor 12)"), ("test_11_mse", "donor 11"), ("test_21_mse", "donor 21"),
     ("test_24_mse", "donor 24"), ("test_36_mse", "donor 36"), ("test_mse", "test MSE (mean)"),
     ("weight_sparsity", "weight sp."), ("feature_sparsity", "feature sp."),
-    ("spurious_feature_sparsity", "spurious feature sp."),
+    ("spurious_feature_sparsity", "spurious feature sp."), ("tf_selectivity", "TF selectivity"),
+    ("null_tf_selectivity", "null selectivity (low-variance genes cut)"),
 ]
 MOCAP_COLUMNS = [
     ("val_mse", "val MSE"), ("test_mse", "test MSE"), ("test_jog_mse", "jog MSE (walk -> jog)"),

@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from ..analysis import dependency_matrix, spurious_feature_sparsity
+from ..analysis import dependency_matrix, parent_selectivity, spurious_feature_sparsity
 from ..nn.modes import eval_mode
 from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
@@ -148,6 +148,12 @@ class HematopoiesisTask(ForecastTask):
         return out
 
     def analyse(self, model: nn.Module) -> dict[str, float]:
-        """Spurious feature sparsity: zero dependencies on genes that are not TFs (higher is better)."""
-        return {"spurious_feature_sparsity": spurious_feature_sparsity(dependency_matrix(model, "structural"),
-                                                                       self.tf_mask)}
+        """Spurious feature sparsity (zero dependencies on genes that are not TFs; higher is better) and the
+        TF vs non-TF selectivity of the cuts beside a null that cuts the lowest-variance genes (variance
+        over the training donor's observed cells): see :func:`~sparsedyn.analysis.parent_selectivity`."""
+        D = dependency_matrix(model, "structural")
+        train = self.splits["train"]
+        variances = train.y[train.mask].var(dim=0).numpy()
+        sel = parent_selectivity(D, self.tf_mask, variances)
+        return {"spurious_feature_sparsity": spurious_feature_sparsity(D, self.tf_mask),
+                "tf_selectivity": sel["selectivity"], "null_tf_selectivity": sel["null_selectivity"]}
