@@ -16,6 +16,8 @@ from . import analysis, io
 from .config import ExperimentConfig
 from .methods.base import Compose
 from .methods.registry import build_method, parameters_of
+from .methods.strength import calibrate
+from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
 from .train import Trainer, TrainResult, seed_everything
@@ -26,6 +28,7 @@ class Experiment:
     task: Task
     model: nn.Module
     method: Compose
+    strengths: dict[str, float] | None = None  # the absolute strengths of a relative-strength run
 
 
 def build_task(cfg: ExperimentConfig) -> Task:
@@ -54,6 +57,9 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     seed_everything(cfg.seed + (1_000_003 if fresh else 0))
     method = Compose(build_method(_seeded(spec, cfg.seed)) for spec in cfg.methods)
     model = method.prepare(build_model(cfg, task))
+    strengths = None
+    if cfg.trainer.strength == "relative":  # on the fresh initialisation, before any warm start
+        strengths = calibrate(method, model, initial_data_loss(task, model, cfg.trainer.batch_size, cfg.seed))
     if cfg.lottery is not None:
         _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
         seed_everything(cfg.seed)  # training draws the same random numbers as the source run
@@ -62,7 +68,19 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
         if not source.exists():
             raise FileNotFoundError(f"warm_start: no such checkpoint: {source}")
         model.load_state_dict(torch.load(source, weights_only=False)["model"])
-    return Experiment(task, model, method)
+    return Experiment(task, model, method, strengths)
+
+
+def initial_data_loss(task: Task, model: nn.Module, batch_size: int, seed: int) -> float:
+    """The task loss of ``model`` on one training batch (its own generator, deterministic gates); the
+    global random state is left as it was, so training draws the same numbers as without it."""
+    state = torch.get_rng_state()
+    try:
+        batch = next(iter(task.train_batches(batch_size, torch.Generator().manual_seed(seed))))
+        with eval_mode(model), torch.no_grad():
+            return float(task.loss(model, batch))
+    finally:
+        torch.set_rng_state(state)
 
 
 def _seeded(spec: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -154,6 +172,8 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "threads": cfg.trainer.threads,
         "seconds": time.perf_counter() - start, "metrics": {},
     }
+    if exp.strengths is not None:
+        results["strengths"] = exp.strengths
     if result.status == "interrupted":  # no results.json: the run is resumed, not reported
         results["_experiment"] = exp
         return results

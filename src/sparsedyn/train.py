@@ -53,6 +53,8 @@ class TrainSettings(BaseModel):
     # Learning rate of a proximal method's "prox" group (LassoNet's skip and first layer), which takes
     # heavy-ball SGD steps (momentum 0.9) under Adam, as in the lassonet package; None = lr.
     prox_lr: float | None = Field(None, gt=0)
+    # "relative": a method's strength is in units of the initial data loss (sparsedyn.methods.strength).
+    strength: Literal["absolute", "relative"] = "absolute"
     batch_size: int = Field(16, gt=0)
     lr_schedule: Literal["none", "cosine", "plateau"] = "none"  # plateau: lr / 4 when the monitor stalls
     optimizer: Literal["adam", "sgd"] = "adam"
