@@ -52,6 +52,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         from .config import ConfigError
         from .report import ReportError
         from .rundir import RunDirError
+        from .tasks.user_data import DataError
 
         try:
             return command(*args, **kwargs)
@@ -66,7 +67,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: one line, not 100
             if _DEBUG["on"]:
                 raise
-            code = 2 if isinstance(e, (ConfigError, RunDirError, ReportError)) else 1
+            code = 2 if isinstance(e, (ConfigError, RunDirError, ReportError, DataError)) else 1
             _fail(_one_line(e) + ("" if code == 2 else "  (sparsedyn --debug ... shows the traceback)"), code)
         except KeyboardInterrupt:  # click would print only "Aborted."
             if _DEBUG["on"]:

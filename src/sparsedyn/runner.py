@@ -198,6 +198,8 @@ def _write_outputs(out: Path, task: Task, results: dict[str, Any], dependency: t
         torch.save(dependency, out / "dependency.pt")
     if task.truth is not None:
         io.save_numpy(out / "truth.npy", np.asarray(task.truth, dtype=float))
+    if task.feature_names is not None:
+        io.write_json(out / "features.json", task.feature_names)
     if figure is not None:
         io.save_npz(out / "forecasts.npz", figure)
     io.write_json(out / "results.json", results)

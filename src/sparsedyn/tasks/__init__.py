@@ -4,7 +4,16 @@ Each task module defines its config section and registers its task class (see :m
 ``TASKS`` maps a config's ``task.name`` to the class.
 """
 
-from . import adding, hematopoiesis_task, krumsiek, language, mocap_task, navigation, systems_task  # noqa: F401
+from . import (  # noqa: F401
+    adding,
+    hematopoiesis_task,
+    krumsiek,
+    language,
+    mocap_task,
+    navigation,
+    systems_task,
+    trajectories_task,
+)
 from .adding import AddingTask
 from .base import TASKS, Task, TaskConfig, register_task
 from .hematopoiesis_task import HematopoiesisTask
@@ -24,10 +33,13 @@ from .systems import (
 )
 from .systems_task import OOD_SPLITS, SystemTask
 from .trajectories import Trajectories, masked_mse
+from .trajectories_task import TrajectoriesTask
+from .user_data import DataError, Series, from_arrays, load_series
 
 __all__ = [
     "TASKS", "Task", "TaskConfig", "register_task", "SystemTask", "NavigationTask", "AddingTask",
     "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "OOD_SPLITS", "SYSTEMS",
     "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators",
-    "make_system", "Trajectories", "masked_mse",
+    "make_system", "Trajectories", "masked_mse", "TrajectoriesTask", "DataError", "Series", "from_arrays",
+    "load_series",
 ]

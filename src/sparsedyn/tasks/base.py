@@ -39,6 +39,7 @@ class Task:
     acknowledgement: ClassVar[str | None] = None  # printed wherever results on the data are shown
     has_vector_field: ClassVar[bool] = False  # models are continuous-depth: dependencies can be read off
     truth: np.ndarray | None = None  # the true dependency graph (out, in), where one is known
+    feature_names: list[str] | None = None  # names of the observed variables, where the data has them
 
     @classmethod
     def from_config(cls, cfg: TaskConfig) -> Task:

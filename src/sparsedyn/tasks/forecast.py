@@ -24,6 +24,12 @@ class _Constant(nn.Module):
         return state[:, None, :].expand(x0.shape[0], len(t), x0.shape[1])
 
 
+def node_model(n: int, m) -> NeuralODE:
+    """A NODE with an MLP field on ``n`` variables, from a config's ``model`` section ``m``."""
+    return NeuralODE(MLP(n, n, m.hidden, m.activation), solver=m.solver, rtol=m.rtol, atol=m.atol,
+                     step_size=m.step_size, adjoint=m.adjoint)
+
+
 class ForecastTask(Task):
     """Base of the forecasting tasks (synthetic systems, motion capture, hematopoiesis).
 
@@ -51,7 +57,7 @@ class ForecastTask(Task):
         n = self.n_observed
         solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
         if m.kind == "node":
-            return NeuralODE(MLP(n, n, m.hidden, m.activation), **solver)
+            return node_model(n, m)
         if m.kind != "sonode":
             raise ValueError(f"model.kind: {m.kind!r} has no torch model for task {self.name!r}")
         if not self.supports_sonode:

@@ -1,0 +1,107 @@
+"""The ``trajectories`` task: forecasting a user's own time series (CSV, NPZ, AnnData or arrays).
+
+Each trajectory is forecast from its first observed state; the trajectories are split at random
+(``split_seed``) into train / val / test by ``val_fraction`` and ``test_fraction``. ``window``
+cuts every trajectory into consecutive pieces of that many points first (times shifted to start
+at 0: the dynamics are taken as autonomous), so one long series can be learned and scored
+too. With ``val_fraction: 0`` the validation split is the training split (checkpoints are
+then chosen on the training error). No true graph is known: the learned dependency matrix is
+the result (``dependency.pt`` in the run directory, the feature names in ``features.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from .base import PathField, TaskConfig, register_task
+from .forecast import ForecastTask
+from .trajectories import Trajectories
+from .user_data import DataError, Series, load_series
+
+
+class TrajectoriesTaskConfig(TaskConfig):
+    name: Literal["trajectories"] = "trajectories"
+    path: str = PathField(...)
+    time: str = "t"  # CSV column, NPZ array or AnnData obs column of the times
+    group: str | None = None  # CSV / obs column of the trajectory id
+    features: list[str] | None = None  # default: every column but time and group (CSV), all genes (h5ad)
+    window: int | None = Field(None, ge=2)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1)
+    split_seed: int = Field(0, ge=0)
+
+
+def cut_windows(series: Series, window: int) -> Series:
+    """Consecutive, non-overlapping pieces of ``window`` points, each shifted to start at time 0; a
+    piece whose first point is missing or with fewer than two observed points is dropped."""
+    times, values, names = [], [], []
+    for name, t, x in zip(series.names, series.times, series.values):
+        for k, start in enumerate(range(0, len(t) - 1, window)):
+            tt, xx = t[start:start + window], x[start:start + window]
+            observed = ~np.isnan(xx).any(axis=1)
+            if len(tt) < 2 or not observed[0] or observed.sum() < 2:
+                continue
+            times.append(tt - tt[0])
+            values.append(xx)
+            names.append(f"{name}/{k}")
+    return Series(times, values, series.features, names)
+
+
+def to_trajectories(series: Series, idx: list[int]) -> Trajectories:
+    """The chosen trajectories on the union of their time grids, a point masked where one lacks it (times
+    equal to 1e-10 are one time: shifted windows differ in the last bits)."""
+    times = {i: np.round(series.times[i], 10) for i in idx}
+    grid = np.unique(np.concatenate([times[i] for i in idx]))
+    y = np.zeros((len(idx), len(grid), series.n_features))
+    mask = np.zeros((len(idx), len(grid)), dtype=bool)
+    for b, i in enumerate(idx):
+        pos = np.searchsorted(grid, times[i])
+        observed = ~np.isnan(series.values[i]).any(axis=1)
+        y[b, pos[observed]] = series.values[i][observed]
+        mask[b, pos[observed]] = True
+    return Trajectories(torch.tensor(grid, dtype=torch.float32), torch.tensor(y, dtype=torch.float32),
+                        torch.tensor(mask), meta={"names": [series.names[i] for i in idx]})
+
+
+@register_task
+class TrajectoriesTask(ForecastTask):
+    """A user's trajectories split into train / val / test (see the module docstring)."""
+
+    name = "trajectories"
+    Config = TrajectoriesTaskConfig
+    model_kinds = ("node",)
+
+    def __init__(self, series: Series, window: int | None = None, val_fraction: float = 0.2,
+                 test_fraction: float = 0.2, split_seed: int = 0) -> None:
+        if window is not None:
+            if window < 2:
+                raise DataError(f"window must be >= 2 points, got {window}")
+            series = cut_windows(series, window)
+        self.series, self.feature_names = series, list(series.features)
+        n = len(series)
+        n_val = max(1, round(val_fraction * n)) if val_fraction > 0 else 0
+        n_test = max(1, round(test_fraction * n)) if test_fraction > 0 else 0
+        if n - n_val - n_test < 1:
+            raise DataError(f"too few trajectories for the split: {n} (val {n_val}, test {n_test}, train needs at "
+                            "least 1); lower val_fraction / test_fraction or set window to cut long "
+                            "trajectories into pieces")
+        perm = np.random.default_rng(split_seed).permutation(n).tolist()
+        test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+        self.splits = {"train": to_trajectories(series, sorted(train))}
+        self.splits["val"] = to_trajectories(series, sorted(val)) if val else self.splits["train"]
+        if test:
+            self.splits["test"] = to_trajectories(series, sorted(test))
+        self.eval_splits = ("val", "test") if test else ("val",)
+
+    @classmethod
+    def from_config(cls, cfg: TrajectoriesTaskConfig) -> TrajectoriesTask:
+        series = load_series(cfg.path, cfg.time, cfg.group, cfg.features)
+        return cls(series, cfg.window, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+
+    @property
+    def n_observed(self) -> int:
+        return len(self.feature_names)

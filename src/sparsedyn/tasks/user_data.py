@@ -1,0 +1,264 @@
+"""Users' own time series: arrays, CSV, NPZ or AnnData read into checked trajectories.
+
+Every reader returns a :class:`Series` (per trajectory its times and values, the feature names)
+after the same checks, each error naming the problem: non-numeric columns, NaN or inf where a
+value is observed, unsorted or duplicate times, a single time point, an unobserved initial state.
+A missing value is a whole time point left out of a trajectory (NaN in every feature, or ``False``
+in a mask): the models observe whole states, so a point with only some features missing is an
+error (drop the point or impute it).
+
+File layouts (``time``, ``group`` and ``features`` name columns / keys):
+
+- **CSV** (``.csv``, ``.csv.gz``): one row per observation; a ``time`` column, an optional
+  ``group`` column (trajectory id; rows of a trajectory sorted by time), feature columns (default:
+  every other column).
+- **NPZ**: ``x`` of shape (T, n) or (B, T, n), the times under ``time`` (default ``t``) of shape
+  (T,) or (B, T), optional ``mask`` (B, T) and ``features`` (n,).
+- **AnnData** (``.h5ad``, the ``singlecell`` extra): cells are observations; time from
+  ``obs[time]`` (e.g. a pseudotime), trajectory from ``obs[group]`` (e.g. a lineage), genes
+  from ``var_names``; cells are sorted by time within their trajectory.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad user data: the message names the file, column, trajectory or time at fault."""
+
+
+@dataclass
+class Series:
+    """Per trajectory: times (T_i,) strictly increasing, values (T_i, n) with NaN rows for missing points."""
+
+    times: list[np.ndarray]
+    values: list[np.ndarray]
+    features: list[str]
+    names: list[str]  # one per trajectory (group ids, or "0", "1", ...)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def check_series(series: Series, where: str = "data") -> Series:
+    """The checks every reader shares (see the module docstring); returns ``series``."""
+    if not series.values:
+        raise DataError(f"{where}: no trajectories")
+    n = series.n_features
+    if n < 1:
+        raise DataError(f"{where}: no feature columns")
+    if len(set(series.features)) != n:
+        raise DataError(f"{where}: duplicate feature names {sorted({f for f in series.features if series.features.count(f) > 1})}")
+    for name, t, x in zip(series.names, series.times, series.values):
+        label = f"{where}: trajectory {name!r}"
+        if x.ndim != 2 or x.shape[1] != n:
+            raise DataError(f"{label}: values must be (time points, {n} features), got shape {x.shape}")
+        if t.shape != (x.shape[0],):
+            raise DataError(f"{label}: {t.shape[0] if t.ndim == 1 else t.shape} times for {x.shape[0]} time points")
+        if x.shape[0] < 2:
+            raise DataError(f"{label}: a single time point; a trajectory needs at least two to learn dynamics from")
+        if not np.isfinite(t).all():
+            raise DataError(f"{label}: times contain NaN or inf")
+        steps = np.diff(t)
+        if (steps == 0).any():
+            k = int(np.argmax(steps == 0))
+            raise DataError(f"{label}: duplicate time {t[k]:g} (points {k} and {k + 1})")
+        if (steps < 0).any():
+            k = int(np.argmax(steps < 0))
+            raise DataError(f"{label}: times are not sorted ({t[k]:g} then {t[k + 1]:g} at point {k + 1})")
+        if np.isinf(x).any():
+            raise DataError(f"{label}: inf in feature {series.features[int(np.argwhere(np.isinf(x))[0, 1])]!r}")
+        nan = np.isnan(x)
+        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        if partial.any():
+            k = int(np.argmax(partial))
+            cols = [series.features[j] for j in np.flatnonzero(nan[k])]
+            raise DataError(f"{label}: time {t[k]:g} has NaN in {cols} but not in every feature; sparsedyn "
+                            "masks whole time points (drop the point or impute it)")
+        if nan[0].any():
+            raise DataError(f"{label}: the first time point is missing; the initial state must be observed")
+        if (~nan.any(axis=1)).sum() < 2:
+            raise DataError(f"{label}: fewer than two observed time points")
+    return series
+
+
+def _numeric(values: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: non-numeric values") from None
+
+
+def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str] | None = None) -> Series:
+    """Trajectories from arrays: ``X`` one (T, n) array, a (B, T, n) array or a list of (T_i, n)
+    arrays; ``t`` None (unit steps), one (T,) grid, or one grid per trajectory; ``masks`` (optional)
+    True where a point is observed, shaped like ``X`` without its feature axis."""
+    if isinstance(X, np.ndarray) or not isinstance(X, (list, tuple)):
+        arr = _numeric(X, "X")
+        if arr.ndim == 2:
+            xs = [arr]
+        elif arr.ndim == 3:
+            xs = list(arr)
+        else:
+            raise DataError(f"X must be (T, n), (B, T, n) or a list of (T_i, n) arrays, got shape {arr.shape}")
+    else:
+        xs = [_numeric(x, f"X[{i}]") for i, x in enumerate(X)]
+    if t is None:
+        ts = [np.arange(x.shape[0], dtype=float) for x in xs]
+    elif isinstance(t, (list, tuple)) and len(t) == len(xs) and all(np.ndim(ti) == 1 for ti in t) \
+            and not all(np.isscalar(ti) for ti in t):
+        ts = [_numeric(ti, f"t[{i}]") for i, ti in enumerate(t)]
+    else:
+        grid = _numeric(t, "t")
+        if grid.ndim == 2 and grid.shape[0] == len(xs):
+            ts = list(grid)
+        elif grid.ndim == 1:
+            ts = [grid] * len(xs)
+        else:
+            raise DataError(f"t must be (T,), (B, T) or one (T_i,) array per trajectory, got shape {grid.shape}")
+    if masks is not None:
+        ms = [np.asarray(m, dtype=bool) for m in (masks if isinstance(masks, (list, tuple)) else list(np.asarray(masks)
+                                                                                                    .reshape(len(xs), -1)))]
+        xs = [x.copy() for x in xs]
+        for i, (x, m) in enumerate(zip(xs, ms)):
+            if m.shape != (x.shape[0],):
+                raise DataError(f"masks[{i}]: shape {m.shape}, expected ({x.shape[0]},) (one flag per time point)")
+            x[~m] = np.nan
+    n = xs[0].shape[1] if xs[0].ndim == 2 else 0
+    names = list(features) if features is not None else [f"x{j}" for j in range(n)]
+    if len(names) != n:
+        raise DataError(f"feature_names: {len(names)} names for {n} features")
+    return check_series(Series(ts, xs, names, [str(i) for i in range(len(xs))]), "X")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+
+
+def read_csv(path: str | Path, time: str = "t", group: str | None = None,
+             features: Sequence[str] | None = None) -> Series:
+    """One row per observation (see the module docstring); empty cells are missing values."""
+    path = Path(path)
+    try:
+        with _open_text(path) as f:
+            rows = list(csv.reader(f))
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
+    for name, role in [(time, "time"), (group, "group"), *[(c, "feature") for c in (features or [])]]:
+        if name is not None and name not in header:
+            raise DataError(f"{path}: {role} column {name!r} not found (columns: {', '.join(header)})")
+    feats = list(features) if features is not None else [h for h in header if h not in (time, group)]
+    col = {h: i for i, h in enumerate(header)}
+
+    def column(name: str) -> np.ndarray:
+        out = np.empty(len(body))
+        for k, row in enumerate(body):
+            cell = row[col[name]].strip() if col[name] < len(row) else ""
+            try:
+                out[k] = float(cell) if cell else np.nan
+            except ValueError:
+                raise DataError(f"{path}: column {name!r} is not numeric (row {k + 2}: {cell!r})") from None
+        return out
+
+    t = column(time)
+    if np.isnan(t).any():
+        raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
+    x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
+    ids = [row[col[group]].strip() for row in body] if group is not None else ["0"] * len(body)
+    order = list(dict.fromkeys(ids))
+    sel = {g: [k for k, i in enumerate(ids) if i == g] for g in order}
+    return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path))
+
+
+def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None) -> Series:
+    """``x`` (T, n) or (B, T, n), times under ``time``, optional ``mask`` and ``features``."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read as .npz ({e})") from None
+    for key in ("x", time):
+        if key not in data:
+            raise DataError(f"{path}: no array {key!r} (arrays: {', '.join(data.files)})")
+    names = [str(f) for f in data["features"]] if "features" in data else None
+    series = from_arrays(data["x"], data[time], data["mask"] if "mask" in data else None, names)
+    series = _select(series, features, str(path))
+    return check_series(series, str(path))
+
+
+def read_h5ad(path: str | Path, time: str, group: str | None = None,
+              features: Sequence[str] | None = None) -> Series:
+    """Cells as observations: time ``obs[time]``, trajectory ``obs[group]``, genes ``var_names``."""
+    try:
+        import anndata
+    except ImportError:
+        raise DataError("reading .h5ad needs anndata: pip install 'sparsedyn[singlecell]'") from None
+    path = Path(path)
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as e:  # h5py raises several types for a bad file
+        raise DataError(f"{path}: cannot read as .h5ad ({type(e).__name__}: {e})") from None
+    for name, role in [(time, "time"), (group, "group")]:
+        if name is not None and name not in adata.obs:
+            raise DataError(f"{path}: obs has no {role} column {name!r} (obs columns: {', '.join(adata.obs.columns)})")
+    genes = [str(g) for g in adata.var_names]
+    missing = [f for f in (features or []) if f not in genes]
+    if missing:
+        raise DataError(f"{path}: genes not in var_names: {missing[:5]}")
+    idx = [genes.index(f) for f in features] if features is not None else list(range(len(genes)))
+    X = adata.X[:, idx]
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
+    t = _numeric(adata.obs[time].to_numpy(), f"{path}: obs[{time!r}]")
+    ids = adata.obs[group].astype(str).to_numpy() if group is not None else np.array(["0"] * len(t))
+    order = list(dict.fromkeys(ids))
+    times, values = [], []
+    for g in order:
+        rows = np.flatnonzero(ids == g)
+        rows = rows[np.argsort(t[rows], kind="stable")]  # cells have no order of their own
+        times.append(t[rows])
+        values.append(X[rows])
+    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path))
+
+
+def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
+    if features is None:
+        return series
+    missing = [f for f in features if f not in series.features]
+    if missing:
+        raise DataError(f"{where}: features not found: {missing} (have: {series.features[:10]})")
+    cols = [series.features.index(f) for f in features]
+    return Series(series.times, [x[:, cols] for x in series.values], list(features), series.names)
+
+
+def load_series(path: str | Path, time: str = "t", group: str | None = None,
+                features: Sequence[str] | None = None) -> Series:
+    """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.npz``, ``.h5ad``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return read_csv(path, time, group, features)
+    if name.endswith(".npz"):
+        if group is not None:
+            raise DataError(f"{path}: an .npz holds its trajectories along the first axis of x; 'group' is for "
+                            "CSV and .h5ad files")
+        return read_npz(path, time, features)
+    if name.endswith(".h5ad"):
+        return read_h5ad(path, time, group, features)
+    raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .csv.gz, .npz and .h5ad")

@@ -1,0 +1,82 @@
+"""SparseODE, the scikit-learn style estimator: graph recovery, scikit-learn's clone and GridSearchCV,
+save/load, paths, and clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from sparsedyn import SparseODE
+from sparsedyn.analysis import recovery_metrics
+from sparsedyn.tasks.systems import make_system
+from sparsedyn.tasks.user_data import DataError
+
+SMALL = dict(hidden=(16,), epochs=60, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A sparse tanh network (5 variables, one parent each besides itself), 24 noisy trajectories."""
+    system = make_system("sparse_tanh", n=5, parents=1, seed=0)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 3, 16)
+    X = system.simulate(system.sample_x0(rng, 24), t) + 0.01 * rng.normal(size=(24, 16, 5))
+    return t, X, system.adjacency
+
+
+def test_group_lasso_recovers_the_graph_better_than_the_vanilla_model(data):
+    t, X, truth = data
+    aurocs = {}
+    for method, strength in [("vanilla", 0.0), ("group_lasso", 1e-2)]:
+        est = SparseODE(method=method, strength=strength, method_params={"hidden": [8]} if method != "vanilla"
+                        else None, **SMALL).fit(X, t=t, feature_names=list("abcde"))
+        aurocs[method] = recovery_metrics(torch.as_tensor(est.path_scores_), truth)["auroc"]
+        assert est.score(X, t=t) > 0.5 and est.graph_.shape == (5, 5) and est.feature_names_in_ == list("abcde")
+    assert aurocs["group_lasso"] > aurocs["vanilla"] + 0.1, aurocs  # measured: 0.97 vs 0.71
+
+
+def test_clone_and_grid_search_work(data):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    t, X, _ = data
+    est = SparseODE(method="l1", strength=1e-3, hidden=(8,), epochs=6, finetune_epochs=0)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    grid = GridSearchCV(est, {"strength": [0.0, 1e-2]}, cv=2).fit(X[:12], t=t)
+    assert grid.best_params_["strength"] in (0.0, 1e-2)
+    assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+
+
+def test_save_and_load_give_the_same_forecasts_and_graph(data, tmp_path):
+    t, X, _ = data
+    est = SparseODE(method="l0", strength=1e-3, hidden=(8,), epochs=8).fit(X[:8], t=t)
+    again = SparseODE.load(est.save(tmp_path / "model.pt"))
+    np.testing.assert_array_equal(again.predict(X[0, 0], t), est.predict(X[0, 0], t))
+    np.testing.assert_array_equal(again.graph_, est.graph_)
+    assert again.get_params() == est.get_params()
+
+
+def test_a_path_reports_every_strength_and_ends_sparser_than_it_starts(data):
+    t, X, _ = data
+    est = SparseODE(method="group_lasso", method_params={"hidden": [4]}, hidden=(8,), epochs=20)
+    rows = est.path(X[:12], t=t, strengths=[0.0, 0.03, 0.3])
+    assert [r["strength"] for r in rows] == [0.0, 0.03, 0.3]
+    assert rows[0]["feature_sparsity"] == 0.0 < rows[-1]["feature_sparsity"]
+    assert est.strength == 0.3  # fitted at the last strength
+
+
+def test_bad_input_and_misuse_are_named(data):
+    t, X, _ = data
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        SparseODE().predict(np.zeros(5), t)
+    with pytest.raises(ValueError, match="no parameter 'lamda'"):
+        SparseODE().set_params(lamda=1.0)
+    with pytest.raises(ValueError, match="strength must be >= 0"):
+        SparseODE(strength=-1.0, epochs=1).fit(X[:4], t=t)
+    est = SparseODE(method="vanilla", hidden=(4,), epochs=1).fit(X[:4], t=t)
+    with pytest.raises(DataError, match="x0 must be \\(5,\\) or \\(B, 5\\), got shape \\(3,\\)"):
+        est.predict(np.zeros(3), t)
+    bad = X[:4].copy()
+    bad[1, 3, 2] = np.nan
+    with pytest.raises(DataError, match="trajectory '1': time .* has NaN in \\['x2'\\]"):
+        est.fit(bad, t=t)
