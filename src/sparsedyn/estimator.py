@@ -118,7 +118,8 @@ class SparseODE(_Base):
         seed_everything(self.seed)
         method = Compose(build_method(spec) for spec in self._method_spec())
         model = method.prepare(task.build_model(self._model_config()))
-        settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=min(self.batch_size, len(task.splits["train"])),
+        batch = min(self.batch_size, len(task.splits["train"]))
+        settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
                                  lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
                                  eval_every=max(1, self.epochs // 20), progress=self.progress)
         self.strengths_ = None
@@ -163,7 +164,8 @@ class SparseODE(_Base):
         single = x.ndim == 1
         x = x[None] if single else x
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
-            raise DataError(f"x0 must be ({self.n_features_in_},) or (B, {self.n_features_in_}), got shape {np.shape(x0)}")
+            n = self.n_features_in_
+            raise DataError(f"x0 must be ({n},) or (B, {n}), got shape {np.shape(x0)}")
         if not np.isfinite(x).all():
             raise DataError("x0 contains NaN or inf")
         grid = torch.as_tensor(np.asarray(t, dtype=float), dtype=torch.float32)
@@ -201,8 +203,9 @@ class SparseODE(_Base):
                 for k, value in enumerate(values):
                     self.strength = value
                     self.fit(X, t=t, warm_start=warm, **fit_kw)
-                    rows.append({"strength": value, "score": self.score(X, t=t), "feature_sparsity": self.feature_sparsity_,
-                                 "weight_sparsity": self.weight_sparsity_, "graph": self.graph_.copy()})
+                    rows.append({"strength": value, "score": self.score(X, t=t),
+                                 "feature_sparsity": self.feature_sparsity_, "weight_sparsity": self.weight_sparsity_,
+                                 "graph": self.graph_.copy()})
                     if self._sparsified_state is not None:
                         warm = Path(tmp) / f"point{k}.pt"
                         torch.save(self._sparsified_state, warm)

@@ -60,7 +60,8 @@ def check_series(series: Series, where: str = "data") -> Series:
     if n < 1:
         raise DataError(f"{where}: no feature columns")
     if len(set(series.features)) != n:
-        raise DataError(f"{where}: duplicate feature names {sorted({f for f in series.features if series.features.count(f) > 1})}")
+        twice = sorted({f for f in series.features if series.features.count(f) > 1})
+        raise DataError(f"{where}: duplicate feature names {twice}")
     for name, t, x in zip(series.names, series.times, series.values):
         label = f"{where}: trajectory {name!r}"
         if x.ndim != 2 or x.shape[1] != n:
@@ -129,8 +130,8 @@ def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str
         else:
             raise DataError(f"t must be (T,), (B, T) or one (T_i,) array per trajectory, got shape {grid.shape}")
     if masks is not None:
-        ms = [np.asarray(m, dtype=bool) for m in (masks if isinstance(masks, (list, tuple)) else list(np.asarray(masks)
-                                                                                                    .reshape(len(xs), -1)))]
+        given = masks if isinstance(masks, (list, tuple)) else list(np.asarray(masks).reshape(len(xs), -1))
+        ms = [np.asarray(m, dtype=bool) for m in given]
         xs = [x.copy() for x in xs]
         for i, (x, m) in enumerate(zip(xs, ms)):
             if m.shape != (x.shape[0],):
@@ -196,7 +197,7 @@ def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None =
         if key not in data:
             raise DataError(f"{path}: no array {key!r} (arrays: {', '.join(data.files)})")
     names = [str(f) for f in data["features"]] if "features" in data else None
-    series = from_arrays(data["x"], data[time], data["mask"] if "mask" in data else None, names)
+    series = from_arrays(data["x"], data[time], data.get("mask", None), names)
     series = _select(series, features, str(path))
     return check_series(series, str(path))
 
