@@ -191,8 +191,8 @@ class SparseODE(_Base):
     def path(self, X: Any, t: Any = None, strengths: Sequence[float] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1),
              **fit_kw: Any) -> list[dict[str, Any]]:
         """A regularisation path: ``strengths`` increasing, each fit warm-started from the previous one's
-        weights at the end of its sparsification epochs; one row per strength (training R^2, sparsity,
-        graph). The estimator ends fitted at the last strength."""
+        weights at the end of its sparsification epochs; one row per strength (R^2 on ``X``, sparsity,
+        graph, path scores). The estimator ends fitted at the last strength."""
         values = [float(s) for s in strengths]
         if values != sorted(values) or any(v < 0 for v in values):
             raise ValueError(f"path strengths must be >= 0 and increasing, got {values}")
@@ -205,7 +205,7 @@ class SparseODE(_Base):
                     self.fit(X, t=t, warm_start=warm, **fit_kw)
                     rows.append({"strength": value, "score": self.score(X, t=t),
                                  "feature_sparsity": self.feature_sparsity_, "weight_sparsity": self.weight_sparsity_,
-                                 "graph": self.graph_.copy()})
+                                 "graph": self.graph_.copy(), "scores": self.path_scores_.copy()})
                     if self._sparsified_state is not None:
                         warm = Path(tmp) / f"point{k}.pt"
                         torch.save(self._sparsified_state, warm)
