@@ -71,7 +71,8 @@ def test_the_runner_names_no_task():
 
 def test_the_report_imports_neither_the_runner_nor_the_tasks():
     graph = _graph()
-    for module in ("sparsedyn.report", "sparsedyn.report_plots", "sparsedyn.report_html", "sparsedyn.run_records"):
+    for module in ("sparsedyn.report", "sparsedyn.report_plots", "sparsedyn.report_html", "sparsedyn.run_records",
+                   "sparsedyn.report_pareto"):
         reached = _reachable(graph, module)
         assert not any(m == "sparsedyn.runner" or m.startswith("sparsedyn.tasks") for m in reached), module
 

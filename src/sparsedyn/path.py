@@ -20,6 +20,7 @@ import numpy as np
 
 from . import io
 from .config import ConfigError, parse_config
+from .report_pareto import pareto_front
 
 STRENGTHS = ("lam", "lambda_paths", "sparsity")  # the parameter a path raises, in order of preference
 
@@ -40,16 +41,6 @@ def geometric(start: float, stop: float, num: int, dense: bool = True) -> list[f
     if not 0 < start < stop or num < 2:
         raise ConfigError(f"a path needs 0 < start < stop and num >= 2, got {start}, {stop}, {num}")
     return ([0.0] if dense else []) + [float(v) for v in np.geomspace(start, stop, num)]
-
-
-def pareto_front(errors: np.ndarray, sparsities: np.ndarray) -> np.ndarray:
-    """Mask of the points no other point beats on both error (lower) and sparsity (higher)."""
-    keep = np.ones(len(errors), dtype=bool)
-    for i in range(len(errors)):
-        better = (errors <= errors[i]) & (sparsities >= sparsities[i]) & (
-            (errors < errors[i]) | (sparsities > sparsities[i]))
-        keep[i] = not better.any()
-    return keep
 
 
 def run_path(config: dict[str, Any], out_dir: str | Path, values: list[float], method: int = 0,

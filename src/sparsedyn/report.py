@@ -236,8 +236,10 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     if any("weight_sparsity" in r["metrics"] for r in records):
         pareto = pareto_tables(groups, by, metric, within, baseline, error)
         trivial_errors = {b: {n: v[error] for n, v in s.items() if error in v} for b, s in trivial_scores.items()}
-        figures["Pareto fronts (error vs sparsity, each method's strengths)"] = plot_fronts(
-            groups, by, out / "pareto_fronts.png", error, baseline, trivial=trivial_errors, footer=footer)
+        fronts = plot_fronts(groups, by, out / "pareto_fronts.png", error, baseline, trivial=trivial_errors,
+                             footer=footer)
+        if fronts is not None:
+            figures["Pareto fronts (error vs sparsity, each method's strengths)"] = fronts
     thanks = _acknowledgements(records)
     fig = forecast_figure(chosen, out / "forecasts.png", footer=footer)  # where runs wrote forecasts
     if fig is not None:

@@ -20,10 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .path import pareto_front
 from .run_records import Group, block_of
 
 LEVELS = {"weight_sparsity": (0.5, 0.9), "feature_sparsity": (0.5,)}
+
+
+def pareto_front(errors: np.ndarray, sparsities: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point beats on both error (lower) and sparsity (higher)."""
+    keep = np.ones(len(errors), dtype=bool)
+    for i in range(len(errors)):
+        better = (errors <= errors[i]) & (sparsities >= sparsities[i]) & (
+            (errors < errors[i]) | (sparsities > sparsities[i]))
+        keep[i] = not better.any()
+    return keep
 
 
 def by_block_and_variant(groups: list[Group], by: str | None) -> dict[str, dict[str, list[Group]]]:
@@ -93,15 +102,17 @@ def pareto_tables(groups: list[Group], by: str | None, metric: str, within: floa
 
 def plot_fronts(groups: list[Group], by: str | None, path: Path, error: str = "test_mse",
                 baseline: str | None = "vanilla", highlight: str = "pathreg",
-                trivial: dict[str, dict[str, float]] | None = None, footer: str = "") -> Path:
+                trivial: dict[str, dict[str, float]] | None = None, footer: str = "") -> Path | None:
     """One row per block, one column per sparsity kind: each method's front (mean over seeds), its
     dominated points faint, the baseline's error dashed, ``highlight``'s front drawn thick; ``trivial``:
-    per block, the trivial predictors' errors (dotted)."""
+    per block, the trivial predictors' errors (dotted). None when no finished run reports a sparsity."""
     from .report_plots import _plt, _save
 
     plt = _plt()
     blocks = by_block_and_variant(groups, by)
     kinds = [k for k in LEVELS if any(math.isfinite(g.mean(k)) for g in groups)]
+    if not kinds:
+        return None
     fig, axes = plt.subplots(len(blocks), len(kinds), figsize=(5.2 * len(kinds), 3.8 * len(blocks)), squeeze=False)
     variants = list(dict.fromkeys(g.variant for g in groups))
     colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
