@@ -117,20 +117,28 @@ def plot_fronts(groups: list[Group], by: str | None, path: Path, error: str = "t
     variants = list(dict.fromkeys(g.variant for g in groups))
     colours = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
     for row, (block, points) in zip(axes, blocks.items()):
+        refs = [g.mean(error) for g in points.get(baseline or "", [])] + list((trivial or {}).get(block, {}).values())
+        refs = [r for r in refs if math.isfinite(r)]
+        cap = 3 * max(refs) if refs else math.inf  # a diverged model must not flatten every front
         for ax, kind in zip(row, kinds):
             for v, gs in points.items():
                 if v == baseline:
                     for g in gs:
                         ax.axhline(g.mean(error), ls="--", color="k", lw=1, label=f"{v} ({g.mean(error):.3g})")
                     continue
-                xs = [g.mean(kind) for g in gs]
-                ax.scatter(xs, [g.mean(error) for g in gs], color=colours[v], s=10, alpha=0.35)
-                f = front(gs, error, kind)
+                xs, ys = np.array([g.mean(kind) for g in gs]), np.array([g.mean(error) for g in gs])
+                ax.scatter(xs, np.minimum(ys, cap), color=colours[v], s=10, alpha=0.35)
+                off = ys > cap
+                if off.any():
+                    ax.scatter(xs[off], np.full(off.sum(), cap), marker="^", color=colours[v], s=30)
+                f = [g for g in front(gs, error, kind) if g.mean(error) <= cap]
                 ax.plot([g.mean(kind) for g in f], [g.mean(error) for g in f], "-o", color=colours[v], ms=4,
-                        lw=2.5 if v == highlight else 1.0, label=v)
+                        lw=2.5 if v == highlight else 1.0, label=v + (" (^: off scale)" if off.any() else ""))
             for name, value in (trivial or {}).get(block, {}).items():
                 ax.axhline(value, ls=":", color="0.5", lw=1, label=f"{name} ({value:.3g})")
             ax.set_yscale("log")
+            if math.isfinite(cap):
+                ax.set_ylim(top=cap * 1.3)
             ax.set_xlabel(f"{kind.replace('_', ' ')} (mean over seeds)")
             ax.set_ylabel(error.replace("_", " "))
             ax.set_title(f"{block}: Pareto fronts", fontsize=10)
