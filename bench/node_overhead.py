@@ -1,7 +1,8 @@
 """Per-training-step time of each sparsity method divided by the vanilla NODE's.
 
 Same system, data, seed, model size and solver for every method; each step is a full
-training step (forward solve, task loss + penalty, backward, Adam step, after_step hook).
+training step (forward solve, task loss + penalty, backward, the trainer's optimizer step, after_step hook with the
+trainer's step sizes).
 Methods are timed interleaved, in several rounds, and the fastest round per method is used (noise only adds time), so
 the ratios compare runs that saw the same machine load. Target: <= 1.3x for every method.
 
@@ -19,6 +20,7 @@ import torch
 from sparsedyn.analysis import effective_weights
 from sparsedyn.config import parse_config
 from sparsedyn.runner import build_experiment
+from sparsedyn.train import Trainer, TrainSettings
 
 METHODS = {
     "vanilla": [],
@@ -45,17 +47,19 @@ def make(methods, n, hidden):
     })
     exp = build_experiment(cfg)
     exp.method.on_epoch_end(exp.model, 1)  # magnitude: masks now prune 90%
-    opt = torch.optim.Adam(exp.model.parameters(), lr=1e-3)
+    # the trainer's own optimizer (parameter groups: gates at gate_lr, LassoNet's heavy-ball group) and
+    # its per-element step sizes for the proximal thresholds
+    trainer = Trainer(exp.model, exp.method, exp.task, TrainSettings(lr=1e-3, progress=False))
     batch = exp.task.splits["train"]
-    return exp, opt, batch
+    return exp, trainer, batch
 
 
-def step(exp, opt, batch):
+def step(exp, trainer, batch):
     loss = exp.task.loss(exp.model, batch) + exp.method.penalty(exp.model)
-    opt.zero_grad()
+    trainer.optimizer.zero_grad()
     loss.backward()
-    opt.step()
-    exp.method.after_step(exp.model, 1e-3)
+    trainer.optimizer.step()
+    exp.method.after_step(exp.model, 1e-3, trainer._step_size)
 
 
 def main() -> None:
