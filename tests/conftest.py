@@ -1,7 +1,15 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a test run must not pass or fail by chance);
+# HYPOTHESIS_PROFILE=explore draws fresh ones to look for new counterexamples (then pin what it finds).
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 

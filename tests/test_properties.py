@@ -77,3 +77,12 @@ def test_manifold_distances_are_a_metric_and_ignore_the_chart(name, raw):
     if m.kind in ("torus", "klein"):  # whole periods in y are the same points in either chart
         shifted = p + torch.tensor([0.0, 2 * L_SIDE])
         assert torch.allclose(m.distances(m.retract(shifted)), D, atol=1e-7)
+
+
+def test_hier_prox_keeps_the_hierarchy_for_a_skip_column_of_subnormal_scale():
+    """The case hypothesis found: ||[4.7e-161, 0]|| computed by squaring lost 3e-4 of its value."""
+    S = torch.tensor([[4.73480563e-161, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    W = torch.ones(3, 4, dtype=torch.float64)
+    new_S, new_W = hier_prox(S, W, 0.0, 1.0)
+    assert new_W[:, 0].abs().max() <= new_S[:, 0].norm() + 1e-12
+    assert torch.allclose(new_S[:, 0], torch.tensor([0.75, 0.0], dtype=torch.float64))

@@ -32,7 +32,11 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float | Tensor, M: float) -> tup
     if not bool((lam >= 0).all()) or not M >= 0:
         raise ValueError(f"lam and M must be >= 0, got lam={lam}, M={M}")
     K = first.shape[0]
-    v_norm = skip.norm(dim=0)  # (n_in,)
+    # ||v|| via the column scaled by its largest entry: squaring a tiny (subnormal-range) entry loses
+    # precision (hypothesis found ||[4.7e-161, 0]|| off by 3e-4), which broke the hierarchy
+    peak = skip.abs().amax(dim=0)  # (n_in,)
+    unit = skip / torch.where(peak > 0, peak, 1.0)[None]
+    v_norm = peak * unit.norm(dim=0)  # (n_in,)
     u_abs = first.abs()
     u_sorted = torch.sort(u_abs, dim=0, descending=True).values  # (K, n_in)
     zeros = torch.zeros_like(v_norm)[None]
@@ -54,8 +58,9 @@ def hier_prox(skip: Tensor, first: Tensor, lam: float | Tensor, M: float) -> tup
     # by ||v|| would give b = 0 beside a nonzero W1, which breaks the hierarchy)
     axis = torch.zeros_like(skip)
     axis[0] = 1.0
-    nonzero = v_norm[None] > 0
-    direction = torch.where(nonzero, skip / torch.where(nonzero, v_norm[None], 1.0), axis)
+    nonzero = peak[None] > 0
+    unit_norm = unit.norm(dim=0)[None]
+    direction = torch.where(nonzero, unit / torch.where(nonzero, unit_norm, 1.0), axis)
     new_skip = direction * b_star
     new_first = torch.sign(first) * torch.minimum(u_abs, w_star[None].expand_as(u_abs))
     return new_skip, new_first
