@@ -32,12 +32,15 @@ def test_preprocessing_on_a_real_file(data):
     assert L.x0.shape == (len(genes),) and np.all((L.x0 >= 0) & (L.x0 <= 1))
 
 
-def test_initial_state_skips_z_score_outliers():
+def test_initial_state_reference_is_the_plain_mean_and_lineage_z_skips_outliers():
     X = np.zeros((40, 2))
     X[:5, 0] = [0.1, 0.2, 0.3, 0.2, 5.0]  # the fifth cell is an outlier for gene 0 over the lineage
     X[:5, 1] = [1.0, 1.0, 1.0, 1.0, 1.0]
-    x0 = initial_state(X)
-    assert x0[0] == pytest.approx(0.2) and x0[1] == pytest.approx(1.0)
+    # the reference notebook: z among the first 5 cells, which can never reach 3 -> the plain mean
+    assert initial_state(X) == pytest.approx([5.8 / 5, 1.0])
+    assert initial_state(X, start="lineage_z") == pytest.approx([0.2, 1.0])
+    with pytest.raises(ValueError, match="start must be one of"):
+        initial_state(X, start="median")
 
 
 def test_duplicate_times_are_dropped_and_short_lineages_rejected():

@@ -3,9 +3,14 @@
 Three lineages (``eryth``, ``mono``, ``B``) of bone-marrow cells ordered by pseudotime, one file
 per lineage and donor (``eryth_24`` does not exist). Preprocessing, as in the paper's code:
 sort by pseudotime, drop duplicate times, drop the first 10 and last 20 cells, min-max
-normalise every gene (a constant gene becomes 0) and the time to [0, 1]; the initial state is
-the mean of the first 5 cells per gene, ignoring cells whose value is a z-score >= 3 outlier for
-that gene. The z-score is taken over the whole lineage: within five cells no |z| can reach 3.
+normalise every gene (a constant gene becomes 0) and the time to [0, 1].
+
+The initial state, ``start="reference"`` (default): as the reference notebook computes it, the mean
+of the first 5 cells per gene after dropping cells with a z-score >= 3 *among those 5 cells*; within
+five cells |z| can never reach 3 ((n - 1) / sqrt(n) = 1.79), so this is the plain mean of the first
+5 cells. ``start="lineage_z"``: the z-score taken over the whole lineage instead, which does drop
+outliers among the first cells (sparsedyn's variant until 2026-11-22; the results pages of that
+date used it).
 """
 
 from __future__ import annotations
@@ -61,18 +66,25 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def initial_state(X: np.ndarray, n_first: int = 5, z_max: float = 3.0) -> np.ndarray:
-    """Mean of the first ``n_first`` cells per gene, skipping cells with |z| >= ``z_max`` for that gene."""
-    sd = X.std(axis=0)
+STARTS = ("reference", "lineage_z")
+
+
+def initial_state(X: np.ndarray, n_first: int = 5, z_max: float = 3.0, start: str = "reference") -> np.ndarray:
+    """Mean of the first ``n_first`` cells per gene, skipping cells with |z| >= ``z_max`` for that gene;
+    z over those cells (``start="reference"``) or over the whole lineage (``"lineage_z"``)."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    ref = X[:n_first] if start == "reference" else X
+    sd = ref.std(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(sd > 0, (X - X.mean(axis=0)) / sd, 0.0)
-    first, ok = X[:n_first], np.abs(z[:n_first]) < z_max
+        z = np.where(sd > 0, (X[:n_first] - ref.mean(axis=0)) / sd, 0.0)
+    first, ok = X[:n_first], np.abs(z) < z_max
     counts = ok.sum(axis=0)
     return np.where(counts > 0, (first * ok).sum(axis=0) / np.maximum(counts, 1), first.mean(axis=0))
 
 
 def preprocess(times: np.ndarray, X: np.ndarray, genes: list[str], drop_first: int = 10, drop_last: int = 20,
-               n_first: int = 5) -> Lineage:
+               n_first: int = 5, start: str = "reference") -> Lineage:
     order = np.argsort(times, kind="stable")
     times, X = times[order], X[order]
     _, unique = np.unique(times, return_index=True)  # first cell of every distinct time
@@ -82,11 +94,11 @@ def preprocess(times: np.ndarray, X: np.ndarray, genes: list[str], drop_first: i
     times, X = times[drop_first:len(times) - drop_last], X[drop_first:len(times) - drop_last]
     X = _minmax(X)
     t = (times - times.min()) / (times.max() - times.min())
-    return Lineage(t, X, initial_state(X, n_first), list(genes))
+    return Lineage(t, X, initial_state(X, n_first, start=start), list(genes))
 
 
-def load_lineage(data_dir: str | Path, lineage: str, donor: str) -> Lineage:
-    return preprocess(*read_lineage(data_dir, lineage, donor))
+def load_lineage(data_dir: str | Path, lineage: str, donor: str, start: str = "reference") -> Lineage:
+    return preprocess(*read_lineage(data_dir, lineage, donor), start=start)
 
 
 def transcription_factors(data_dir: str | Path) -> set[str]:

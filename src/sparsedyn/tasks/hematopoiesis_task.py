@@ -71,6 +71,7 @@ class HematopoiesisTaskConfig(TaskConfig):
     test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
     steps_per_epoch: int = Field(10, gt=0)
     grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
+    start: Literal["reference", "lineage_z"] = "reference"  # initial state (sparsedyn.tasks.hematopoiesis)
 
 
 @register_task
@@ -84,14 +85,14 @@ class HematopoiesisTask(ForecastTask):
     monitor = "train_mse"
 
     def __init__(self, path: str | Path | None = None, test_donors: tuple[str, ...] = TEST_DONORS,
-                 steps_per_epoch: int = 10, grid_points: int = 51) -> None:
+                 steps_per_epoch: int = 10, grid_points: int = 51, start: str = "reference") -> None:
         chosen = path or os.environ.get(ENV_VAR)
         if not chosen:
             raise FileNotFoundError(f"no hematopoiesis data directory: pass one or set ${ENV_VAR}")
         if steps_per_epoch < 1 or grid_points < 2:
             raise ValueError(f"steps_per_epoch must be >= 1 and grid_points >= 2, got {steps_per_epoch}, "
                              f"{grid_points}")
-        self.grid_points = grid_points
+        self.grid_points, self.start = grid_points, start
         self.path, self.steps_per_epoch = Path(chosen), steps_per_epoch
         self.genes: list[str] | None = None
         self.splits = {"train": self._donor(TRAIN_DONOR)}
@@ -104,13 +105,13 @@ class HematopoiesisTask(ForecastTask):
     @classmethod
     def from_config(cls, cfg: HematopoiesisTaskConfig) -> HematopoiesisTask:
         return cls(path=cfg.data_dir, test_donors=tuple(cfg.test_donors), steps_per_epoch=cfg.steps_per_epoch,
-                   grid_points=cfg.grid_points)
+                   grid_points=cfg.grid_points, start=cfg.start)
 
     def _donor(self, donor: str) -> Trajectories:
         lineages = []
         for name in LINEAGES:
             try:
-                lineages.append(load_lineage(self.path, name, donor))
+                lineages.append(load_lineage(self.path, name, donor, self.start))
             except FileNotFoundError:
                 if (name, donor) != ("eryth", "24"):  # the one lineage the data set lacks
                     raise
