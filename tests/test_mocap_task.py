@@ -93,6 +93,28 @@ def test_walkjog_task_scores_walks_and_jogs_over_the_shortest_jog(data):
     assert task.splits["test_jog"].y.shape[0] == 10 and task.horizon == task.splits["test"].y.shape[1] == 34
 
 
+def test_a_sonode_with_a_velocity_network_ignores_the_frames_and_trains_the_network(data):
+    """velocity: network gives the SONODE an initial-velocity MLP of x0 (the paper's design): its forecast
+    does not change when frames 1-2 change (the frames' finite difference is not used), and the
+    network's weights get gradients from the forecast loss."""
+    from sparsedyn.config import ModelConfig
+
+    task = MocapTask(data, window=5, windows_per_epoch=4, velocity="network")
+    model = task.build_model(ModelConfig(kind="sonode", hidden=[8], velocity_hidden=[8]))
+    assert isinstance(model, SecondOrderODE) and model.init_velocity is not None
+    test = task.splits["test"]
+    moved = Trajectories(test.t, test.y.clone(), test.mask)
+    moved.y[:, 1:3] += 1.0
+    with torch.no_grad():
+        assert torch.equal(task.predict(model, test), task.predict(model, moved))
+    task.loss(model, next(iter(task.train_batches(4, torch.Generator().manual_seed(0))))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.init_velocity.parameters())
+    frames = MocapTask(data, window=5, windows_per_epoch=4)  # the default: velocity from the frames
+    assert frames.build_model(ModelConfig(kind="sonode", hidden=[8])).init_velocity is None
+    with pytest.raises(ValueError, match="velocity must be"):
+        MocapTask(data, velocity="guess")
+
+
 def test_bad_mocap_options_are_named(data):
     with pytest.raises(ValueError, match="unknown mocap source"):
         MocapTask(data, "dance")

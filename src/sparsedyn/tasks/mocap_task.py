@@ -98,6 +98,10 @@ class MocapTaskConfig(TaskConfig):
     horizon: int | None = Field(None, gt=3)  # scored frames; default: the shortest evaluation sequence
     dt: float = Field(0.1, gt=0)
     data_seed: int = Field(0, ge=0)
+    # A SONODE's initial velocity: "frames" (the derivative of the quadratic through the first three
+    # frames, as the protocol gives them) or "network" (an MLP of the initial state trained end to end,
+    # model.velocity_hidden; the finite difference amplifies frame noise)
+    velocity: Literal["frames", "network"] = "frames"
 
 
 @register_task
@@ -114,12 +118,15 @@ class MocapTask(ForecastTask):
 
     def __init__(self, path: str | Path | None = None, source: str = "mocap35", window: int = 20,
                  windows_per_epoch: int = 256, noise: float = 0.0, irregular: float = 0.0,
-                 horizon: int | None = None, dt: float = 0.1, data_seed: int = 0) -> None:
+                 horizon: int | None = None, dt: float = 0.1, data_seed: int = 0, velocity: str = "frames") -> None:
         if source not in SOURCES:
             raise ValueError(f"unknown mocap source {source!r}; choose from {SOURCES}")
         if window < GIVEN or windows_per_epoch < 1:
             raise ValueError(f"window must be >= {GIVEN} and windows_per_epoch >= 1, got {window}, "
                              f"{windows_per_epoch}")
+        if velocity not in ("frames", "network"):
+            raise ValueError(f"velocity must be 'frames' or 'network', got {velocity!r}")
+        self.velocity_from_data = velocity == "frames"
         if not noise >= 0 or not 0 <= irregular < 1:
             raise ValueError(f"noise must be >= 0 and irregular in [0, 1), got {noise}, {irregular}")
         path = data_dir(path)
@@ -158,7 +165,7 @@ class MocapTask(ForecastTask):
     def from_config(cls, cfg: MocapTaskConfig) -> MocapTask:
         return cls(path=cfg.data_dir, source=cfg.source, window=cfg.window, windows_per_epoch=cfg.windows_per_epoch,
                    noise=cfg.noise, irregular=cfg.irregular, horizon=cfg.horizon, dt=cfg.dt,
-                   data_seed=cfg.data_seed)
+                   data_seed=cfg.data_seed, velocity=cfg.velocity)
 
     @property
     def n_observed(self) -> int:
@@ -186,9 +193,9 @@ class MocapTask(ForecastTask):
         return torch.cat([s.y[s.mask] for s in self.train_seqs])
 
     def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
-        if isinstance(model, SecondOrderODE):
+        if isinstance(model, SecondOrderODE) and model.init_velocity is None:
             return model(data.x0, data.t, v0=initial_velocity(data))
-        return model(data.x0, data.t)
+        return model(data.x0, data.t)  # a NODE, or a SONODE with its own velocity network
 
     def raw(self, split: str) -> np.ndarray:
         """The split's observed sequences ``(sequences, horizon, 50)`` in raw units."""
