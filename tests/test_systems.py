@@ -105,3 +105,20 @@ def test_trivial_baselines_are_the_tasks_metrics_of_holding_x0_and_of_the_traini
     to_mean = ((test.y - mean) ** 2)[test.mask].mean()
     assert got["initial_state"]["test_mse"] == pytest.approx(float(held), rel=1e-6)
     assert got["train_mean"]["test_mse"] == pytest.approx(float(to_mean), rel=1e-6)
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("kuramoto", {"n": 4, "parents": 4}, "parents must be < n"), ("kuramoto", {"K": 0.0}, "K must be > 0"),
+    ("fitzhugh_nagumo", {"m": 3, "parents": 3}, "parents must be < m"), ("fitzhugh_nagumo", {"c": -1}, "c must be > 0"),
+])
+def test_the_untuned_systems_refuse_bad_parameters_by_name(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        make_system(name, **params)
+
+
+def test_fitzhugh_nagumo_voltages_couple_only_through_the_graph():
+    s = make_system("fitzhugh_nagumo", m=4, parents=1, seed=0)
+    m = 4
+    assert s.adjacency.shape == (8, 8)
+    assert np.array_equal(s.adjacency[:m, :m], (s.A != 0) | np.eye(m, dtype=bool))  # v_i <- v_i and its parent
+    assert not s.adjacency[m:, :m][~np.eye(m, dtype=bool)].any()  # w_i <- v_i only

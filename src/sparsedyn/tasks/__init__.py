@@ -25,6 +25,8 @@ from .systems import (
     SYSTEMS,
     CoupledOscillators,
     DynamicalSystem,
+    FitzHughNagumo,
+    Kuramoto,
     Lorenz96,
     LotkaVolterra,
     SparseLinear,
@@ -39,7 +41,8 @@ from .user_data import DataError, Series, from_arrays, load_series
 __all__ = [
     "TASKS", "Task", "TaskConfig", "register_task", "SystemTask", "NavigationTask", "AddingTask",
     "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "OOD_SPLITS", "SYSTEMS",
-    "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators",
+    "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators", "Kuramoto",
+    "FitzHughNagumo",
     "make_system", "Trajectories", "masked_mse", "TrajectoriesTask", "DataError", "Series", "from_arrays",
     "load_series",
 ]

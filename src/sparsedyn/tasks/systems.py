@@ -242,8 +242,80 @@ class CoupledOscillators(DynamicalSystem):
         return np.r_[np.ones(3), np.zeros(3)]
 
 
+def _sparse_parents(rng: np.random.Generator, n: int, parents: int) -> np.ndarray:
+    """A 0/1 matrix (n, n): each node gets ``parents`` distinct random parents other than itself."""
+    A = np.zeros((n, n))
+    for i in range(n):
+        A[i, rng.choice([j for j in range(n) if j != i], parents, replace=False)] = 1.0
+    return A
+
+
+class Kuramoto(DynamicalSystem):
+    """Phase oscillators on a sparse directed graph: ``dtheta_i/dt = omega_i + K sum_j A_ij sin(theta_j - theta_i)``.
+
+    Each oscillator has ``parents`` random parents; natural frequencies ``omega_i ~ U(0.5, 1.5)``.
+    A phase depends on itself and its parents (its own phase enters every coupling term).
+    None of sparsedyn's recipes was tuned on this system.
+    """
+
+    name = "kuramoto"
+
+    def __init__(self, n: int = 8, parents: int = 2, K: float = 1.0, seed: int = 0) -> None:
+        self.n = _check_positive_int("n", n, 2)
+        parents = _check_positive_int("parents", parents, 1)
+        if parents >= self.n:
+            raise ValueError(f"parents must be < n ({self.n}), got {parents}")
+        if not K > 0:
+            raise ValueError(f"K must be > 0, got {K}")
+        rng = np.random.default_rng(seed)
+        self.A, self.K = _sparse_parents(rng, self.n, parents), float(K)
+        self.omega = rng.uniform(0.5, 1.5, self.n)
+        self.adjacency = (self.A != 0) | np.eye(self.n, dtype=bool)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        diff = np.sin(x[:, None, :] - x[:, :, None])  # [b, i, j] = sin(theta_j - theta_i)
+        return self.omega + self.K * (self.A[None] * diff).sum(axis=2)
+
+    def _x0(self, rng, k):
+        return rng.uniform(-np.pi, np.pi, (k, self.n))
+
+
+class FitzHughNagumo(DynamicalSystem):
+    """FitzHugh-Nagumo neurons coupled through their voltages on a sparse directed graph.
+
+    State ``[v_1..v_m, w_1..w_m]``: ``dv_i/dt = v_i - v_i^3 / 3 - w_i + I + c sum_j A_ij (v_j - v_i)``,
+    ``dw_i/dt = eps (v_i + a - b w_i)`` (a = 0.7, b = 0.8, eps = 0.08, I = 0.5); each neuron has
+    ``parents`` random parents. None of sparsedyn's recipes was tuned on this system.
+    """
+
+    name = "fitzhugh_nagumo"
+
+    def __init__(self, m: int = 5, parents: int = 1, c: float = 0.5, seed: int = 0) -> None:
+        self.m = _check_positive_int("m", m, 2)
+        parents = _check_positive_int("parents", parents, 1)
+        if parents >= self.m:
+            raise ValueError(f"parents must be < m ({self.m}), got {parents}")
+        if not c > 0:
+            raise ValueError(f"c must be > 0, got {c}")
+        self.n, self.c = 2 * self.m, float(c)
+        self.A = _sparse_parents(np.random.default_rng(seed), self.m, parents)
+        eye = np.eye(self.m, dtype=bool)
+        self.adjacency = np.block([[(self.A != 0) | eye, eye], [eye, eye]])
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        v, w = x[:, :self.m], x[:, self.m:]
+        coupling = v @ self.A.T - self.A.sum(axis=1) * v
+        dv = v - v ** 3 / 3 - w + 0.5 + self.c * coupling
+        dw = 0.08 * (v + 0.7 - 0.8 * w)
+        return np.concatenate([dv, dw], axis=1)
+
+    def _x0(self, rng, k):
+        return np.concatenate([rng.uniform(-2, 2, (k, self.m)), rng.uniform(-0.5, 1.5, (k, self.m))], axis=1)
+
+
 SYSTEMS: dict[str, type[DynamicalSystem]] = {
-    cls.name: cls for cls in (SparseLinear, LotkaVolterra, Lorenz96, SparseTanh, CoupledOscillators)
+    cls.name: cls for cls in (SparseLinear, LotkaVolterra, Lorenz96, SparseTanh, CoupledOscillators, Kuramoto,
+                              FitzHughNagumo)
 }
 
 
