@@ -242,6 +242,19 @@ class CoupledOscillators(DynamicalSystem):
         return np.r_[np.ones(3), np.zeros(3)]
 
 
+def _coupled_graph(size: str, n: int, parents: int, strength: str, value: float,
+                   rng: np.random.Generator) -> tuple[int, np.ndarray, float]:
+    """Checked ``(n, A, value)`` of a coupled network: ``n`` nodes (named ``size``), each with ``parents``
+    distinct random parents other than itself (``A`` 0/1, (n, n)), a coupling ``strength`` > 0."""
+    n = _check_positive_int(size, n, 2)
+    parents = _check_positive_int("parents", parents, 1)
+    if parents >= n:
+        raise ValueError(f"parents must be < {size} ({n}), got {parents}")
+    if not value > 0:
+        raise ValueError(f"{strength} must be > 0, got {value}")
+    return n, _sparse_parents(rng, n, parents), float(value)
+
+
 def _sparse_parents(rng: np.random.Generator, n: int, parents: int) -> np.ndarray:
     """A 0/1 matrix (n, n): each node gets ``parents`` distinct random parents other than itself."""
     A = np.zeros((n, n))
@@ -261,14 +274,8 @@ class Kuramoto(DynamicalSystem):
     name = "kuramoto"
 
     def __init__(self, n: int = 8, parents: int = 2, K: float = 1.0, seed: int = 0) -> None:
-        self.n = _check_positive_int("n", n, 2)
-        parents = _check_positive_int("parents", parents, 1)
-        if parents >= self.n:
-            raise ValueError(f"parents must be < n ({self.n}), got {parents}")
-        if not K > 0:
-            raise ValueError(f"K must be > 0, got {K}")
         rng = np.random.default_rng(seed)
-        self.A, self.K = _sparse_parents(rng, self.n, parents), float(K)
+        self.n, self.A, self.K = _coupled_graph("n", n, parents, "K", K, rng)
         self.omega = rng.uniform(0.5, 1.5, self.n)
         self.adjacency = (self.A != 0) | np.eye(self.n, dtype=bool)
 
@@ -291,14 +298,8 @@ class FitzHughNagumo(DynamicalSystem):
     name = "fitzhugh_nagumo"
 
     def __init__(self, m: int = 5, parents: int = 1, c: float = 0.5, seed: int = 0) -> None:
-        self.m = _check_positive_int("m", m, 2)
-        parents = _check_positive_int("parents", parents, 1)
-        if parents >= self.m:
-            raise ValueError(f"parents must be < m ({self.m}), got {parents}")
-        if not c > 0:
-            raise ValueError(f"c must be > 0, got {c}")
-        self.n, self.c = 2 * self.m, float(c)
-        self.A = _sparse_parents(np.random.default_rng(seed), self.m, parents)
+        self.m, self.A, self.c = _coupled_graph("m", m, parents, "c", c, np.random.default_rng(seed))
+        self.n = 2 * self.m
         eye = np.eye(self.m, dtype=bool)
         self.adjacency = np.block([[(self.A != 0) | eye, eye], [eye, eye]])
 
