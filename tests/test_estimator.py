@@ -71,6 +71,8 @@ def test_bad_input_and_misuse_are_named(data):
         SparseODE().predict(np.zeros(5), t)
     with pytest.raises(ValueError, match="no parameter 'lamda'"):
         SparseODE().set_params(lamda=1.0)
+    with pytest.raises(ValueError, match="unknown method 'nope'; choose from vanilla, cnode"):
+        SparseODE(method="nope", epochs=1).fit(X[:4], t=t)
     with pytest.raises(ValueError, match="strength must be >= 0"):
         SparseODE(strength=-1.0, epochs=1).fit(X[:4], t=t)
     est = SparseODE(method="vanilla", hidden=(4,), epochs=1).fit(X[:4], t=t)

@@ -28,17 +28,15 @@ import numpy as np
 import torch
 
 from .methods.base import Compose
-from .methods.registry import build_method
-from .methods.strength import calibrate
+from .methods.registry import METHODS, build_method
 from .nn.modes import eval_mode
+from .path import default_param
 from .tasks.user_data import DataError, Series, from_arrays
 
 try:  # scikit-learn (the dev extra) needs its base class for tags; without it the protocol below is enough
     from sklearn.base import BaseEstimator as _Base
 except ImportError:  # pragma: no cover - sklearn is optional
     _Base = object
-
-STRENGTH_OF = {"pathreg": "lambda_paths", "magnitude": "sparsity"}  # other methods: "lam"
 
 
 class SparseODE(_Base):
@@ -90,10 +88,12 @@ class SparseODE(_Base):
     def _method_spec(self) -> list[dict[str, Any]]:
         if self.method == "vanilla":
             return []
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from vanilla, {', '.join(sorted(METHODS))}")
         if not self.strength >= 0:
             raise ValueError(f"strength must be >= 0, got {self.strength}")
-        param = STRENGTH_OF.get(self.method, "lam")
-        return [{"name": self.method, **(self.method_params or {}), param: float(self.strength)}]
+        spec = {"name": self.method, **(self.method_params or {})}
+        return [{**spec, default_param(spec): float(self.strength)}]
 
     def _task(self, series: Series):
         """Train / val split of the trajectories (pieces, with ``window``); one alone trains and validates."""
@@ -109,26 +109,25 @@ class SparseODE(_Base):
                            step_size=self.step_size)
 
     def fit(self, X: Any, y: Any = None, t: Any = None, masks: Any = None,
-            feature_names: Sequence[str] | None = None, warm_start: str | Path | None = None) -> SparseODE:
-        """Fit to trajectories ``X`` observed at times ``t`` (``y`` is ignored: scikit-learn's slot)."""
-        from .train import Trainer, TrainSettings, seed_everything
+            feature_names: Sequence[str] | None = None, warm_start: str | Path | dict | None = None) -> SparseODE:
+        """Fit to trajectories ``X`` observed at times ``t`` (``y`` is ignored: scikit-learn's slot);
+        ``warm_start``: a checkpoint file or a loaded one (``{"model": state_dict}``) to start from."""
+        from .runner import assemble, load_warm_start
+        from .train import Trainer, TrainSettings
 
         series = from_arrays(X, t, masks, feature_names)
         task = self._task(series)
-        seed_everything(self.seed)
-        method = Compose(build_method(spec) for spec in self._method_spec())
-        model = method.prepare(task.build_model(self._model_config()))
         batch = min(self.batch_size, len(task.splits["train"]))
         settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
                                  lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
-                                 eval_every=max(1, self.epochs // 20), progress=self.progress)
-        self.strengths_ = None
-        if self.relative_strength:
-            from .runner import initial_data_loss
-
-            self.strengths_ = calibrate(method, model, initial_data_loss(task, model, settings.batch_size, self.seed))
-        if warm_start is not None:
-            model.load_state_dict(torch.load(warm_start, weights_only=False)["model"])
+                                 eval_every=max(1, self.epochs // 20), progress=self.progress,
+                                 strength="relative" if self.relative_strength else "absolute")
+        model, method, self.strengths_ = assemble(task, self._model_config(), self._method_spec(), self.seed,
+                                                  settings)
+        if isinstance(warm_start, dict):
+            model.load_state_dict(warm_start["model"])
+        elif warm_start is not None:
+            load_warm_start(model, warm_start)
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(model, method, task, settings, Path(tmp), seed=self.seed).fit()
             self._sparsified_state = torch.load(Path(tmp) / "sparsified.pt", weights_only=False) \
@@ -198,19 +197,16 @@ class SparseODE(_Base):
             raise ValueError(f"path strengths must be >= 0 and increasing, got {values}")
         rows, warm = [], None
         original = self.strength
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                for k, value in enumerate(values):
-                    self.strength = value
-                    self.fit(X, t=t, warm_start=warm, **fit_kw)
-                    rows.append({"strength": value, "score": self.score(X, t=t),
-                                 "feature_sparsity": self.feature_sparsity_, "weight_sparsity": self.weight_sparsity_,
-                                 "graph": self.graph_.copy(), "scores": self.path_scores_.copy()})
-                    if self._sparsified_state is not None:
-                        warm = Path(tmp) / f"point{k}.pt"
-                        torch.save(self._sparsified_state, warm)
-            finally:
-                self.strength = original if not rows else values[-1]
+        try:
+            for value in values:
+                self.strength = value
+                self.fit(X, t=t, warm_start=warm, **fit_kw)
+                rows.append({"strength": value, "score": self.score(X, t=t),
+                             "feature_sparsity": self.feature_sparsity_, "weight_sparsity": self.weight_sparsity_,
+                             "graph": self.graph_.copy(), "scores": self.path_scores_.copy()})
+                warm = self._sparsified_state or warm
+        finally:
+            self.strength = original if not rows else values[-1]
         return rows
 
     # -- persistence -------------------------------------------------------------------------

@@ -20,9 +20,11 @@ import numpy as np
 
 from . import io
 from .config import ConfigError, parse_config
+from .methods.strength import STRENGTH_PARAMS
 from .report_pareto import pareto_front
 
-STRENGTHS = ("lam", "lambda_paths", "sparsity")  # the parameter a path raises, in order of preference
+# the parameter a path raises, in order of preference: a penalty strength, else pruning's target sparsity
+STRENGTHS = (*STRENGTH_PARAMS, "sparsity")
 
 
 def default_param(spec: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from .methods.strength import calibrate
 from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
-from .train import Trainer, TrainResult, seed_everything
+from .train import Trainer, TrainResult, TrainSettings, seed_everything
 
 
 @dataclass
@@ -36,14 +36,36 @@ def build_task(cfg: ExperimentConfig) -> Task:
     return TASKS[cfg.task.name].from_config(cfg.task)
 
 
-def build_model(cfg: ExperimentConfig, task: Task) -> nn.Module:
-    """The task's model for ``cfg.model``; a kind the task does not take is a clear error."""
-    if cfg.model.kind not in task.model_kinds:
-        raise ValueError(f"model.kind: {cfg.model.kind!r} does not fit task {task.name!r}, which takes "
+def build_model(model_cfg: Any, task: Task) -> nn.Module:
+    """The task's model for a config's ``model`` section; a kind the task does not take is a clear error."""
+    if model_cfg.kind not in task.model_kinds:
+        raise ValueError(f"model.kind: {model_cfg.kind!r} does not fit task {task.name!r}, which takes "
                          f"{', '.join(task.model_kinds)}")
-    if cfg.model.kind == "sindy":
+    if model_cfg.kind == "sindy":
         raise ValueError("model.kind: sindy is a baseline without a torch model; use run_experiment")
-    return task.build_model(cfg.model)
+    return task.build_model(model_cfg)
+
+
+def assemble(task: Task, model_cfg: Any, methods: list[dict[str, Any]], seed: int, trainer: TrainSettings,
+             init_seed: int | None = None) -> tuple[nn.Module, Compose, dict[str, float] | None]:
+    """The task's model (initialised from ``init_seed``, default ``seed``) with the composed, prepared
+    methods, whose own random choices follow ``seed``; with ``trainer.strength: relative`` their
+    strengths are calibrated on this fresh initialisation (the absolute values are returned)."""
+    seed_everything(seed if init_seed is None else init_seed)
+    method = Compose(build_method(_seeded(spec, seed)) for spec in methods)
+    model = method.prepare(build_model(model_cfg, task))
+    strengths = None
+    if trainer.strength == "relative":  # before any warm start: a path's points share one scale
+        strengths = calibrate(method, model, initial_data_loss(task, model, trainer.batch_size, seed))
+    return model, method, strengths
+
+
+def load_warm_start(model: nn.Module, path: str | Path) -> None:
+    """Load the weights of a checkpoint (e.g. a path point's ``sparsified.pt``) into ``model``."""
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(f"warm_start: no such checkpoint: {source}")
+    model.load_state_dict(torch.load(source, weights_only=False)["model"])
 
 
 def build_experiment(cfg: ExperimentConfig) -> Experiment:
@@ -54,20 +76,13 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     """
     task = build_task(cfg)
     fresh = cfg.lottery is not None and cfg.lottery.reinit == "fresh"
-    seed_everything(cfg.seed + (1_000_003 if fresh else 0))
-    method = Compose(build_method(_seeded(spec, cfg.seed)) for spec in cfg.methods)
-    model = method.prepare(build_model(cfg, task))
-    strengths = None
-    if cfg.trainer.strength == "relative":  # on the fresh initialisation, before any warm start
-        strengths = calibrate(method, model, initial_data_loss(task, model, cfg.trainer.batch_size, cfg.seed))
+    model, method, strengths = assemble(task, cfg.model, cfg.methods, cfg.seed, cfg.trainer,
+                                        init_seed=cfg.seed + (1_000_003 if fresh else 0))
     if cfg.lottery is not None:
         _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
         seed_everything(cfg.seed)  # training draws the same random numbers as the source run
     if cfg.warm_start is not None:
-        source = Path(cfg.warm_start)
-        if not source.exists():
-            raise FileNotFoundError(f"warm_start: no such checkpoint: {source}")
-        model.load_state_dict(torch.load(source, weights_only=False)["model"])
+        load_warm_start(model, cfg.warm_start)
     return Experiment(task, model, method, strengths)
 
 

@@ -106,6 +106,11 @@ def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str
     """Trajectories from arrays: ``X`` one (T, n) array, a (B, T, n) array or a list of (T_i, n)
     arrays; ``t`` None (unit steps), one (T,) grid, or one grid per trajectory; ``masks`` (optional)
     True where a point is observed, shaped like ``X`` without its feature axis."""
+    return check_series(_arrays_series(X, t, masks, features), "X")
+
+
+def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -> Series:
+    """:func:`from_arrays` before the checks (a reader may select features first)."""
     if isinstance(X, np.ndarray) or not isinstance(X, (list, tuple)):
         arr = _numeric(X, "X")
         if arr.ndim == 2:
@@ -118,8 +123,7 @@ def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str
         xs = [_numeric(x, f"X[{i}]") for i, x in enumerate(X)]
     if t is None:
         ts = [np.arange(x.shape[0], dtype=float) for x in xs]
-    elif isinstance(t, (list, tuple)) and len(t) == len(xs) and all(np.ndim(ti) == 1 for ti in t) \
-            and not all(np.isscalar(ti) for ti in t):
+    elif isinstance(t, (list, tuple)) and len(t) == len(xs) and all(np.ndim(ti) == 1 for ti in t):
         ts = [_numeric(ti, f"t[{i}]") for i, ti in enumerate(t)]
     else:
         grid = _numeric(t, "t")
@@ -141,7 +145,7 @@ def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str
     names = list(features) if features is not None else [f"x{j}" for j in range(n)]
     if len(names) != n:
         raise DataError(f"feature_names: {len(names)} names for {n} features")
-    return check_series(Series(ts, xs, names, [str(i) for i in range(len(xs))]), "X")
+    return Series(ts, xs, names, [str(i) for i in range(len(xs))])
 
 
 def _open_text(path: Path):
@@ -197,9 +201,8 @@ def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None =
         if key not in data:
             raise DataError(f"{path}: no array {key!r} (arrays: {', '.join(data.files)})")
     names = [str(f) for f in data["features"]] if "features" in data else None
-    series = from_arrays(data["x"], data[time], data.get("mask", None), names)
-    series = _select(series, features, str(path))
-    return check_series(series, str(path))
+    series = _arrays_series(data["x"], data[time], data.get("mask", None), names)
+    return check_series(_select(series, features, str(path)), str(path))  # unselected columns go unchecked
 
 
 def read_h5ad(path: str | Path, time: str, group: str | None = None,
