@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -146,6 +148,8 @@ class Trainer:
         self.best_value, self.best_epoch, self.start_epoch = math.inf, None, 0
         self.sparsified: dict[str, float] | None = None
         self._best_state: dict[str, Tensor] | None = None
+        self.rng_state: Tensor | None = None  # set by a lockstep job: this run's own torch random state
+        self.status, self.message = "completed", "completed"
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         """One parameter group per role a method declares (gates: ``gate_lr``), the rest at ``lr``."""
@@ -253,23 +257,50 @@ class Trainer:
         return False
 
     # -- loop ----------------------------------------------------------------------------
+    @contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """Run the body on this trainer's own global random state, if it has one (``rng_state``).
+
+        A lockstep job (:mod:`sparsedyn.train_stacked`) trains several trainers in one process; each
+        keeps the torch random state a run of its own would have, so its gate samples and checkpoints
+        are the ones that run would draw and save."""
+        if self.rng_state is None:
+            yield
+            return
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self.rng_state)
+        try:
+            yield
+        finally:
+            self.rng_state = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+    def objective(self, loss: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
+        """``loss + penalty`` (the penalty only while sparsifying) and the penalty; a non-finite objective
+        is a :class:`DivergenceError`."""
+        penalty = self.method.penalty(self.model) if self.phase == 1 else torch.zeros(())
+        objective = loss + penalty
+        if not torch.isfinite(objective):
+            raise DivergenceError(f"non-finite training loss ({objective.item()}) at epoch {epoch}")
+        return objective, penalty
+
+    def update(self) -> None:
+        """After the backward pass: clip, step the optimizer, run the method's proximal/projection hook."""
+        if self.s.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
+        self.optimizer.step()
+        if self.phase == 1:
+            self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"], self._step_size)
+
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         total, pen_total, n = 0.0, 0.0, 0
-        sparsifying = self.phase == 1
         for batch in self.task.train_batches(self.s.batch_size, self.generator):
             loss = self.task.loss(self.model, batch)
-            penalty = self.method.penalty(self.model) if sparsifying else torch.zeros(())
-            objective = loss + penalty
-            if not torch.isfinite(objective):
-                raise DivergenceError(f"non-finite training loss ({objective.item()}) at epoch {epoch}")
+            objective, penalty = self.objective(loss, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            if self.s.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
-            self.optimizer.step()
-            if sparsifying:
-                self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"], self._step_size)
+            self.update()
             total, pen_total, n = total + loss.item(), pen_total + penalty.item(), n + 1
         return {"train_loss": total / max(n, 1), "penalty": pen_total / max(n, 1)}
 
@@ -284,50 +315,80 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainResult:
         """Train ``settings.epochs`` sparsification epochs, then ``n_finetune`` fine-tuning epochs
         (continuing from ``last.pt`` if ``resume``); return the reported model's status."""
-        if not (resume and self._resume()):
-            self._set_reference(self.task.evaluate(self.model), 0)  # epoch 0: the untrained model
-        status, message = "completed", "completed"
-        total = self.s.epochs + self.s.n_finetune
-        bar = tqdm(range(self.start_epoch + 1, total + 1), desc="train", disable=not self.s.progress, leave=False,
-                   initial=self.start_epoch, total=total)
+        self.begin(resume)
+        bar = tqdm(range(self.start_epoch + 1, self.total + 1), desc="train", disable=not self.s.progress,
+                   leave=False, initial=self.start_epoch, total=self.total)
         for epoch in bar:
             t0 = time.perf_counter()
+            self.enter_epoch(epoch)
             try:
-                if epoch == self.s.epochs + 1 and self.phase == 1:
-                    self._start_finetuning(epoch - 1)
-                row = {"epoch": epoch, "phase": self.phase, **self._train_epoch(epoch)}
-                if self.phase == 1:
-                    self.method.on_epoch_end(self.model, epoch)
-                row["lr"] = self.optimizer.param_groups[0]["lr"]
-                if epoch % self.s.eval_every == 0 or epoch in (self.s.epochs, total):
-                    row.update(self.task.evaluate(self.model))
-                    self._check_monitor(row, epoch)
-                    if self.s.lr_schedule == "plateau" and self.phase == 1:
-                        self.scheduler.step(row[self.task.monitor])
-                if self.s.lr_schedule == "cosine" or self.phase == 2:
-                    self.scheduler.step()
+                stats: dict[str, float] | DivergenceError = self._train_epoch(epoch)
             except DivergenceError as e:
-                status = "diverged"
-                restored = self._restore_best()
-                message = f"{e}; stopped and " + (f"restored the best checkpoint (epoch {self.best_epoch})"
-                                                   if restored else "kept the final weights (no finite evaluation)")
-                tqdm.write(f"sparsedyn: {message}")
+                stats = e
+            if not self.end_epoch(epoch, stats, time.perf_counter() - t0):
                 break
-            row["seconds"] = time.perf_counter() - t0
-            self.history.append(row)
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("train_loss", self.task.monitor) if k in row})
-            self._checkpoint(epoch, improved=self.best_epoch == epoch)
-            if stop_requested() and epoch < total:
-                status, message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
-                break
+            bar.set_postfix({k: f"{v:.3g}" for k, v in self.history[-1].items()
+                             if k in ("train_loss", self.task.monitor)})
         bar.close()
-        if status == "completed" and self.phase == 1:  # no fine-tuning phase: the final weights are sparsified
-            self._save_sparsified(total)
-        if status == "completed" and self.phase == 2:  # report the best fine-tuned model (its pattern is final)
+        return self.finish()
+
+    @property
+    def total(self) -> int:
+        return self.s.epochs + self.s.n_finetune
+
+    def begin(self, resume: bool) -> None:
+        """Resume from ``last.pt`` (if asked and possible), else evaluate the untrained model (epoch 0)."""
+        self.status, self.message = "completed", "completed"
+        if not (resume and self._resume()):
+            self._set_reference(self.task.evaluate(self.model), 0)  # epoch 0: the untrained model
+
+    def enter_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch``: after the sparsification epochs, fine-tuning begins."""
+        if epoch == self.s.epochs + 1 and self.phase == 1:
+            self._start_finetuning(epoch - 1)
+        self.model.train()
+
+    def end_epoch(self, epoch: int, stats: dict[str, float] | DivergenceError, seconds: float) -> bool:
+        """Close epoch ``epoch`` given its training statistics (or the divergence that stopped it): hooks,
+        evaluation, schedules, history, checkpoints. False when training stops here."""
+        try:
+            if isinstance(stats, DivergenceError):
+                raise stats
+            row = {"epoch": epoch, "phase": self.phase, **stats}
+            if self.phase == 1:
+                self.method.on_epoch_end(self.model, epoch)
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            if epoch % self.s.eval_every == 0 or epoch in (self.s.epochs, self.total):
+                row.update(self.task.evaluate(self.model))
+                self._check_monitor(row, epoch)
+                if self.s.lr_schedule == "plateau" and self.phase == 1:
+                    self.scheduler.step(row[self.task.monitor])
+            if self.s.lr_schedule == "cosine" or self.phase == 2:
+                self.scheduler.step()
+        except DivergenceError as e:
+            self.status = "diverged"
+            restored = self._restore_best()
+            self.message = f"{e}; stopped and " + (f"restored the best checkpoint (epoch {self.best_epoch})"
+                                                    if restored else "kept the final weights (no finite evaluation)")
+            tqdm.write(f"sparsedyn: {self.message}")
+            return False
+        row["seconds"] = seconds
+        self.history.append(row)
+        self._checkpoint(epoch, improved=self.best_epoch == epoch)
+        if stop_requested() and epoch < self.total:
+            self.status, self.message = "interrupted", f"stopped on request after epoch {epoch} (checkpointed; resume)"
+            return False
+        return True
+
+    def finish(self) -> TrainResult:
+        """The run's result; a completed run reports its best fine-tuning checkpoint (or its final weights)."""
+        if self.status == "completed" and self.phase == 1:  # no fine-tuning phase: the final weights are sparsified
+            self._save_sparsified(self.total)
+        if self.status == "completed" and self.phase == 2:  # report the best fine-tuned model (its pattern is final)
             self._restore_best()
-            message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"
-        return TrainResult(status, message, len(self.history), self.best_epoch, self.best_value, self.history,
-                           self.sparsified, self.phase)
+            self.message = f"completed; the best fine-tuning checkpoint (epoch {self.best_epoch}) is the reported model"
+        return TrainResult(self.status, self.message, len(self.history), self.best_epoch, self.best_value,
+                           self.history, self.sparsified, self.phase)
 
     def _check_monitor(self, row: dict[str, float], epoch: int) -> None:
         value = row.get(self.task.monitor)

@@ -85,15 +85,15 @@ def elman_step(xp: Tensor, hp: Tensor, nonlinearity: str) -> Tensor:
 def gru_step(xp: Tensor, h: Tensor, hp: Tensor) -> Tensor:
     """GRU update from the input projection ``xp`` and the hidden projection ``hp`` (gates r, z, n)."""
     H = h.shape[-1]
-    r = torch.sigmoid(xp[:, :H] + hp[:, :H])
-    z = torch.sigmoid(xp[:, H:2 * H] + hp[:, H:2 * H])
-    n = torch.tanh(xp[:, 2 * H:] + r * hp[:, 2 * H:])
+    r = torch.sigmoid(xp[..., :H] + hp[..., :H])
+    z = torch.sigmoid(xp[..., H:2 * H] + hp[..., H:2 * H])
+    n = torch.tanh(xp[..., 2 * H:] + r * hp[..., 2 * H:])
     return (1 - z) * n + z * h
 
 
 def lstm_step(xp: Tensor, c: Tensor, hp: Tensor) -> tuple[Tensor, Tensor]:
     """LSTM update (gates i, f, g, o) from ``xp``, the cell state and the hidden projection ``hp``."""
-    i, f, g, o = (xp + hp).chunk(4, dim=1)
+    i, f, g, o = (xp + hp).chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from ..nn.fields import MLP
 from ..nn.modes import eval_mode
 from ..nn.ode import NeuralODE, SecondOrderODE
+from ..nn.stacked import stackable, stacked_forecast
 from .base import Task
 from .trajectories import Trajectories, masked_mse
+
+
+def _aligned(batches: Sequence[Trajectories]) -> bool:
+    """Whether ``batches`` share a time grid, a batch size and an intervention (one stacked solve fits)."""
+    first = batches[0]
+    return all(len(b) == len(first) and b.intervention == first.intervention
+               and (b.t is first.t or torch.equal(b.t, first.t)) for b in batches[1:])
 
 
 class _Constant(nn.Module):
@@ -73,8 +83,30 @@ class ForecastTask(Task):
     def predict(self, model: nn.Module, data: Trajectories) -> Tensor:
         return model(data.x0, data.t, intervention=data.intervention)
 
+    def score(self, pred: Tensor, data: Trajectories) -> Tensor:
+        """The loss of prediction ``pred`` on ``data`` (masked MSE)."""
+        return masked_mse(pred, data)
+
     def loss(self, model: nn.Module, data: Trajectories) -> Tensor:
-        return masked_mse(self.predict(model, data), data)
+        return self.score(self.predict(model, data), data)
+
+    def predict_stacked(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> Tensor:
+        """Every member's :meth:`predict` on its own batch as one stacked forecast ``(M, B, T, n)``."""
+        first = batches[0]
+        return stacked_forecast(models, torch.stack([b.x0 for b in batches]), first.t, first.intervention)
+
+    def can_stack(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> bool:
+        """Whether :meth:`stacked_loss` applies: stackable models (:func:`~sparsedyn.nn.stacked.stackable`),
+        batches sharing a time grid, size and intervention, and a :meth:`predict_stacked` matching
+        :meth:`predict` (a subclass that changes one and not the other is never stacked)."""
+        cls = type(self)
+        if cls.predict is not ForecastTask.predict and cls.predict_stacked is ForecastTask.predict_stacked:
+            return False
+        return stackable(models) is None and _aligned(batches)
+
+    def stacked_loss(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> list[Tensor]:
+        """Each member's :meth:`loss` on its batch, from one stacked forecast (check :meth:`can_stack`)."""
+        return [self.score(p, b) for p, b in zip(self.predict_stacked(models, batches), batches)]
 
     def evaluate(self, model: nn.Module, splits: tuple[str, ...] | None = None) -> dict[str, float]:
         """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""

@@ -15,6 +15,7 @@ lineages' times and every lineage scored only at its own cells (masks).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from ..analysis import dependency_matrix, parent_selectivity, spurious_feature_sparsity
 from ..nn.modes import eval_mode
+from ..nn.stacked import stacked_forecast
 from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
 from .hematopoiesis import LINEAGES, TEST_DONORS, TRAIN_DONOR, Lineage, load_lineage, transcription_factors
@@ -139,8 +141,13 @@ class HematopoiesisTask(ForecastTask):
         on_grid = model(data.meta["x0"], grid)  # (B, G, n)
         return interpolate(grid, on_grid, data.t)
 
-    def loss(self, model: nn.Module, data: Trajectories) -> Tensor:
-        return summed_lineage_mse(self.predict(model, data), data)
+    def predict_stacked(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> Tensor:
+        grid = torch.linspace(0.0, 1.0, self.grid_points, dtype=batches[0].t.dtype)
+        on_grid = stacked_forecast(models, torch.stack([b.meta["x0"] for b in batches]), grid)
+        return torch.stack([interpolate(grid, g, b.t) for g, b in zip(on_grid, batches)])
+
+    def score(self, pred: Tensor, data: Trajectories) -> Tensor:
+        return summed_lineage_mse(pred, data)
 
     def evaluate(self, model: nn.Module, splits: tuple[str, ...] | None = None) -> dict[str, float]:
         with eval_mode(model), torch.no_grad():

@@ -21,6 +21,7 @@ val) and ``irregular`` sampling (that random fraction of training frames hidden)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from ..nn.modes import eval_mode
 from ..nn.ode import SecondOrderODE
+from ..nn.stacked import stacked_forecast
 from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
 from .mocap import (
@@ -196,6 +198,12 @@ class MocapTask(ForecastTask):
         if isinstance(model, SecondOrderODE) and model.init_velocity is None:
             return model(data.x0, data.t, v0=initial_velocity(data))
         return model(data.x0, data.t)  # a NODE, or a SONODE with its own velocity network
+
+    def predict_stacked(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> Tensor:
+        v0 = None
+        if isinstance(models[0], SecondOrderODE) and models[0].init_velocity is None:
+            v0 = torch.stack([initial_velocity(b) for b in batches])
+        return stacked_forecast(models, torch.stack([b.x0 for b in batches]), batches[0].t, v0=v0)
 
     def raw(self, split: str) -> np.ndarray:
         """The split's observed sequences ``(sequences, horizon, 50)`` in raw units."""

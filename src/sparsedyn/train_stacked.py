@@ -1,0 +1,138 @@
+"""Train several runs as one job: their trainers advance in lockstep and share one batched forward.
+
+Each member is an ordinary :class:`~sparsedyn.train.Trainer` with its own model, method, optimizer,
+data order, run directory and checkpoints, and its own torch random state (swapped in around
+everything it does, :meth:`Trainer.own_rng`), so it draws the gate samples and writes the files a
+run of its own would. Per mini-batch the members' losses come from one stacked forward
+(:func:`~sparsedyn.nn.stacked.stacked_forecast`) where the task and models allow it, and one
+backward pass of their sum gives every member its own gradient (members share no parameter and
+the stacked forward never mixes them). Penalties, optimizer steps, proximal steps, schedules,
+evaluation, divergence checks and checkpoints stay per member. A member that diverges or is
+interrupted leaves the lockstep; the others go on.
+
+Where no stacked forward applies (an adaptive solver, a recurrent model, a task with its own
+``predict``), members are still trained in lockstep with their own forwards: same numbers, no
+speed-up. :func:`stacked_losses` says which way a step went.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .nn.gates import hold_gates
+from .train import DivergenceError, Trainer, TrainResult
+
+_MISSING = object()
+
+
+def _stacked_task_losses(trainers: Sequence[Trainer], batches: Sequence) -> list[Tensor] | None:
+    """The members' losses from one stacked forecast, or None when this step cannot be stacked."""
+    task, models = trainers[0].task, [t.model for t in trainers]
+    can_stack = getattr(task, "can_stack", None)
+    if can_stack is None or not can_stack(models, batches):
+        return None
+    for t in trainers:  # each member draws its gate sample as its own forward would, from its own state
+        if t.model.training:
+            with t.own_rng():
+                hold_gates(t.model)
+    return task.stacked_loss(models, batches)
+
+
+def stacked_losses(trainers: Sequence[Trainer], batches: Sequence) -> tuple[list[Tensor], bool]:
+    """Every member's task loss on its batch, and whether one stacked forward computed them."""
+    losses = _stacked_task_losses(trainers, batches)
+    if losses is not None:
+        return losses, True
+    out = []
+    for t, batch in zip(trainers, batches):
+        with t.own_rng():
+            out.append(t.task.loss(t.model, batch))
+    return out, False
+
+
+def _joint_epoch(trainers: Sequence[Trainer], epoch: int) -> dict[int, dict[str, float] | DivergenceError]:
+    """One epoch of every trainer in ``trainers``: their i-th batches form one step."""
+    sums = {id(t): [0.0, 0.0, 0] for t in trainers}
+    errors: dict[int, DivergenceError] = {}
+    iterators = [t.task.train_batches(t.s.batch_size, t.generator) for t in trainers]
+    for batches in itertools.zip_longest(*iterators, fillvalue=_MISSING):
+        if any(b is _MISSING for b in batches):
+            raise ValueError("members have different numbers of training batches; they cannot train in lockstep")
+        live = [(t, b) for t, b in zip(trainers, batches) if id(t) not in errors]
+        if not live:
+            break
+        losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live])
+        objectives, stepping = [], []
+        for (t, _), loss in zip(live, losses):
+            try:
+                with t.own_rng():
+                    objective, penalty = t.objective(loss, epoch)
+            except DivergenceError as e:
+                errors[id(t)] = e
+                continue
+            t.optimizer.zero_grad(set_to_none=True)
+            objectives.append(objective)
+            stepping.append(t)
+            acc = sums[id(t)]
+            acc[0], acc[1], acc[2] = acc[0] + loss.item(), acc[1] + penalty.item(), acc[2] + 1
+        if objectives:
+            torch.stack(objectives).sum().backward()
+        for t in stepping:
+            with t.own_rng():
+                t.update()
+    out: dict[int, dict[str, float] | DivergenceError] = {}
+    for t in trainers:
+        total, pen, n = sums[id(t)]
+        out[id(t)] = errors.get(id(t)) or {"train_loss": total / max(n, 1), "penalty": pen / max(n, 1)}
+    return out
+
+
+def train_stacked(trainers: Sequence[Trainer], resume: bool = False, progress: bool = True) -> list[TrainResult]:
+    """Train ``trainers`` as one lockstep job; return each one's :class:`TrainResult` (in order).
+
+    Every trainer should have ``rng_state`` set to the torch random state its run would start
+    training from (``None``: it shares the process's state, and its gate samples then differ from a
+    run of its own). With ``resume`` each continues from its own ``last.pt``; members whose
+    checkpoints stand at different epochs join the lockstep at their own next epoch.
+    """
+    trainers = list(trainers)
+    if not trainers:
+        return []
+    if len({t.total for t in trainers}) != 1:
+        raise ValueError("members of a lockstep job must train for the same number of epochs")
+    for t in trainers:
+        with t.own_rng():
+            t.begin(resume)
+    total = trainers[0].total
+    start = min(t.start_epoch for t in trainers)
+    live = list(trainers)
+    bar = tqdm(range(start + 1, total + 1), desc=f"train x{len(trainers)}", disable=not progress, leave=False,
+               initial=start, total=total)
+    for epoch in bar:
+        members = [t for t in live if t.start_epoch < epoch]
+        if not members:
+            continue
+        t0 = time.perf_counter()
+        for t in members:
+            with t.own_rng():
+                t.enter_epoch(epoch)
+        stats = _joint_epoch(members, epoch)
+        seconds = time.perf_counter() - t0
+        for t in members:
+            with t.own_rng():
+                if not t.end_epoch(epoch, stats[id(t)], seconds):
+                    live.remove(t)
+        if not live:
+            break
+    bar.close()
+    results = []
+    for t in trainers:
+        with t.own_rng():
+            results.append(t.finish())
+    return results
