@@ -90,7 +90,7 @@ def test_a_diverged_point_counts_as_failed_or_diverged_in_the_report(tmp_path):
 def test_first_ctrl_c_stops_dispatching_checkpoints_running_points_and_says_how_to_resume(tmp_path):
     sweep = _write_sweep(tmp_path / "s.yaml", SLOW)
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(_cli("sweep", str(sweep), "--out", str(runs), "--workers", "2"),
+    proc = subprocess.Popen(_cli("sweep", str(sweep), "--out", str(runs), "--workers", "2", "--stack", "1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert _wait_for(_started(runs, 2), 120), "no point started"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
@@ -143,6 +143,7 @@ def test_workers_die_with_their_parent_after_kill_9(tmp_path):
 
 
 def test_an_interrupted_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
+    # the two seeds train as one stacked job: it is interrupted, resumed and compared with an uninterrupted one
     base = {**BASE, "trainer": {"epochs": 400, "eval_every": 100, "progress": False}}
     sweep = _write_sweep(tmp_path / "s.yaml", base, seeds=[0, 1])
     runs = tmp_path / "runs"
@@ -157,6 +158,7 @@ def test_an_interrupted_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp
     run_sweep(parse_sweep({"name": "s", "base": base, "seeds": [0, 1]}), tmp_path / "ref", workers=2,
               progress=False)
     for seed in (0, 1):
+        assert json.loads((runs / "default" / f"seed{seed}" / "run.json").read_text())["stacked"] == 2
         a = json.loads((runs / "default" / f"seed{seed}" / "results.json").read_text())
         b = json.loads((tmp_path / "ref" / "default" / f"seed{seed}" / "results.json").read_text())
         assert a["metrics"] == b["metrics"]

@@ -28,6 +28,7 @@ from . import io
 
 Summary = dict[str, Any]
 Job = tuple[dict[str, Any], str, bool]  # (config, run directory, overwrite a changed config)
+Group = list[Job]  # points trained as one job: one point, or several stacked (sparsedyn.runner.run_stacked)
 
 
 class SweepInterrupted(Exception):
@@ -59,6 +60,33 @@ def execute_point(config: dict[str, Any], run_dir: str, overwrite: bool = False)
         return {"run_dir": run_dir, "status": "failed", "error": f"{type(e).__name__}: {e}"}
 
 
+def execute_group(group: Group) -> list[Summary]:
+    """Run (or resume) a group of points: one alone, several as one stacked job. Never raises: a failure
+    is written to every member's ``error.json``."""
+    if len(group) == 1:
+        return [execute_point(*group[0])]
+    from .config import parse_config
+    from .runner import run_stacked
+
+    dirs = [Path(run_dir) for _, run_dir, _ in group]
+    resumes = [(d / "last.pt").exists() and not over for (_, _, over), d in zip(group, dirs)]
+    try:
+        results = run_stacked([parse_config(c) for c, _, _ in group], dirs, resume=resumes,
+                              overwrite=[over for _, _, over in group])
+    except Exception as e:  # recorded, never propagated: one bad job must not stop a sweep
+        from .rundir import RunDirError
+
+        if not isinstance(e, RunDirError):
+            for d in dirs:
+                io.write_json(d / "error.json", {"error": f"{type(e).__name__}: {e}", "stacked": len(group),
+                                                 "traceback": traceback.format_exc()})
+        return [{"run_dir": str(d), "status": "failed", "error": f"{type(e).__name__}: {e}"} for d in dirs]
+    for d in dirs:
+        (d / "error.json").unlink(missing_ok=True)
+    return [{"run_dir": str(d), "status": r["status"], "resumed": res, "stacked": len(group)}
+            for d, r, res in zip(dirs, results, resumes)]
+
+
 # -- local pool ----------------------------------------------------------------------------
 
 def _die_with_parent(parent: int) -> None:
@@ -87,20 +115,21 @@ def _worker(tasks, results, parent: int) -> None:
     signal.signal(signal.SIGUSR1, lambda *_: request_stop())
     _die_with_parent(parent)
     while True:
-        job = tasks.get()
-        if job is None:
+        group = tasks.get()
+        if group is None:
             return
-        config, run_dir, overwrite = job
+        run_dirs = [run_dir for _, run_dir, _ in group]
         if stop_requested():
-            results.put(("done", os.getpid(), {"run_dir": run_dir, "status": "not started"}))
+            results.put(("done", os.getpid(), [{"run_dir": d, "status": "not started"} for d in run_dirs]))
             continue
-        results.put(("started", os.getpid(), run_dir))
-        results.put(("done", os.getpid(), execute_point(config, run_dir, overwrite)))
+        results.put(("started", os.getpid(), run_dirs))
+        results.put(("done", os.getpid(), execute_group(group)))
 
 
-def run_local(jobs: Iterable[Job], workers: int | None = None,
+def run_local(jobs: Iterable[Group], workers: int | None = None,
               on_done: Callable[[Summary], None] | None = None) -> list[Summary]:
-    """Run jobs ``(config, run_dir, overwrite)`` on ``workers`` processes (default: CPU count)."""
+    """Run groups of jobs ``(config, run_dir, overwrite)`` on ``workers`` processes (default: CPU count);
+    ``on_done`` hears of every point."""
     from tqdm.auto import tqdm
 
     pending = list(jobs)
@@ -114,9 +143,9 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
         return p
 
     procs = [start() for _ in range(n)]
-    running: dict[int, str] = {}  # worker pid -> run directory
+    running: dict[int, list[str]] = {}  # worker pid -> its group's run directories
     out: list[Summary] = []
-    in_flight, interrupts = 0, 0
+    in_flight, members_in_flight, interrupts = 0, 0, 0
 
     def on_sigint(*_):
         nonlocal interrupts
@@ -139,8 +168,10 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
     try:
         while pending or in_flight:
             while pending and in_flight < n and not interrupts:
-                tasks.put(pending.pop(0))
+                group = pending.pop(0)
+                tasks.put(group)
                 in_flight += 1
+                members_in_flight += len(group)
             if in_flight == 0:
                 break
             try:
@@ -150,8 +181,10 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
                     if not p.is_alive():
                         if p.pid in running:
                             in_flight -= 1
-                            finish({"run_dir": running.pop(p.pid), "status": "failed",
-                                    "error": f"worker process died (exit code {p.exitcode})"})
+                            members_in_flight -= len(running[p.pid])
+                            for run_dir in running.pop(p.pid):
+                                finish({"run_dir": run_dir, "status": "failed",
+                                        "error": f"worker process died (exit code {p.exitcode})"})
                         procs[i] = start()
                 continue
             if kind == "started":
@@ -159,11 +192,13 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
             else:
                 running.pop(pid, None)
                 in_flight -= 1
-                finish(payload)
+                members_in_flight -= len(payload)
+                for summary in payload:
+                    finish(summary)
     except KeyboardInterrupt:
         for p in procs:
             p.kill()
-        raise SweepInterrupted(out, len(pending) + in_flight, hard=True) from None
+        raise SweepInterrupted(out, sum(map(len, pending)) + members_in_flight, hard=True) from None
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
@@ -174,13 +209,13 @@ def run_local(jobs: Iterable[Job], workers: int | None = None,
             if p.is_alive():
                 p.kill()
     if interrupts:
-        raise SweepInterrupted(out, len(pending), hard=False)
+        raise SweepInterrupted(out, sum(map(len, pending)), hard=False)
     return out
 
 
 # -- Ray -----------------------------------------------------------------------------------
 
-def run_ray(jobs: Iterable[Job], address: str | None = None, workers: int | None = None,
+def run_ray(jobs: Iterable[Group], address: str | None = None, workers: int | None = None,
             on_done: Callable[[Summary], None] | None = None) -> list[Summary]:
     """Run jobs as Ray tasks: on a new local Ray instance, or on the cluster at ``address``.
 
@@ -199,19 +234,24 @@ def run_ray(jobs: Iterable[Job], address: str | None = None, workers: int | None
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     out: list[Summary] = []
     pending: list[Any] = []
+    sizes: dict[Any, int] = {}
     try:
-        remote = ray.remote(num_cpus=1)(execute_point)
-        pending = [remote.remote(*job) for job in jobs]
+        remote = ray.remote(num_cpus=1)(execute_group)
+        for group in jobs:
+            ref = remote.remote(group)
+            pending.append(ref)
+            sizes[ref] = len(group)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            out.append(ray.get(done[0]))
-            if on_done:
-                on_done(out[-1])
+            for summary in ray.get(done[0]):
+                out.append(summary)
+                if on_done:
+                    on_done(summary)
         return out
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
-        raise SweepInterrupted(out, len(pending), hard=True) from None
+        raise SweepInterrupted(out, sum(sizes.get(ref, 1) for ref in pending), hard=True) from None
     finally:
         if started_here:
             ray.shutdown()

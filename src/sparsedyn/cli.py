@@ -116,6 +116,8 @@ def sweep(
     backend: str = typer.Option("local", help="'local' (process pool) or 'ray'."),
     workers: int | None = typer.Option(None, min=1, help="Parallel runs (default: CPU count)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+    stack: int = typer.Option(32, min=1, help="Most points trained as one stacked job (points differing only "
+                              "in seed and method strengths); 1 trains every point on its own."),
 ) -> None:
     """Run every point of a sweep; complete points are skipped, interrupted ones resumed.
 
@@ -126,7 +128,7 @@ def sweep(
 
     spec = load_sweep(sweep_file)
     try:
-        counts = run_sweep(spec, out or Path("runs") / spec.name, backend, workers, address)
+        counts = run_sweep(spec, out or Path("runs") / spec.name, backend, workers, address, stack=stack)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))

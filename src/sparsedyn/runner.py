@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
 from .train import Trainer, TrainResult, TrainSettings, seed_everything
+from .train_stacked import train_stacked
+
+# Method parameters that may differ between the members of one stacked job: strengths that change no shape.
+STACKABLE_STRENGTHS = ("lam", "lambda_paths", "lambda_weights", "sparsity")
 
 
 @dataclass
@@ -177,11 +182,21 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
     start = time.perf_counter()
     if cfg.model.kind == "sindy":
         return _run_sindy(cfg, out, start)
+    exp, trainer = _prepare(cfg, out)
+    return _report(cfg, out, exp, trainer.fit(resume=resume), start)
+
+
+def _prepare(cfg: ExperimentConfig, out: Path | None) -> tuple[Experiment, Trainer]:
+    """The experiment and its trainer (its config written to ``out``)."""
     exp = build_experiment(cfg)
     if out is not None:
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    trainer = Trainer(exp.model, exp.method, exp.task, cfg.trainer, out, seed=cfg.seed)
-    result: TrainResult = trainer.fit(resume=resume)
+    return exp, Trainer(exp.model, exp.method, exp.task, cfg.trainer, out, seed=cfg.seed)
+
+
+def _report(cfg: ExperimentConfig, out: Path | None, exp: Experiment, result: TrainResult,
+            start: float) -> dict[str, Any]:
+    """A trained run's results (evaluated, analysed, written to ``out``)."""
     results = {
         "name": cfg.name, "seed": cfg.seed, "status": result.status, "message": result.message,
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "threads": cfg.trainer.threads,
@@ -203,6 +218,57 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
         _write_outputs(out, exp.task, results, dependency, exp.task.figure_data(exp.model))
     results["_experiment"] = exp
     return results
+
+
+def stack_key(config: dict[str, Any]) -> str | None:
+    """Runs with equal keys can train as one stacked job (:func:`run_stacked`): their configs differ only in
+    ``seed``, ``name``, ``warm_start`` and the numeric strengths of their methods. None: never stacked
+    (the SINDy baseline, lottery-ticket runs)."""
+    if config.get("model", {}).get("kind") == "sindy" or config.get("lottery"):
+        return None
+    cfg = {k: v for k, v in config.items() if k not in ("seed", "name", "warm_start")}
+    cfg["methods"] = [{k: v for k, v in spec.items()
+                       if not (k in STACKABLE_STRENGTHS and isinstance(v, (int, float)) and not isinstance(v, bool))}
+                      for spec in config.get("methods", [])]
+    return fingerprint(cfg)
+
+
+def run_stacked(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,
+                resume: bool | list[bool] = False, overwrite: bool | list[bool] = False,
+                progress: bool = False) -> list[dict[str, Any]]:
+    """Train several experiments as one lockstep job (:func:`~sparsedyn.train_stacked.train_stacked`);
+    each gets the run directory, files and numbers it would get from :func:`run_experiment` (up to float
+    rounding of the batched products). Members must share everything but seed and method strengths
+    (:func:`stack_key`); ``resume``/``overwrite`` may be given per member."""
+    n = len(cfgs)
+    outs = list(out_dirs) if out_dirs is not None else [None] * n
+    resumes = list(resume) if isinstance(resume, list) else [resume] * n
+    overwrites = list(overwrite) if isinstance(overwrite, list) else [overwrite] * n
+    if not (len(outs) == len(resumes) == len(overwrites) == n):
+        raise ValueError("run_stacked: one run directory, resume and overwrite flag per config")
+    keys = {stack_key(c.model_dump()) for c in cfgs}
+    if None in keys or len(keys) != 1:
+        raise ValueError("run_stacked: the configs must differ only in seed and method strengths "
+                         "(and no SINDy or lottery-ticket run)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfgs[0].trainer.threads)
+    try:
+        with ExitStack() as dirs:
+            for cfg, out, res, over in zip(cfgs, outs, resumes, overwrites):
+                if out is not None:
+                    info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "stacked": n}
+                    dirs.enter_context(RunDirectory(out, fingerprint(cfg.model_dump()), res, over, info))
+            start = time.perf_counter()
+            members = []
+            for cfg, out in zip(cfgs, outs):
+                exp, trainer = _prepare(cfg, None if out is None else Path(out))
+                trainer.rng_state = torch.get_rng_state()  # where this run's own training would start
+                members.append((exp, trainer))
+            results = train_stacked([t for _, t in members], resume=any(resumes), progress=progress)
+            return [_report(cfg, None if out is None else Path(out), exp, result, start)
+                    for cfg, out, (exp, _), result in zip(cfgs, outs, members, results)]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _write_outputs(out: Path, task: Task, results: dict[str, Any], dependency: torch.Tensor | None,

@@ -239,9 +239,32 @@ def point_config(point: Point) -> ExperimentConfig:
     return parse_config(point.config)
 
 
+def stack_groups(points: list[Point], size: int) -> list[list[Point]]:
+    """``points`` in groups of at most ``size`` that can train as one stacked job (equal
+    :func:`~sparsedyn.runner.stack_key`), in the order of each group's first point."""
+    from .runner import stack_key
+
+    if size < 1:
+        raise ValueError(f"stack size must be >= 1, got {size}")
+    groups: dict[Any, list[list[Point]]] = {}
+    order: list[list[Point]] = []
+    for i, p in enumerate(points):
+        key = stack_key(p.config) if size > 1 else None
+        chunks = groups.setdefault(key if key is not None else ("alone", i), [])
+        if not chunks or len(chunks[-1]) >= size:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(p)
+    return order
+
+
 def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", workers: int | None = None,
-              address: str | None = None, progress: bool = True) -> dict[str, int]:
+              address: str | None = None, progress: bool = True, stack: int = 32) -> dict[str, int]:
     """Run every incomplete point of ``spec``; return status counts.
+
+    Points that differ only in seed and method strengths train as one stacked job of at most
+    ``stack`` members (:func:`~sparsedyn.runner.run_stacked`: same files and numbers as alone, up to
+    float rounding); ``stack=1`` trains each point on its own.
 
     Complete points are skipped, interrupted ones resumed, failed ones retried, and points whose
     config changed since their directory was written are re-run from scratch; a point that
@@ -290,7 +313,8 @@ def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", wor
     phases.append([p for p in todo if p.config.get("lottery")])
     try:
         for i, phase in enumerate(phases):
-            jobs = [(p.config, str(p.run_dir), statuses[p.key] == "changed") for p in phase]
+            jobs = [[(p.config, str(p.run_dir), statuses[p.key] == "changed") for p in group]
+                    for group in stack_groups(phase, stack)]
             if not jobs:
                 continue
             try:

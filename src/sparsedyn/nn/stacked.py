@@ -205,7 +205,7 @@ def stacked_recurrent(layers: Sequence[RecurrentLayer], x: Tensor,
     read once; the state is ``(M, B, H)`` (an LSTM's ``(h, c)``).
     """
     first = layers[0]
-    if len({(type(la), la.cell, la.nonlinearity, la.input_size, la.hidden_size) for la in layers}) != 1:
+    if len({(la.cell, la.nonlinearity, la.input_size, la.hidden_size) for la in layers}) != 1:
         raise ValueError("members differ in cell type or sizes")
     m = len(layers)
     if x.dim() != 4 or x.shape[0] != m or x.shape[-1] != first.input_size:
