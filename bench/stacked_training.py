@@ -1,14 +1,23 @@
-"""How much training throughput stacking M small NODEs into one batched model would buy (issue 11).
+"""Per-member training throughput: M runs trained as one lockstep job vs one at a time (issue 11).
 
-A prototype, not the library feature: M copies of the systems sweep's model (MLP 16-16 tanh field on
-Lotka-Volterra, 5 variables, rk4 on the 20-point observation grid, batch 8) are held as one set of
-weights with a leading member axis and stepped together (batched matmuls, one Adam over the stacked
-tensors), against the same M models stepped one at a time with ``NeuralODE`` and ``torch.optim.Adam``.
-Before timing, one stacked member's loss and gradients are checked against its separate twin.
-Timed interleaved over rounds, the fastest round kept; prints the per-member step time and the
-throughput ratio for M = 1, 9, 27, 81.
+Uses the library's own machinery, not a model of it: M trainers built exactly as ``sparsedyn run``
+builds them (``runner.build_experiment`` + ``Trainer``), then
 
-    python bench/stacked_training.py [--rounds 3] [--steps 5]
+* **alone**: one trainer's epoch (``Trainer._train_epoch``): what each of M separate runs costs;
+* **stacked**: one lockstep epoch of all M (``train_stacked._joint_epoch``: one stacked forecast, one
+  backward, per-member penalties, optimizer and proximal steps).
+
+Per-member step time = epoch time / steps (alone) and epoch time / steps / M (stacked); the ratio is
+the per-member throughput gain. Rounds alternate alone and stacked; the fastest round is kept. Before
+timing, the stacked losses of one batch are checked against each member's own forward.
+
+Configurations: the systems sweep's model (MLP 16-16 tanh NODE on Lotka-Volterra, rk4 on the 20-point
+grid, batch 8) vanilla and with PathReg, M = 1, 9, 27, 81; the mocap sweep's NODE (MLP 64 on 50-d,
+rk4 step 0.1, batch 32; needs ../shared/data/mocap) at M = 1, 9; and the nav_cpu recurrent layer
+(Elman ReLU, 256 units, sequences of 20, batch 100), whose task is not stacked by the trainer: its
+layer's forward+backward is timed stacked (``nn.stacked.stacked_recurrent``) vs one at a time.
+
+    python bench/stacked_training.py [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -16,109 +25,118 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import torch
 
 from sparsedyn.config import parse_config
+from sparsedyn.nn import RecurrentLayer
+from sparsedyn.nn.stacked import stacked_recurrent
 from sparsedyn.runner import build_experiment
+from sparsedyn.train import Trainer
+from sparsedyn.train_stacked import _joint_epoch, stacked_losses
 
-CONFIG = {"seed": 0, "task": {"system": "lotka_volterra", "system_params": {"n": 5, "density": 0.3, "seed": 0},
-                              "n_train": 32, "n_points": 20, "t_end": 5.0, "noise": 0.01},
-          "model": {"hidden": [16, 16], "activation": "tanh", "solver": "rk4", "step_size": None}}
+MOCAP_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap"
+
+SYSTEMS = {"task": {"name": "systems", "system": "lotka_volterra",
+                    "system_params": {"n": 5, "density": 0.3, "seed": 0}, "n_train": 32, "n_val": 8, "n_test": 16,
+                    "n_points": 20, "t_end": 5.0, "noise": 0.01},
+           "model": {"kind": "node", "hidden": [16, 16], "activation": "tanh", "solver": "rk4", "step_size": None},
+           "trainer": {"lr": 0.01, "gate_lr": 0.1, "batch_size": 8, "progress": False}}
+PATHREG = [{"name": "pathreg", "lambda_paths": 1e-4, "init_drop": 0.1}]
+MOCAP = {"task": {"name": "mocap", "data_dir": str(MOCAP_DATA)},
+         "model": {"kind": "node", "hidden": [64], "activation": "tanh", "solver": "rk4", "step_size": 0.1},
+         "trainer": {"lr": 0.003, "batch_size": 32, "grad_clip": 1.0, "progress": False}}
 
 
-def stacked_weights(models) -> list[torch.Tensor]:
-    """Each Linear's weight (M, out, in) and bias (M, 1, out), member order = ``models`` order."""
-    layers = [[m for m in model.modules() if isinstance(m, torch.nn.Linear)] for model in models]
+def trainers(base: dict, methods: list, m: int) -> list[Trainer]:
     out = []
-    for k in range(len(layers[0])):
-        out.append(torch.stack([ls[k].weight.detach() for ls in layers]).requires_grad_())
-        out.append(torch.stack([ls[k].bias.detach()[None] for ls in layers]).requires_grad_())
+    for seed in range(m):
+        cfg = parse_config({**base, "seed": seed, "methods": methods})
+        exp = build_experiment(cfg)
+        t = Trainer(exp.model, exp.method, exp.task, cfg.trainer, None, seed=seed)
+        t.rng_state = torch.get_rng_state()
+        out.append(t)
     return out
 
 
-def stacked_field(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The MLP field on states (M, B, n): tanh between layers, as ``sparsedyn.nn.MLP``."""
-    for i in range(0, len(params), 2):
-        x = torch.baddbmm(params[i + 1], x, params[i].transpose(1, 2))
-        if i + 2 < len(params):
-            x = torch.tanh(x)
-    return x
+def check(ts: list[Trainer]) -> float:
+    """Largest relative difference between stacked and separate losses on one batch (eval mode)."""
+    batches = [next(iter(t.task.train_batches(t.s.batch_size, torch.Generator().manual_seed(0)))) for t in ts]
+    for t in ts:
+        t.model.eval()
+    with torch.no_grad():
+        stacked, used = stacked_losses(ts, batches)
+        alone = [t.task.loss(t.model, b) for t, b in zip(ts, batches)]
+    for t in ts:
+        t.model.train()
+    assert used, "the stacked forward was not used"
+    return max(abs(float(a - b)) / abs(float(b)) for a, b in zip(stacked, alone))
 
 
-def stacked_rk4(params, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Classic rk4 on the grid ``t`` (torchdiffeq's fixed-grid rk4 uses the 3/8 rule; see check())."""
-    xs, x = [x0], x0
-    for t0, t1 in zip(t[:-1], t[1:]):
-        h = t1 - t0
-        k1 = stacked_field(params, x)
-        k2 = stacked_field(params, x + h * k1 / 3)
-        k3 = stacked_field(params, x + h * (k2 - k1 / 3))
-        k4 = stacked_field(params, x + h * (k1 - k2 + k3))
-        x = x + h * (k1 + 3 * (k2 + k3) + k4) / 8
-        xs.append(x)
-    return torch.stack(xs, dim=2)  # (M, B, T, n)
+def steps(t: Trainer) -> int:
+    return sum(1 for _ in t.task.train_batches(t.s.batch_size, torch.Generator().manual_seed(0)))
+
+
+def time_trainer(base: dict, methods: list, m: int, rounds: int) -> tuple[float, float, float]:
+    ts = trainers(base, methods, m)
+    err = check(ts)
+    n = steps(ts[0])
+    alone, stacked = [], []
+    for r in range(rounds + 1):  # round 0 warms up
+        t0 = time.perf_counter()
+        ts[0]._train_epoch(1)
+        t1 = time.perf_counter()
+        _joint_epoch(ts, 1)
+        t2 = time.perf_counter()
+        if r:
+            alone.append((t1 - t0) / n)
+            stacked.append((t2 - t1) / n / m)
+    return min(alone), min(stacked), err
+
+
+def time_recurrent(m: int, rounds: int) -> tuple[float, float, float]:
+    torch.manual_seed(0)
+    layers = [RecurrentLayer(3, 256, "elman", "relu", bias=False) for _ in range(m)]
+    x = torch.randn(m, 20, 100, 3)
+    out, _ = stacked_recurrent(layers, x)
+    err = max(float((out[i] - layers[i](x[i])[0]).abs().max() / out[i].abs().max()) for i in range(m))
+    alone, stacked = [], []
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        layers[0](x[0])[0].square().mean().backward()
+        t1 = time.perf_counter()
+        stacked_recurrent(layers, x)[0].square().mean().backward()
+        t2 = time.perf_counter()
+        if r:
+            alone.append(t1 - t0)
+            stacked.append((t2 - t1) / m)
+    return min(alone), min(stacked), err
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=5)
-    args = p.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="M = 1, 9 only (a smoke check of the bench)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
-    exp = build_experiment(parse_config(CONFIG))
-    data = exp.task.splits["train"]
-    batch = data.subset(torch.arange(8))
-    t, y = batch.t, batch.y
-
-    def separate_step(model, opt):
-        loss = (model(batch.x0, t) - y).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    def stacked_step(params, opt):
-        pred = stacked_rk4(params, batch.x0.expand(params[0].shape[0], -1, -1), t)
-        loss = (pred - y).pow(2).mean(dim=(1, 2, 3)).sum()  # members never mix: each has its own term
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    # check: member 0 of a stacked pair equals its separate twin (loss and gradient)
-    models = [build_experiment(parse_config({**CONFIG, "seed": s})).model for s in range(2)]
-    params = stacked_weights(models)
-    pred = stacked_rk4(params, batch.x0.expand(2, -1, -1), t)
-    (pred - y).pow(2).mean(dim=(1, 2, 3)).sum().backward()
-    twin = models[0]
-    (twin(batch.x0, t) - y).pow(2).mean().backward()
-    first = next(m for m in twin.modules() if isinstance(m, torch.nn.Linear))
-    torch.testing.assert_close(params[0].grad[0], first.weight.grad, rtol=1e-4, atol=1e-6)
-
-    results = {}
-    for M in (1, 9, 27, 81):
-        members = [build_experiment(parse_config({**CONFIG, "seed": s})).model for s in range(M)]
-        opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in members]
-        sparams = stacked_weights(members)
-        sopt = torch.optim.Adam(sparams, lr=1e-2)
-        sep, stk = [], []
-        for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                for m, o in zip(members, opts):
-                    separate_step(m, o)
-            sep.append((time.perf_counter() - t0) / args.steps / M)
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                stacked_step(sparams, sopt)
-            stk.append((time.perf_counter() - t0) / args.steps / M)
-        results[M] = (min(sep), min(stk))
-    print(f"# stacked_training (prototype): LV n=5, MLP 16-16 tanh, rk4 19 steps, batch 8; {args.rounds} rounds x "
-          f"{args.steps} steps, fastest round; {platform.machine()}, torch {torch.__version__}, 1 thread")
-    print(f"{'M':>4s} {'separate ms/member':>19s} {'stacked ms/member':>18s} {'throughput':>10s}")
-    for M, (a, b) in results.items():
-        print(f"{M:4d} {1000 * a:19.3f} {1000 * b:18.3f} {a / b:9.1f}x")
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
+          f"{args.rounds} rounds (fastest kept)")
+    print(f"{'config':<22}{'M':>4}{'alone ms/step':>15}{'stacked ms/step/member':>24}{'throughput x':>14}"
+          f"{'max rel diff':>14}")
+    sizes = (1, 9) if args.quick else (1, 9, 27, 81)
+    rows = [("systems vanilla", SYSTEMS, [], m) for m in sizes]
+    rows += [("systems pathreg", SYSTEMS, PATHREG, m) for m in sizes if m in (1, 27)]
+    if MOCAP_DATA.exists():
+        rows += [("mocap node vanilla", MOCAP, [], m) for m in (1, 9)]
+    else:
+        print(f"# mocap skipped: no data at {MOCAP_DATA}")
+    for name, base, methods, m in rows:
+        a, s, err = time_trainer(base, methods, m, args.rounds)
+        print(f"{name:<22}{m:>4}{a * 1e3:>15.2f}{s * 1e3:>24.3f}{a / s:>14.1f}{err:>14.1e}")
+    for m in (1, 9):
+        a, s, err = time_recurrent(m, args.rounds)
+        print(f"{'nav_cpu rnn layer':<22}{m:>4}{a * 1e3:>15.2f}{s * 1e3:>24.3f}{a / s:>14.1f}{err:>14.1e}")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def test_a_sweep_path_variant_runs_the_same_warm_started_chain_as_run_path(tmp_p
     base = {k: v for k, v in CONFIG.items() if k not in ("name", "seed")}
     spec = parse_sweep({"name": "s", "base": base, "seeds": [0, 1],
                         "variants": {"gl": {"grid": {"methods.0.lam": [0.0, 1e-2, 1e-1]}, "path": "methods.0.lam"}}})
-    counts = run_sweep(spec, tmp_path / "sweep", workers=2, progress=False)
+    counts = run_sweep(spec, tmp_path / "sweep", workers=2, progress=False, stack=1)  # exact: each seed alone
     assert counts["completed"] == 6
     for seed in (0, 1):
         rows = run_path({**CONFIG, "seed": seed}, tmp_path / f"path{seed}", [0.0, 1e-2, 1e-1], progress=False)

@@ -127,23 +127,17 @@ def stackable(models: Sequence[nn.Module]) -> str | None:
         return "some members have an outer skip and others not"
     if isinstance(first, SecondOrderODE) and len({m.init_velocity is None for m in models}) != 1:
         return "some members have an initial-velocity network and others not"
-    shapes = {tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in models}
-    if len(shapes) != 1:
-        return "members differ in parameter shapes"
-    return None
+    return None  # parameter shapes are checked as the weights are stacked (a clear error names them)
 
 
 def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, intervention=None,
                      v0: Tensor | None = None) -> Tensor:
     """Every member's forecast ``model_m(x0[m], t, intervention)`` as one solve: ``(M, B, T, n)``.
 
-    Gates are *not* resampled here: a training forward of a member must have drawn its sample
+    ``models`` must be :func:`stackable` (checked by the caller, once). Gates are *not* resampled here: a training forward of a member must have drawn its sample
     first (:func:`~sparsedyn.nn.gates.hold_gates` with the member's random state), as the
     member's own forward would; eval-mode members use their deterministic gates.
     """
-    reason = stackable(models)
-    if reason is not None:
-        raise ValueError(f"cannot stack these members: {reason}")
     first = models[0]
     n = first.n_state
     if x0.dim() != 3 or x0.shape[0] != len(models) or x0.shape[2] != n:
