@@ -134,9 +134,10 @@ def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, interve
                      v0: Tensor | None = None) -> Tensor:
     """Every member's forecast ``model_m(x0[m], t, intervention)`` as one solve: ``(M, B, T, n)``.
 
-    ``models`` must be :func:`stackable` (checked by the caller, once). Gates are *not* resampled here: a training forward of a member must have drawn its sample
-    first (:func:`~sparsedyn.nn.gates.hold_gates` with the member's random state), as the
-    member's own forward would; eval-mode members use their deterministic gates.
+    ``models`` must be :func:`stackable` (checked by the caller, once). Gates are *not* resampled
+    here: a training forward of a member must have drawn its sample first
+    (:func:`~sparsedyn.nn.gates.hold_gates` with the member's random state), as the member's own
+    forward would; eval-mode members use their deterministic gates.
     """
     first = models[0]
     n = first.n_state
