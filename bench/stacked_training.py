@@ -100,7 +100,8 @@ def time_recurrent(m: int, rounds: int) -> tuple[float, float, float]:
     layers = [RecurrentLayer(3, 256, "elman", "relu", bias=False) for _ in range(m)]
     x = torch.randn(m, 20, 100, 3)
     out, _ = stacked_recurrent(layers, x)
-    err = max(float((out[i] - layers[i](x[i])[0]).abs().max() / out[i].abs().max()) for i in range(m))
+    with torch.no_grad():
+        err = max(float((out[i] - layers[i](x[i])[0]).abs().max() / out[i].abs().max()) for i in range(m))
     alone, stacked = [], []
     for r in range(rounds + 1):
         t0 = time.perf_counter()

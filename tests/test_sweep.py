@@ -111,3 +111,15 @@ def test_base_overrides_merge_over_base_file(tmp_path):
     (p,) = spec.points(tmp_path)
     assert p.config["trainer"]["epochs"] == 7 and p.config["trainer"]["progress"] is False
     assert p.config["task"]["n_train"] == 4
+
+
+def test_an_at_axis_sets_several_sections_per_value_without_a_product(tmp_path):
+    spec = _spec(grid={"@system": {"small": {"task": {"system_params": {"n": 3}}, "trainer": {"epochs": 2}},
+                                   "big": {"task": {"system_params": {"n": 4}}, "trainer": {"epochs": 3}}}})
+    points = spec.points(tmp_path)
+    got = {(p.labels["@system"], p.config["task"]["system_params"]["n"], p.config["trainer"]["epochs"])
+           for p in points}
+    assert got == {("small", 3, 2), ("big", 4, 3)}
+    assert {p.run_dir.parent.name for p in points} == {"system=small", "system=big"}
+    with pytest.raises(ConfigError, match="mappings of config sections"):
+        _spec(grid={"@system": {"a": 1.0}}).points(tmp_path)

@@ -11,6 +11,9 @@ A sweep file::
       vanilla: {set: {methods: []}}
       l1: {set: {methods: [{name: l1}]}, grid: {methods.0.lam: [1.0e-4, 1.0e-3]}}
 
+An axis named ``@<name>`` sets several sections per value (``@system: {lv: {task: {...}, trainer:
+{epochs: 500}}}``): one axis, not a product of axes; its folders read ``<name>=<label>``.
+
 A variant with ``path: <axis>`` is a regularisation path along one of its numeric grid axes
 (increasing values): each point warm-starts from the previous value's ``sparsified.pt`` (see
 :mod:`sparsedyn.path`), so the sweep runs the values in order, every path of the sweep side by side.
@@ -145,7 +148,7 @@ class SweepSpec:
                 for axis, (label, value) in zip(names, combo):
                     _set(cfg, axis, value, "grid")
                     labels[axis] = label
-                sub = Path(vname, *[f"{a}={lab}" for a, lab in labels.items()])
+                sub = Path(vname, *[f"{a.lstrip('@')}={lab}" for a, lab in labels.items()])
                 step, previous = self._path_step(vname, labels)
                 for seed in self.seeds:
                     c = copy.deepcopy(cfg)
@@ -172,10 +175,17 @@ class SweepSpec:
         if step == 0:
             return 0, None
         prev = {**labels, axis: order[step - 1]}
-        return step, Path(vname, *[f"{a}={lab}" for a, lab in prev.items()])
+        return step, Path(vname, *[f"{a.lstrip('@')}={lab}" for a, lab in prev.items()])
 
 
 def _set(cfg: dict[str, Any], path: str, value: Any, where: str) -> None:
+    if path.startswith("@"):  # a named axis whose values set several sections at once
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}.{path}: the values of an '@' axis are mappings of config sections, "
+                              f"got {value!r}")
+        for key, v in value.items():
+            _set(cfg, key, v, where)
+        return
     try:
         set_path(cfg, path, value)
     except ConfigError as e:
