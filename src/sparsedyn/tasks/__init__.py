@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     adding,
     hematopoiesis_task,
     krumsiek,
+    krumsiek_interventions,
     language,
     mocap_task,
     navigation,
@@ -18,6 +19,7 @@ from .adding import AddingTask
 from .base import TASKS, Task, TaskConfig, register_task
 from .hematopoiesis_task import HematopoiesisTask
 from .krumsiek import KrumsiekTask
+from .krumsiek_interventions import KrumsiekInterventionsTask
 from .language import LanguageTask
 from .mocap_task import MocapTask
 from .navigation import NavigationTask
@@ -40,7 +42,7 @@ from .user_data import DataError, Series, from_arrays, load_series
 
 __all__ = [
     "TASKS", "Task", "TaskConfig", "register_task", "SystemTask", "NavigationTask", "AddingTask",
-    "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "OOD_SPLITS", "SYSTEMS",
+    "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "KrumsiekInterventionsTask", "OOD_SPLITS", "SYSTEMS",
     "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators", "Kuramoto",
     "FitzHughNagumo",
     "make_system", "Trajectories", "masked_mse", "TrajectoriesTask", "DataError", "Series", "from_arrays",
