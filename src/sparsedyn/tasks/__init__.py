@@ -42,7 +42,8 @@ from .user_data import DataError, Series, from_arrays, load_series
 
 __all__ = [
     "TASKS", "Task", "TaskConfig", "register_task", "SystemTask", "NavigationTask", "AddingTask",
-    "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "KrumsiekInterventionsTask", "OOD_SPLITS", "SYSTEMS",
+    "LanguageTask", "MocapTask", "HematopoiesisTask", "KrumsiekTask", "KrumsiekInterventionsTask", "OOD_SPLITS",
+    "SYSTEMS",
     "DynamicalSystem", "SparseLinear", "LotkaVolterra", "Lorenz96", "SparseTanh", "CoupledOscillators", "Kuramoto",
     "FitzHughNagumo",
     "make_system", "Trajectories", "masked_mse", "TrajectoriesTask", "DataError", "Series", "from_arrays",
