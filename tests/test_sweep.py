@@ -121,5 +121,9 @@ def test_an_at_axis_sets_several_sections_per_value_without_a_product(tmp_path):
            for p in points}
     assert got == {("small", 3, 2), ("big", 4, 3)}
     assert {p.run_dir.parent.name for p in points} == {"system=small", "system=big"}
+    run_sweep(_spec(grid={"@system": {"small": {"trainer": {"epochs": 1}}}}), tmp_path / "r", workers=1,
+              progress=False)
+    point = json.loads(next((tmp_path / "r").rglob("point.json")).read_text())
+    assert point["labels"] == {"system": "small"}  # as the folder reads: `report --by system`
     with pytest.raises(ConfigError, match="mappings of config sections"):
         _spec(grid={"@system": {"a": 1.0}}).points(tmp_path)

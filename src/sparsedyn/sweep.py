@@ -293,7 +293,8 @@ def run_sweep(spec: SweepSpec, runs_dir: str | Path, backend: str = "local", wor
     points = spec.points(runs_dir)
     statuses = {p.key: p.status() for p in points}
     for p in points:
-        io.write_json(p.run_dir / "point.json", {"sweep": spec.name, "variant": p.variant, "labels": p.labels,
+        labels = {k.lstrip("@"): v for k, v in p.labels.items()}  # as the folders read them; report --by <name>
+        io.write_json(p.run_dir / "point.json", {"sweep": spec.name, "variant": p.variant, "labels": labels,
                                                  "seed": p.seed, **({"path": spec.paths[p.variant]}
                                                                     if p.variant in spec.paths else {})})
     io.write_json(runs_dir / "sweep.json", {"name": spec.name, "select": spec.select,
