@@ -20,6 +20,10 @@ with the saved RNG states (in either phase), so an interrupted run ends with the
 as an uninterrupted one; an unreadable ``last.pt`` falls back to ``best.pt``, then to a fresh
 start, with a message naming the file. :func:`request_stop` (a sweep's first Ctrl-C) makes
 the loop stop after the current epoch's checkpoint with status ``interrupted``.
+
+:meth:`Trainer.fit` is ``begin`` -> per epoch ``enter_epoch``, the mini-batch steps (``objective``,
+backward, ``update``), ``end_epoch`` -> ``finish``; :mod:`sparsedyn.train_stacked` drives several
+trainers through the same calls in lockstep, with one shared forward and backward per step.
 """
 
 from __future__ import annotations
