@@ -21,6 +21,7 @@ from .methods.strength import calibrate
 from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
+from .tasks.forecast import ForecastTask
 from .train import Trainer, TrainResult, TrainSettings, seed_everything
 from .train_stacked import train_stacked
 
@@ -73,13 +74,14 @@ def load_warm_start(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(torch.load(source, weights_only=False)["model"])
 
 
-def build_experiment(cfg: ExperimentConfig) -> Experiment:
-    """Task, model (seeded with ``cfg.seed``) and the composed, prepared methods.
+def build_experiment(cfg: ExperimentConfig, task: Task | None = None) -> Experiment:
+    """Task (or the given one, built from the same ``task`` section), model (seeded with ``cfg.seed``)
+    and the composed, prepared methods.
 
     With ``cfg.lottery`` the model is re-initialised (original: same seed; fresh: another
     seed) and takes the final masks of the run ``lottery.from_run``.
     """
-    task = build_task(cfg)
+    task = build_task(cfg) if task is None else task
     fresh = cfg.lottery is not None and cfg.lottery.reinit == "fresh"
     model, method, strengths = assemble(task, cfg.model, cfg.methods, cfg.seed, cfg.trainer,
                                         init_seed=cfg.seed + (1_000_003 if fresh else 0))
@@ -186,9 +188,9 @@ def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any
     return _report(cfg, out, exp, trainer.fit(resume=resume), start)
 
 
-def _prepare(cfg: ExperimentConfig, out: Path | None) -> tuple[Experiment, Trainer]:
-    """The experiment and its trainer (its config written to ``out``)."""
-    exp = build_experiment(cfg)
+def _prepare(cfg: ExperimentConfig, out: Path | None, task: Task | None = None) -> tuple[Experiment, Trainer]:
+    """The experiment (on ``task`` if given) and its trainer (its config written to ``out``)."""
+    exp = build_experiment(cfg, task)
     if out is not None:
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     return exp, Trainer(exp.model, exp.method, exp.task, cfg.trainer, out, seed=cfg.seed)
@@ -259,9 +261,12 @@ def run_stacked(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] 
                     info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "stacked": n}
                     dirs.enter_context(RunDirectory(out, fingerprint(cfg.model_dump()), res, over, info))
             start = time.perf_counter()
-            members = []
+            members, tasks = [], {}
             for cfg, out in zip(cfgs, outs):
-                exp, trainer = _prepare(cfg, None if out is None else Path(out))
+                key = fingerprint(cfg.task.model_dump())
+                exp, trainer = _prepare(cfg, None if out is None else Path(out), tasks.get(key))
+                if isinstance(exp.task, ForecastTask):  # stateless in training: members of one section share it
+                    tasks[key] = exp.task
                 trainer.rng_state = torch.get_rng_state()  # where this run's own training would start
                 members.append((exp, trainer))
             results = train_stacked([t for _, t in members], resume=any(resumes), progress=progress)
