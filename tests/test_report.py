@@ -178,3 +178,12 @@ def test_pareto_readings_by_hand():
     b_and_worse = a + [g for g in groups if g.variant == "b"]
     assert [g.labels.get("methods.0.lam") for g in front(b_and_worse, "test_mse", "weight_sparsity")
             if g.variant == "b"] == ["1.0"]  # b's 0.3 point is beaten by a's 0.5 point
+
+
+def test_test_r2_is_the_share_of_the_mean_predictors_error_a_model_removes():
+    from sparsedyn.run_records import with_r2
+
+    base = {"train_mean": {"test_mse": 2.0}, "initial_state": {"test_mse": 3.0}}
+    assert with_r2({"test_mse": 0.5}, base)["test_r2"] == 0.75
+    assert with_r2({"test_mse": 4.0}, base)["test_r2"] == -1.0  # worse than the mean
+    assert "test_r2" not in with_r2({"val_mse": 0.5}, base) and "test_r2" not in with_r2({"test_mse": 1.0}, {})

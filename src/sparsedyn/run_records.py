@@ -102,8 +102,9 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
                 print(f"sparsedyn report: {d / 'results.json'}: {problem}; counted as failed")
                 rec.update(status="failed", metrics={}, error=f"{d / 'results.json'}: {problem}")
             else:
-                rec.update(status=res["status"], metrics=res["metrics"], seconds=res.get("seconds"),
-                           acknowledgement=res.get("acknowledgement"), baselines=res.get("baselines") or {})
+                rec.update(status=res["status"], metrics=with_r2(res["metrics"], res.get("baselines") or {}),
+                           seconds=res.get("seconds"), acknowledgement=res.get("acknowledgement"),
+                           baselines=res.get("baselines") or {})
                 rec["variant"] = rec["variant"] or res.get("name", d.name)
                 rec["seed"] = rec["seed"] if rec["seed"] is not None else res.get("seed")
         elif (d / "error.json").exists():
@@ -116,6 +117,15 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise ReportError(f"no runs under {runs_dir} (no point.json or results.json files)")
     return records
+
+
+def with_r2(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``metrics`` plus ``test_r2 = 1 - test_mse / (test MSE of predicting the training mean)`` where both
+    are known: the share of the test variance a forecaster explains (1 perfect, 0 no better than the mean)."""
+    mean = baselines.get("train_mean", {}).get("test_mse")
+    if "test_mse" not in metrics or not mean or "test_r2" in metrics:
+        return metrics
+    return {**metrics, "test_r2": 1.0 - metrics["test_mse"] / mean}
 
 
 def block_of(labels: dict[str, str], by: str | None) -> str:
