@@ -20,7 +20,8 @@ from .run_records import Group, ReportError, _read_json, aggregate, block_of, co
 __all__ = ["Group", "ReportError", "aggregate", "collect", "select", "build_report"]
 
 DEFAULT_COLUMNS = [
-    ("test_mse", "test MSE"), ("test_r2", "test R²"), ("test_shift_mse", "shifted x0"), ("test_extrap_mse", "extrapolated"),
+    ("test_mse", "test MSE"), ("test_r2", "test R²"), ("test_shift_mse", "shifted x0"),
+    ("test_extrap_mse", "extrapolated"),
     ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
     ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
 ]
