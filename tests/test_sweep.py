@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,14 @@ def test_an_at_axis_sets_several_sections_per_value_without_a_product(tmp_path):
     assert point["labels"] == {"system": "small"}  # as the folder reads: `report --by system`
     with pytest.raises(ConfigError, match="mappings of config sections"):
         _spec(grid={"@system": {"a": 1.0}}).points(tmp_path)
+
+
+def test_a_lottery_source_in_a_relative_runs_dir_is_found_wherever_the_sweep_file_is(tmp_path, monkeypatch):
+    # probe: with the sweep file in configs/sweeps and --out runs/x, "{runs}" resolved against configs/sweeps
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "sweeps").mkdir(parents=True)
+    spec = parse_sweep({"name": "s", "base": BASE, "seeds": [0], "variants": {
+        "src": {}, "ticket": {"set": {"lottery": {"from_run": "{runs}/src/seed{seed}"}}}}},
+        root=tmp_path / "configs" / "sweeps")
+    ticket = [p for p in spec.points(Path("runs") / "x") if p.variant == "ticket"][0]
+    assert ticket.config["lottery"]["from_run"] == str(tmp_path / "runs" / "x" / "src" / "seed{seed}")

@@ -157,7 +157,7 @@ class SweepSpec:
                         c["warm_start"] = str((runs_dir / previous / f"seed{seed}" / "sparsified.pt").resolve())
                     c["name"] = f"{self.name}/{sub.as_posix()}"
                     if isinstance(c.get("lottery"), dict) and "from_run" in c["lottery"]:
-                        c["lottery"]["from_run"] = c["lottery"]["from_run"].replace("{runs}", str(runs_dir))
+                        c["lottery"]["from_run"] = c["lottery"]["from_run"].replace("{runs}", str(runs_dir.resolve()))
                     try:  # the full, validated config with absolute paths: what the run records
                         c = parse_config(c, root=self.root).model_dump()
                     except ConfigError as e:
