@@ -187,3 +187,31 @@ def test_test_r2_is_the_share_of_the_mean_predictors_error_a_model_removes():
     assert with_r2({"test_mse": 0.5}, base)["test_r2"] == 0.75
     assert with_r2({"test_mse": 4.0}, base)["test_r2"] == -1.0  # worse than the mean
     assert "test_r2" not in with_r2({"val_mse": 0.5}, base) and "test_r2" not in with_r2({"test_mse": 1.0}, {})
+
+
+def test_recurrent_runs_are_compared_on_w_hh_sparsity_and_flagged_against_their_own_trivial_error():
+    """RNN runs prune only W_hh: the Pareto readings use recurrent sparsity (their weight sparsity counts
+    unpruned input and read-out weights), and 'beats trivial' compares the task's own error metric."""
+    from sparsedyn.report import flag_trivial
+    from sparsedyn.report_pareto import pareto_tables, sparsity_kinds
+
+    def rnn(variant, sp, err, seed):
+        return {"variant": variant, "labels": {"methods.1.sparsity": str(sp)}, "seed": seed, "status": "completed",
+                "order": 0, "run_dir": "x", "metrics": {"val_error_cm": err, "test_error_cm": err,
+                                                          "weight_sparsity": 0.3 * sp, "recurrent_sparsity": sp}}
+
+    recs = [rnn("dense", 0.0, 6.0, s) for s in (0, 1)]
+    recs += [rnn("a", 0.899994, 6.1, s) for s in (0, 1)]  # 90% of 65,536 weights, rounded
+    recs += [rnn("a", 0.98, 9.0, s) for s in (0, 1)]
+    groups = aggregate(recs)
+    assert sparsity_kinds(groups) == ["recurrent_sparsity"]
+    (header, rows), = pareto_tables(groups, None, "val_error_cm", 0.05, "dense", "test_error_cm").values()
+    row = {r[0]: dict(zip(header, r)) for r in rows}
+    assert row["a"]["max recurrent sp. (val_error_cm within 5% of dense)"] == "0.9"
+    assert row["a"]["test_error_cm at recurrent sp. >= 0.9"] == "6.1"
+    assert row["a"]["test_error_cm at recurrent sp. >= 0.98"] == "9"
+    tables = {"all": (["method"], [["a"]])}
+    chosen = {"all": {"a": next(g for g in groups if g.variant == "a")}}
+    flag_trivial(tables, chosen, {"all": {"stay": {"test_error_cm": 8.0}, "centre": {"test_error_cm": 80.0}}},
+                 "test_error_cm")
+    assert tables["all"][0][-1] == "beats trivial (test_error_cm)" and tables["all"][1][0][-1] == "yes"

@@ -41,6 +41,28 @@ def test_always_predicting_the_centre_gives_about_84_cm():
     assert err_cm == pytest.approx(84.2, abs=2.0)  # E|p| for p uniform in a 2.2 m square
 
 
+def test_navigation_trivial_baselines_equal_models_that_ignore_velocity():
+    task = NavigationTask(256, sequence_length=20, n_val=300, n_test=200, dog=False)  # nav_cpu's cells
+    base = task.trivial_baselines()
+    test = task.splits["test"]
+
+    class Constant(torch.nn.Module):  # outputs the same logits at every step
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, velocity, start_code):
+            return self.logits.expand(velocity.shape[0], *self.logits.shape)
+
+    stay = Constant(torch.log(test.start_code))  # decodes to the start at every step
+    assert base["start_position"]["test_error_cm"] == pytest.approx(task.error_cm(stay, test), rel=1e-6)
+    assert base["box_centre"]["val_error_cm"] == pytest.approx(84.2, abs=3.0)
+    # the target codes decoded: far better than staying put, and what a model emitting them scores
+    floor = task.decoding_floor_cm()
+    assert floor < 0.5 * base["start_position"]["test_error_cm"]
+    assert floor == pytest.approx(task._error_cm(torch.log(test.codes), test), rel=1e-6)
+
+
 def test_adding_batches_have_two_markers_and_the_right_target():
     b = adding_batch(np.random.default_rng(0), 500, 50)
     markers = b.x[..., 1]

@@ -221,7 +221,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     tables = selected_tables(chosen, by, columns, trivial)
     trivial_scores = baselines_by_block(records, by)
     baselines = baseline_tables(trivial_scores, columns)
-    flag_trivial(tables, chosen, trivial_scores)
+    flag_trivial(tables, chosen, trivial_scores, error)
     footer = " · ".join(x for x in (command, machine) if x)
     if any(c[0] == "recovery_auroc" for c in columns):  # systems with a known graph
         figures = {f"error vs {sparsity.replace('_', ' ')}": error_vs_sparsity(

@@ -162,6 +162,22 @@ class NavigationTask(Task):
     def _error_cm(self, logits: Tensor, batch: NavBatch) -> float:
         return 100.0 * float((self.place_cells.decode(logits) - batch.positions).norm(dim=-1).mean())
 
+    def trivial_baselines(self) -> dict[str, dict[str, float]]:
+        """Decoding errors (cm) of two predictors that integrate no velocity: staying where the start
+        code decodes to (``start_position``: persistence) and always the box's centre."""
+        out: dict[str, dict[str, float]] = {"start_position": {}, "box_centre": {}}
+        for split, b in self.splits.items():
+            start = self.place_cells.decode(b.start_code).expand_as(b.positions)
+            out["start_position"][f"{split}_error_cm"] = 100.0 * float((start - b.positions).norm(dim=-1).mean())
+            out["box_centre"][f"{split}_error_cm"] = 100.0 * float(b.positions.norm(dim=-1).mean())
+        return out
+
+    def decoding_floor_cm(self, split: str = "test") -> float:
+        """Error (cm) of decoding the *target* codes themselves: the decoder's own error, a floor that a
+        model whose output decodes like its target cannot pass (5.9 cm for nav_cpu's 256 Gaussian cells)."""
+        b = self.splits[split]
+        return self._error_cm(b.codes, b)
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         with eval_mode(model), torch.no_grad():
             val, test = self.splits["val"], self.splits["test"]
