@@ -85,6 +85,32 @@ def test_jacobian_of_linear_field_is_abs_matrix():
         analysis.jacobian_scores(model, torch.tensor([[float("nan"), 0, 0]]))
 
 
+def test_jacobian_recovery_sees_through_cancelling_paths_that_fool_path_weights():
+    """f = W2 tanh(W1 x) with W2 W1 = I: every path weight is 1 (AUROC 0.5, ties), but at x = 0 the
+    field's Jacobian is I, the true graph (AUROC 1)."""
+    model = MLP(2, 2, (2,), activation_name="tanh")
+    with torch.no_grad():
+        model.layers[0].weight.copy_(torch.tensor([[1.0, 1.0], [1.0, -1.0]]))
+        model.layers[1].weight.copy_(torch.tensor([[0.5, 0.5], [0.5, -0.5]]))
+        for layer in model.layers:
+            layer.bias.zero_()
+    truth = np.eye(2)
+    assert analysis.recovery_metrics(analysis.path_scores(model), truth)["auroc"] == pytest.approx(0.5)
+    assert analysis.jacobian_recovery(model, torch.zeros(10, 2), truth)["auroc"] == pytest.approx(1.0)
+
+
+def test_jacobian_recovery_thins_the_points_evenly():
+    model = MLP(3, 3, (4,), activation_name="tanh")
+    x = torch.randn(5000, 3, generator=torch.Generator().manual_seed(0))
+    truth = np.eye(3)
+    thinned = x[torch.linspace(0, 4999, 100).round().long()]
+    want = analysis.recovery_metrics(analysis.jacobian_scores(model, thinned), truth)
+    got = analysis.jacobian_recovery(model, x, truth, max_points=100)
+    assert got == {"auroc": pytest.approx(want["auroc"]), "auprc": pytest.approx(want["auprc"])}
+    with pytest.raises(ValueError, match="max_points"):
+        analysis.jacobian_recovery(model, x, truth, max_points=0)
+
+
 def test_recovery_metrics_shape_mismatch_is_named():
     with pytest.raises(ValueError, match="shape"):
         analysis.recovery_metrics(np.zeros((2, 3)), np.zeros((3, 3)))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sparsedyn.analysis import dependency_matrix
+from sparsedyn.analysis import dependency_matrix, jacobian_scores, recovery_metrics
 from sparsedyn.config import parse_config
 from sparsedyn.runner import run_experiment
 from sparsedyn.tasks.trajectories import masked_mse
@@ -26,8 +26,10 @@ def _run(methods):
     persistence = float(masked_mse(test.x0[:, None, :].expand_as(test.y), test))  # x(t) = x0
     cut = dependency_matrix(model).numpy() == 0
     right_cuts = float((task.truth[cut] == 0).mean()) if cut.any() else float("nan")
+    jac = jacobian_scores(model, task.field_inputs("train"))  # 176 states: all of them are scored
     return {**res["metrics"], "persistence_mse": persistence, "right_cuts": right_cuts,
-            "absent_rate": float((task.truth == 0).mean())}
+            "absent_rate": float((task.truth == 0).mean()), "jac": jac, "cut": cut,
+            "jac_auroc": recovery_metrics(jac, task.truth)["auroc"]}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,10 @@ def test_group_lasso_removes_absent_input_groups(vanilla):
     assert gl["feature_sparsity"] > 0.25 and gl["right_cuts"] == 1.0  # every removed input is truly absent
     assert gl["recovery_auroc"] > vanilla["recovery_auroc"]
     assert gl["test_mse"] < gl["persistence_mse"] / 2
+    # the functional score agrees with the structure (a cut input moves no output) and is what the run recorded
+    assert (gl["jac"][gl["cut"]] == 0).all()
+    assert gl["recovery_jacobian_auroc"] == pytest.approx(gl["jac_auroc"])
+    assert vanilla["recovery_jacobian_auroc"] == pytest.approx(vanilla["jac_auroc"])
 
 
 def test_magnitude_pruning_reaches_its_target(vanilla):

@@ -14,8 +14,8 @@ from .nn.modes import eval_mode
 from .nn.ode import vector_field
 from .nn.prunable import prunable_weights
 
-__all__ = ["effective_weights", "weight_sparsity", "path_scores", "jacobian_scores", "dependency_matrix",
-           "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
+__all__ = ["effective_weights", "weight_sparsity", "path_scores", "jacobian_scores", "jacobian_recovery",
+           "dependency_matrix", "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
 
 def effective_weights(model: nn.Module) -> dict[str, Tensor]:
     """``{name: effective weight}`` for every prunable weight, gates deterministic."""
@@ -58,6 +58,23 @@ def jacobian_scores(model: nn.Module, x: Tensor) -> Tensor:
     with eval_mode(model):
         jac = torch.func.vmap(torch.func.jacrev(lambda p: field(p[None])[0]))(x.detach())
     return jac.abs().mean(dim=0).detach()
+
+
+def jacobian_recovery(model: nn.Module, x: Tensor, truth: Tensor | np.ndarray, max_points: int = 1000
+                      ) -> dict[str, float]:
+    """AUROC and AUPRC of the mean absolute Jacobian (:func:`jacobian_scores`) against ``truth``.
+
+    The path-weight score ``|W_L| ... |W_1|`` ranks a dense network's dependencies by weight
+    magnitudes, which a function can hide (cancelling paths, saturated units); the Jacobian scores
+    what the field does at the data. ``x`` is thinned to at most ``max_points`` evenly spaced rows
+    (deterministic) to bound the cost.
+    """
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+    if len(x) > max_points:
+        x = x[torch.linspace(0, len(x) - 1, max_points).round().long()]
+    rec = recovery_metrics(jacobian_scores(model, x), truth)
+    return {"auroc": rec["auroc"], "auprc": rec["auprc"]}
 
 
 def dependency_matrix(

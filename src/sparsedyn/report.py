@@ -24,6 +24,7 @@ DEFAULT_COLUMNS = [
     ("test_extrap_mse", "extrapolated"),
     ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
     ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
+    ("recovery_jacobian_auroc", "AUROC (Jacobian)"),
 ]
 HEMATOPOIESIS_COLUMNS = [
     ("train_mse", "train (donor 12)"), ("test_11_mse", "donor 11"), ("test_21_mse", "donor 21"),

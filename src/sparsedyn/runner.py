@@ -142,6 +142,10 @@ def analyse(model: nn.Module, task: Task) -> dict[str, float]:
     if task.truth is not None and tuple(scores.shape) == task.truth.shape:
         rec = analysis.recovery_metrics(scores, task.truth)
         out.update({f"recovery_{k}": v for k, v in rec.items()})
+        x = task.field_inputs("train") if hasattr(task, "field_inputs") else None
+        if x is not None and x.shape[-1] == task.truth.shape[1]:  # the field's input is the observed state
+            jac = analysis.jacobian_recovery(model, x, task.truth)
+            out.update({f"recovery_jacobian_{k}": v for k, v in jac.items()})
     return out
 
 
