@@ -205,6 +205,21 @@ def report(
     typer.echo(f"wrote {res['out'] / 'report.md'}" + (f" and {html}" if html else ""))
 
 
+@app.command()
+@friendly_errors
+def rescore(
+    runs_dir: Path = typer.Argument(..., help="A folder of finished runs (e.g. a sweep's output)."),
+) -> None:
+    """Recompute finished runs' sparsity and graph-recovery metrics from their saved models (no training):
+    runs made before a metric existed get it; forecast errors stay as recorded."""
+    from .rescore import rescore_runs
+
+    res = rescore_runs(runs_dir)
+    typer.echo(f"{res['rescored']} runs updated, {res['up_to_date']} already up to date, {res['skipped']} skipped "
+               f"(not completed, SINDy, or no model.pt)" + (f"; metrics: {', '.join(res['metrics'])}"
+                                                              if res["metrics"] else ""))
+
+
 @app.command("list")
 def list_() -> None:
     """List the available methods, tasks (with the model kinds each takes) and systems."""

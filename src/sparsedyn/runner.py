@@ -149,13 +149,14 @@ def analyse(model: nn.Module, task: Task) -> dict[str, float]:
     return out
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "model.pt") -> Experiment:
+def load_run(run_dir: str | Path, checkpoint: str = "model.pt", task: Task | None = None) -> Experiment:
     """Rebuild a finished run's experiment from its ``config.yaml`` and load its weights: by default the
-    reported model (``model.pt``), or another checkpoint (``last.pt``, ``best.pt``)."""
+    reported model (``model.pt``), or another checkpoint (``last.pt``, ``best.pt``). ``task``: an already
+    built task of the same task section, reused (building a task can mean simulating or loading data)."""
     from .config import load_config
 
     run_dir = Path(run_dir)
-    exp = build_experiment(load_config(run_dir / "config.yaml"))
+    exp = build_experiment(load_config(run_dir / "config.yaml"), task)
     saved = torch.load(run_dir / checkpoint, weights_only=False)
     if saved.get("phase", 1) == 2:  # saved after fine-tuning began: the pattern was frozen (gates -> masks)
         exp.method.finalize(exp.model)
