@@ -210,6 +210,8 @@ def test_recurrent_runs_are_compared_on_w_hh_sparsity_and_flagged_against_their_
     assert row["a"]["max recurrent sp. (val_error_cm within 5% of dense)"] == "0.9"
     assert row["a"]["test_error_cm at recurrent sp. >= 0.9"] == "6.1"
     assert row["a"]["test_error_cm at recurrent sp. >= 0.98"] == "9"
+    (header, _), = pareto_tables(groups, None, "val_error_cm", 0.05, None, "test_error_cm").values()
+    assert not any("within" in h for h in header)  # no baseline: no matched-error reading
     tables = {"all": (["method"], [["a"]])}
     chosen = {"all": {"a": next(g for g in groups if g.variant == "a")}}
     flag_trivial(tables, chosen, {"all": {"stay": {"test_error_cm": 8.0}, "centre": {"test_error_cm": 80.0}}},

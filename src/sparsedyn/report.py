@@ -56,6 +56,9 @@ PARETO_NOTE = ("Each method over all its strengths (mean over seeds per strength
                "best AUROC among its points whose mean {metric} is within {within:.0%} of {baseline}'s, and the "
                "lowest mean {error} among its points at least as sparse as each level (AUROC of that point). "
                "'—': no point qualifies.")
+PARETO_NOTE_NO_BASELINE = ("Each method over all its strengths (mean over seeds per strength): the lowest mean {error} "
+                           "among its points at least as sparse as each level (no baseline variant, so no "
+                           "matched-error reading). '—': no point qualifies.")
 
 
 def columns_for(records: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], tuple[str, str]]:
@@ -262,8 +265,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
         if block in baselines:
             md += [markdown_table(*baselines[block]), ""]
     if pareto:
-        md += ["### Pareto comparison", "", PARETO_NOTE.format(metric=metric, within=within, baseline=baseline,
-                                                                error=error), ""]
+        note = (PARETO_NOTE.format(metric=metric, within=within, baseline=baseline, error=error) if baseline
+                else PARETO_NOTE_NO_BASELINE.format(error=error))
+        md += ["### Pareto comparison", "", note, ""]
         for block, (header, rows) in pareto.items():
             md += [f"#### {block}", "", markdown_table(header, rows), ""]
     all_header, all_rows = all_points_table(groups, columns, trivial, metric)

@@ -72,9 +72,11 @@ def pareto_table(points: dict[str, list[Group]], metric: str, within: float, bas
     base = [g.mean(metric) for g in points.get(baseline or "", []) if math.isfinite(g.mean(metric))]
     limit = (1.0 + within) * min(base) if base else math.nan
     has_auroc = any(math.isfinite(g.mean("recovery_auroc")) for gs in points.values() for g in gs)
+    matched = bool(base)  # "sparsity at matched error" needs the baseline's error
     header = ["method", "points"]
-    header += [f"max {k.split('_')[0]} sp. ({metric} within {within:.0%} of {baseline})" for k in kinds]
-    header += [f"best AUROC (within {within:.0%})"] if has_auroc else []
+    if matched:
+        header += [f"max {k.split('_')[0]} sp. ({metric} within {within:.0%} of {baseline})" for k in kinds]
+        header += [f"best AUROC (within {within:.0%})"] if has_auroc else []
     for k in kinds:
         for s in LEVELS[k]:
             header.append(f"{error} at {k.split('_')[0]} sp. >= {s:g}" + (" (AUROC)" if has_auroc else ""))
@@ -82,9 +84,10 @@ def pareto_table(points: dict[str, list[Group]], metric: str, within: float, bas
     for variant, gs in points.items():
         ok = [g for g in gs if g.mean(metric) <= limit]
         row = [variant, str(len(gs))]
-        row += [_fmt(max((g.mean(k) for g in ok), default=math.nan)) for k in kinds]
-        if has_auroc:
-            row.append(_fmt(max((g.mean("recovery_auroc") for g in ok), default=math.nan)))
+        if matched:
+            row += [_fmt(max((g.mean(k) for g in ok), default=math.nan)) for k in kinds]
+            if has_auroc:
+                row.append(_fmt(max((g.mean("recovery_auroc") for g in ok), default=math.nan)))
         for k in kinds:
             for s in LEVELS[k]:
                 sparse = [g for g in gs if g.mean(k) >= s - ROUNDING and math.isfinite(g.mean(error))]
