@@ -132,6 +132,7 @@ def plot_fronts(groups: list[Group], by: str | None, path: Path, error: str = "t
         refs = [r for r in refs if math.isfinite(r)]
         cap = 3 * max(refs) if refs else math.inf  # a diverged model must not flatten every front
         for ax, kind in zip(row, kinds):
+            shown = list(refs)  # every value drawn, capped: the axis ends just above the highest
             for v, gs in points.items():
                 if v == baseline:
                     for g in gs:
@@ -139,6 +140,7 @@ def plot_fronts(groups: list[Group], by: str | None, path: Path, error: str = "t
                     continue
                 xs, ys = np.array([g.mean(kind) for g in gs]), np.array([g.mean(error) for g in gs])
                 ax.scatter(xs, np.minimum(ys, cap), color=colours[v], s=10, alpha=0.35)
+                shown += [float(y) for y in np.minimum(ys, cap) if math.isfinite(y)]
                 off = ys > cap
                 if off.any():
                     ax.scatter(xs[off], np.full(off.sum(), cap), marker="^", color=colours[v], s=30)
@@ -148,8 +150,8 @@ def plot_fronts(groups: list[Group], by: str | None, path: Path, error: str = "t
             for name, value in (trivial or {}).get(block, {}).items():
                 ax.axhline(value, ls=":", color="0.5", lw=1, label=f"{name} ({value:.3g})")
             ax.set_yscale("log")
-            if math.isfinite(cap):
-                ax.set_ylim(top=cap * 1.3)
+            if shown and min(shown) > 0:
+                ax.set_ylim(min(shown) / 1.1, max(shown) * 1.3)
             ax.set_xlabel(f"{kind.replace('_', ' ')} (mean over seeds)")
             ax.set_ylabel(error.replace("_", " "))
             ax.set_title(f"{block}: Pareto fronts", fontsize=10)
