@@ -81,3 +81,22 @@ def test_spurious_sparsity_counts_zero_dependencies_on_non_tfs(task):
 def test_missing_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="hematopoiesis file not found"):
         HematopoiesisTask(tmp_path)
+
+
+def test_initial_state_noise_perturbs_only_the_training_starts_repeatably(data, task):
+    noisy_task = HematopoiesisTask(data, test_donors=("24",), steps_per_epoch=3, x0_noise=0.05)
+    train = noisy_task.splits["train"]
+    batches = list(noisy_task.train_batches(3, torch.Generator().manual_seed(7)))
+    again = list(noisy_task.train_batches(3, torch.Generator().manual_seed(7)))
+    assert len(batches) == 3
+    for b, a in zip(batches, again):
+        assert torch.equal(b.meta["x0"], a.meta["x0"])  # same seed, same starts
+        assert torch.equal(b.y, train.y) and torch.equal(b.mask, train.mask)
+        noise = b.meta["x0"] - train.meta["x0"]
+        assert abs(float(noise.std()) - 0.05) < 0.005 and abs(float(noise.mean())) < 0.005
+    assert not torch.equal(batches[0].meta["x0"], batches[1].meta["x0"])  # fresh noise each step
+    assert torch.equal(train.meta["x0"], task.splits["train"].meta["x0"])  # the split itself is untouched
+    plain = list(task.train_batches(3, torch.Generator().manual_seed(7)))
+    assert all(b is task.splits["train"] for b in plain)
+    with pytest.raises(ValueError, match="x0_noise"):
+        HematopoiesisTask(data, test_donors=("24",), x0_noise=-0.1)
