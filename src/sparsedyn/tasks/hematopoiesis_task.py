@@ -35,7 +35,7 @@ from ..nn.modes import eval_mode
 from ..nn.stacked import stacked_forecast
 from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
-from .hematopoiesis import LINEAGES, TEST_DONORS, TRAIN_DONOR, Lineage, load_lineage, transcription_factors
+from .hematopoiesis import TEST_DONORS, TRAIN_DONOR, Lineage, load_donor, transcription_factors
 from .trajectories import Trajectories
 
 ENV_VAR = "SPARSEDYN_HEMATOPOIESIS_DIR"
@@ -120,13 +120,7 @@ class HematopoiesisTask(ForecastTask):
                    grid_points=cfg.grid_points, start=cfg.start, x0_noise=cfg.x0_noise)
 
     def _donor(self, donor: str) -> Trajectories:
-        lineages = []
-        for name in LINEAGES:
-            try:
-                lineages.append(load_lineage(self.path, name, donor, self.start))
-            except FileNotFoundError:
-                if (name, donor) != ("eryth", "24"):  # the one lineage the data set lacks
-                    raise
+        lineages = list(load_donor(self.path, donor, self.start).values())
         self.genes = self.genes or lineages[0].genes
         if any(lin.genes != self.genes for lin in lineages):
             raise ValueError(f"donor {donor}: its lineages list other genes than donor {TRAIN_DONOR}'s")
