@@ -102,11 +102,13 @@ def test_jacobian_recovery_sees_through_cancelling_paths_that_fool_path_weights(
 def test_jacobian_recovery_thins_the_points_evenly():
     model = MLP(3, 3, (4,), activation_name="tanh")
     x = torch.randn(5000, 3, generator=torch.Generator().manual_seed(0))
-    truth = np.eye(3)
+    truth = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 1]])
     thinned = x[torch.linspace(0, 4999, 100).round().long()]
     want = analysis.recovery_metrics(analysis.jacobian_scores(model, thinned), truth)
     got = analysis.jacobian_recovery(model, x, truth, max_points=100)
-    assert got == {"auroc": pytest.approx(want["auroc"]), "auprc": pytest.approx(want["auprc"])}
+    keys = ("auroc", "auprc", "auroc_offdiag", "auprc_offdiag")  # with and without self-loops
+    assert got == {k: pytest.approx(want[k]) for k in keys}
+    assert analysis.thin(x, 100).shape == (100, 3) and analysis.thin(x[:7], 100).shape == (7, 3)
     with pytest.raises(ValueError, match="max_points"):
         analysis.jacobian_recovery(model, x, truth, max_points=0)
 

@@ -79,3 +79,23 @@ def test_bad_settings_are_named():
         BooleanODE("a = a + a")
     with pytest.raises(ValueError, match="'b' is not a gene with a rule"):
         BooleanODE("a = a and b")
+
+
+def test_the_true_jacobian_by_hand_and_the_ceiling_of_the_jacobian_read_out():
+    net = BooleanODE("a = a and not b\nb = a or b\nc = not (a and b)", hill_n=2.0, hill_k=0.5)
+    x = np.array([0.5, 0.25, 0.9])
+    h = x ** 2 / (x ** 2 + 0.25) * 1.25
+    dh = 1.25 * 2 * x * 0.25 / (x ** 2 + 0.25) ** 2
+    expected = np.array([
+        [dh[0] * (1 - h[1]) - 1, -h[0] * dh[1], 0.0],
+        [dh[0] * (1 - h[1]), dh[1] * (1 - h[0]) - 1, 0.0],
+        [-dh[0] * h[1], -h[0] * dh[1], -1.0],
+    ])
+    assert net.jacobian(x) == pytest.approx(expected, abs=1e-8)
+    assert net.jacobian(np.stack([x, x])).shape == (2, 3, 3)
+    task = KrumsiekInterventionsTask(n_per_condition=4, n_val_per_condition=2, n_test=4, n_test_per_held_out=2)
+    ceiling = task.true_jacobian_recovery()
+    # off the diagonal the true field depends on exactly the graph's edges: a perfect ranking
+    assert ceiling["auroc_offdiag"] == 1.0 and ceiling["auprc_offdiag"] == 1.0
+    # every gene decays, so all 11 diagonal entries score high while only 4 are edges of the graph
+    assert int(np.trace(task.truth)) == 4 and ceiling["auroc"] < 0.95

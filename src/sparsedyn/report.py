@@ -25,6 +25,8 @@ DEFAULT_COLUMNS = [
     ("test_intervention_mse", "intervention"), ("weight_sparsity", "weight sp."),
     ("feature_sparsity", "feature sp."), ("recovery_auroc", "AUROC"), ("recovery_auprc", "AUPRC"),
     ("recovery_jacobian_auroc", "AUROC (Jacobian)"),
+    # without self-loops: where every variable decays, the diagonal says little about the graph
+    ("recovery_auroc_offdiag", "AUROC off-diag."), ("recovery_jacobian_auroc_offdiag", "AUROC (Jacobian, off-diag.)"),
 ]
 HEMATOPOIESIS_COLUMNS = [
     ("train_mse", "train (donor 12)"), ("test_11_mse", "donor 11"), ("test_21_mse", "donor 21"),

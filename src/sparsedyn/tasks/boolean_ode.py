@@ -123,6 +123,17 @@ class BooleanODE:
         target = np.stack([rule(a) for rule in self.rules], axis=-1)
         return (target - x) / self.tau
 
+    def jacobian(self, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+        """``J[..., i, j] = d(dx_i/dt) / dx_j`` at states ``x (..., n)``, by central differences (the
+        field is smooth; the error is O(eps^2))."""
+        x = np.asarray(x, dtype=np.float64)
+        cols = []
+        for j in range(self.n):
+            step = np.zeros(self.n)
+            step[j] = eps
+            cols.append((self.rhs(x + step) - self.rhs(x - step)) / (2 * eps))
+        return np.stack(cols, axis=-1)
+
     def simulate(self, x0: np.ndarray, t: np.ndarray, intervention: Mapping[int, float] | None = None,
                  substeps: int = 10) -> np.ndarray:
         """Trajectories ``(B, T, n)`` from ``x0 (B, n)`` at times ``t`` (classical RK4, ``substeps`` steps
