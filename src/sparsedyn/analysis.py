@@ -15,7 +15,7 @@ from .nn.ode import vector_field
 from .nn.prunable import prunable_weights
 
 __all__ = ["effective_weights", "weight_sparsity", "path_scores", "jacobian_scores", "jacobian_recovery",
-           "dependency_matrix", "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
+           "ranking_metrics", "thin", "dependency_matrix", "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
 
 def effective_weights(model: nn.Module) -> dict[str, Tensor]:
     """``{name: effective weight}`` for every prunable weight, gates deterministic."""
@@ -71,7 +71,13 @@ def jacobian_recovery(model: nn.Module, x: Tensor, truth: Tensor | np.ndarray, m
     (:func:`thin`) to bound the cost. Without self-loops matters where every variable decays
     (``dx_i/dt = ... - x_i``): the true field's diagonal is then nonzero whatever the graph says.
     """
-    rec = recovery_metrics(jacobian_scores(model, thin(x, max_points)), truth)
+    return ranking_metrics(jacobian_scores(model, thin(x, max_points)), truth)
+
+
+def ranking_metrics(scores: Tensor | np.ndarray, truth: Tensor | np.ndarray) -> dict[str, float]:
+    """The threshold-free part of :func:`recovery_metrics`: AUROC and AUPRC, with self-loops and
+    (square ``truth``) without them."""
+    rec = recovery_metrics(scores, truth)
     return {k: rec[k] for k in ("auroc", "auprc", "auroc_offdiag", "auprc_offdiag") if k in rec}
 
 

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from ..analysis import recovery_metrics, thin
+from ..analysis import ranking_metrics, thin
 from ..nn.modes import eval_mode
 from .base import TaskConfig, register_task
 from .boolean_ode import BooleanODE
@@ -134,9 +134,7 @@ class KrumsiekInterventionsTask(ForecastTask):
         against the graph. Every gene decays (``- x_i``), so the true diagonal is nonzero for all 11
         genes while only those whose rule names themselves are self-loops of the graph."""
         x = thin(self.field_inputs("train"), max_points).double().numpy()
-        scores = np.abs(self.network.jacobian(x)).mean(axis=0)
-        rec = recovery_metrics(scores, self.truth)
-        return {k: rec[k] for k in ("auroc", "auprc", "auroc_offdiag", "auprc_offdiag")}
+        return ranking_metrics(np.abs(self.network.jacobian(x)).mean(axis=0), self.truth)
 
     def field_inputs(self, split: str = "train") -> Tensor:
         """Observed states of every condition of ``split`` (train: all training conditions)."""
