@@ -29,7 +29,7 @@ def _run(methods):
     jac = jacobian_scores(model, task.field_inputs("train"))  # 176 states: all of them are scored
     return {**res["metrics"], "persistence_mse": persistence, "right_cuts": right_cuts,
             "absent_rate": float((task.truth == 0).mean()), "jac": jac, "cut": cut,
-            "jac_auroc": recovery_metrics(jac, task.truth)["auroc"]}
+            **{f"jac_{k}": v for k, v in recovery_metrics(jac, task.truth).items() if k.startswith("auroc")}}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,7 @@ def test_group_lasso_removes_absent_input_groups(vanilla):
     assert (gl["jac"][gl["cut"]] == 0).all()
     assert gl["recovery_jacobian_auroc"] == pytest.approx(gl["jac_auroc"])
     assert vanilla["recovery_jacobian_auroc"] == pytest.approx(vanilla["jac_auroc"])
+    assert gl["recovery_jacobian_auroc_offdiag"] == pytest.approx(gl["jac_auroc_offdiag"])  # without self-loops
 
 
 def test_magnitude_pruning_reaches_its_target(vanilla):
