@@ -172,13 +172,15 @@ class Trainer:
         else:
             mixed = any(g.get("heavy_ball") for g in groups)
             optimizer = AdamWithHeavyBall(groups) if mixed else torch.optim.Adam(groups)
-        self._group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}  # for step sizes
+        # For step sizes: the group's *index*. ``Optimizer.load_state_dict`` replaces the group dicts, so a
+        # reference to a dict would keep the pre-resume learning rate after a scheduler moved it.
+        self._group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
         return optimizer
 
     def _step_size(self, p: Tensor) -> Tensor:
         """The optimizer's effective step for each element of ``p``: Adam's ``lr / (sqrt(v_hat) + eps)``
         (bias-corrected), plain SGD's ``lr``. Proximal methods scale their thresholds by it."""
-        group = self._group_of[id(p)]
+        group = self.optimizer.param_groups[self._group_of[id(p)]]
         state = self.optimizer.state.get(p, {})
         if isinstance(self.optimizer, torch.optim.Adam) and not group.get("heavy_ball") and "exp_avg_sq" in state:
             v_hat = state["exp_avg_sq"] / (1.0 - group["betas"][1] ** float(state["step"]))
