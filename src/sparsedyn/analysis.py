@@ -15,7 +15,8 @@ from .nn.ode import vector_field
 from .nn.prunable import prunable_weights
 
 __all__ = ["effective_weights", "weight_sparsity", "path_scores", "jacobian_scores", "jacobian_recovery",
-           "ranking_metrics", "thin", "dependency_matrix", "feature_sparsity", "spurious_feature_sparsity", "recovery_metrics"]
+           "ranking_metrics", "thin", "dependency_matrix", "feature_sparsity", "spurious_feature_sparsity",
+           "recovery_metrics"]
 
 def effective_weights(model: nn.Module) -> dict[str, Tensor]:
     """``{name: effective weight}`` for every prunable weight, gates deterministic."""

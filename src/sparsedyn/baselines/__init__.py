@@ -1,5 +1,17 @@
-"""External baselines (optional dependencies)."""
+"""External baselines (optional dependencies: scikit-learn, pysindy)."""
 
+from .edges import (
+           BASELINES,
+           EdgeEstimate,
+           Standardiser,
+           lasso_linear,
+           lasso_poly,
+           simulate,
+           sindy,
+           trajectory_folds,
+           trees,
+)
 from .sindy import SindyModel, fit_sindy
 
-__all__ = ["SindyModel", "fit_sindy"]
+__all__ = ["BASELINES", "EdgeEstimate", "SindyModel", "Standardiser", "fit_sindy", "lasso_linear", "lasso_poly",
+           "simulate", "sindy", "trajectory_folds", "trees"]

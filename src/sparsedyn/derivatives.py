@@ -1,0 +1,126 @@
+"""Smoothed states and time derivatives of observed trajectories, for regression on ``dx/dt``.
+
+Every graph-recovery tool that regresses derivatives on states (LassoCV "linear Granger", SINDy,
+GENIE3 on derivatives, sparsedyn's own collocation stage) needs ``dx/dt`` at the observed points.
+Raw finite differences amplify noise by ``1 / dt`` and assume a regular grid. Two smoothers take
+irregular times as they are:
+
+- ``"local"`` (default): Savitzky-Golay generalised to uneven times: at each point a weighted
+  (tricube) quadratic fit to its ``k`` nearest points in time; the value and slope of that fit are
+  the smoothed state and derivative. ``k`` is chosen per feature (pooled over trajectories) by
+  leave-one-out error, exact and cheap for a linear smoother (``(y - y_hat) / (1 - H_ii)``).
+- ``"spline"``: a cubic smoothing spline per feature and trajectory
+  (:func:`scipy.interpolate.make_smoothing_spline`, penalty by generalised cross-validation);
+  about 50x slower than ``"local"`` (scipy's GCV loops in Python).
+
+Missing points (NaN rows) are left out of the fit and of the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.interpolate import make_smoothing_spline
+
+from .tasks.user_data import DataError, Series
+
+MIN_POINTS = 5  # a GCV smoothing spline needs at least five observed points
+
+
+@dataclass
+class DerivativeData:
+    """Observed points of every trajectory stacked: smoothed states ``x`` (N, n), derivatives ``dxdt``
+    (N, n), and ``trajectory`` (N,), the index of the trajectory each row came from."""
+
+    x: np.ndarray
+    dxdt: np.ndarray
+    trajectory: np.ndarray
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.trajectory.max()) + 1 if len(self.trajectory) else 0
+
+
+WINDOWS = (5, 7, 9, 11, 15)  # candidate neighbourhood sizes of the local smoother
+
+
+def _local_fits(t: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local weighted quadratic fits at every point of one trajectory with ``k`` nearest neighbours:
+    values (T, n), slopes (T, n) and the hat matrix's diagonal (T,)."""
+    T = len(t)
+    k = min(k, T)
+    order = np.argsort(np.abs(t[:, None] - t[None, :]), axis=1, kind="stable")[:, :k]  # (T, k)
+    dt = t[order] - t[:, None]  # (T, k)
+    h = np.abs(dt).max(axis=1, keepdims=True) * 1.0001
+    w = (1 - (np.abs(dt) / h) ** 3) ** 3  # tricube
+    A = np.stack([np.ones_like(dt), dt, dt**2], axis=2)  # (T, k, 3)
+    AtW = A.transpose(0, 2, 1) * w[:, None, :]  # (T, 3, k)
+    inv = np.linalg.pinv(AtW @ A)  # (T, 3, 3)
+    coef = inv @ AtW @ x[order]  # (T, 3, n)
+    hat = np.einsum("tj,tjk->tk", inv[:, 0, :], AtW)[:, 0]  # weight of the centre point on itself (nearest: first)
+    return coef[:, 0], coef[:, 1], hat
+
+
+def _choose_windows(times: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
+    """Per feature, the window of :data:`WINDOWS` with the least leave-one-out error over all trajectories."""
+    n = values[0].shape[1]
+    err = np.zeros((len(WINDOWS), n))
+    for t, x in zip(times, values):
+        for w, k in enumerate(WINDOWS):
+            if k > len(t) and w > 0:
+                err[w] = np.inf
+                continue
+            fit, _, hat = _local_fits(t, x, k)
+            err[w] += (((x - fit) / np.clip(1 - hat, 1e-3, None)[:, None]) ** 2).sum(axis=0)
+    return np.array([WINDOWS[i] for i in np.argmin(err, axis=0)])
+
+
+def smooth_trajectory(t: np.ndarray, x: np.ndarray, smooth: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed values and derivatives of one trajectory ``x`` (T, n) at its times ``t`` (T,).
+
+    With ``smooth=False`` (or fewer than :data:`MIN_POINTS` points) the values are kept and the
+    derivative is the second-order finite difference for uneven steps (``numpy.gradient``)."""
+    t = np.asarray(t, dtype=float)
+    x = np.asarray(x, dtype=float)
+    if len(t) < 2:
+        raise DataError(f"a trajectory needs at least two observed points for a derivative, got {len(t)}")
+    if not smooth or len(t) < MIN_POINTS:
+        return x.copy(), np.gradient(x, t, axis=0, edge_order=1 if len(t) < 3 else 2)
+    values, slopes = np.empty_like(x), np.empty_like(x)
+    for j in range(x.shape[1]):
+        column = x[:, j]
+        if np.ptp(column) == 0:  # a constant feature: GCV has nothing to smooth
+            values[:, j], slopes[:, j] = column, 0.0
+            continue
+        spline = make_smoothing_spline(t, column)
+        values[:, j], slopes[:, j] = spline(t), spline.derivative()(t)
+    return values, slopes
+
+
+def derivative_data(series: Series, smooth: bool | str = True) -> DerivativeData:
+    """Smoothed states and derivatives of every trajectory of ``series`` (observed points only), stacked.
+
+    ``smooth``: ``"local"`` or True (the local quadratic smoother), ``"spline"`` (:func:`smooth_trajectory`),
+    or False (finite differences of the raw values)."""
+    kind = "local" if smooth is True else ("none" if smooth is False else smooth)
+    if kind not in ("local", "spline", "none"):
+        raise ValueError(f"smooth must be 'local', 'spline', True or False, got {smooth!r}")
+    times, values = [], []
+    for t, x in zip(series.times, series.values):
+        seen = ~np.isnan(x).any(axis=1)
+        times.append(t[seen])
+        values.append(x[seen])
+    windows = _choose_windows(times, values) if kind == "local" and min(map(len, times)) >= MIN_POINTS else None
+    xs, ds, ids = [], [], []
+    for k, (t, x) in enumerate(zip(times, values)):
+        if windows is not None:
+            fits = {w: _local_fits(t, x, w) for w in set(windows.tolist())}
+            value = np.stack([fits[w][0][:, j] for j, w in enumerate(windows)], axis=1)
+            slope = np.stack([fits[w][1][:, j] for j, w in enumerate(windows)], axis=1)
+        else:
+            value, slope = smooth_trajectory(t, x, kind == "spline")
+        xs.append(value)
+        ds.append(slope)
+        ids.append(np.full(len(value), k))
+    return DerivativeData(np.concatenate(xs), np.concatenate(ds), np.concatenate(ids))
