@@ -82,3 +82,16 @@ def test_bad_input_and_misuse_are_named(data):
     bad[1, 3, 2] = np.nan
     with pytest.raises(DataError, match="trajectory '1': time .* has NaN in \\['x2'\\]"):
         est.fit(bad, t=t)
+
+
+def test_the_jacobian_read_out_ranks_a_dense_fit_well_and_an_emptied_graph_warns(data):
+    from sparsedyn.graph import GraphWarning
+
+    t, X, truth = data
+    dense = SparseODE(method="vanilla", strength=0.0, **SMALL).fit(X, t=t)
+    jac = recovery_metrics(torch.as_tensor(dense.jacobian_scores_), truth)["auroc"]
+    paths = recovery_metrics(torch.as_tensor(dense.path_scores_), truth)["auroc"]
+    assert jac > paths and jac > 0.8, (jac, paths)  # a dense fit: path weights near chance
+    with pytest.warns(GraphWarning, match="no edge between variables"):
+        SparseODE(method="group_lasso", strength=10.0, method_params={"hidden": [8]}, hidden=(16,), epochs=20,
+                  seed=0).fit(X, t=t)

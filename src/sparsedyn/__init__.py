@@ -14,6 +14,7 @@ from . import tasks as _tasks
 from .analysis import *  # noqa: F403
 from .config import ConfigError, ExperimentConfig, load_config, parse_config
 from .estimator import SparseODE
+from .graph import SparseGraph
 from .methods import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .runner import run_experiment
@@ -26,4 +27,4 @@ __version__ = "0.1.0"
 # layer), built from their own lists so nothing named in the docs can be missing here.
 __all__ = [*_analysis.__all__, *_methods.__all__, *_nn.__all__, *_tasks.__all__, "ConfigError",
            "ExperimentConfig", "load_config", "parse_config", "run_experiment", "Trainer", "TrainSettings",
-           "SparseODE", "__version__"]
+           "SparseODE", "SparseGraph", "__version__"]

@@ -3,6 +3,7 @@
     from sparsedyn import SparseODE
     model = SparseODE(method="pathreg", strength=1e-3).fit(X, t=t, feature_names=names)
     model.graph_                       # learned dependency matrix (out, in); rows/columns: feature_names_in_
+    model.jacobian_scores_             # edge scores: mean |d f_i / d x_j| at the training states
     model.predict(x0, t)               # forecast from an initial state
     model.score(X_test, t=t)           # R^2 of forecasting each trajectory from its first state
     rows = model.path(X, t=t, strengths=[0, 1e-4, 1e-3, 1e-2])   # warm-started regularisation path
@@ -14,12 +15,16 @@ checkpoint kept (``val_fraction`` of the trajectories held out; with fewer than 
 or ``val_fraction=0``, the training error chooses). ``get_params`` / ``set_params`` follow
 scikit-learn's protocol, so ``sklearn.base.clone`` and ``GridSearchCV`` work (pass ``t`` to ``fit``;
 ``score`` falls back to the grid seen in ``fit``).
+
+For the wiring of a system (graph recovery), :class:`sparsedyn.SparseGraph` is the self-tuned tool:
+it chooses its own strength by cross-validation and gives edge probabilities.
 """
 
 from __future__ import annotations
 
 import inspect
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,16 +144,29 @@ class SparseODE(_Base):
         self.n_features_in_ = series.n_features
         self.t_ = task.splits["train"].t.numpy()
         self.history_, self.phase_ = result.history, result.phase
-        self._read_off()
+        train = task.splits["train"]
+        self._read_off(train.y[train.mask])
         return self
 
-    def _read_off(self) -> None:
-        from .analysis import dependency_matrix, feature_sparsity, path_scores, weight_sparsity
+    def _read_off(self, states: torch.Tensor | None = None) -> None:
+        """The structural graph, path scores and sparsity; with the training ``states`` also the Jacobian
+        read-out (the recommended edge score: path weights rank a dense fit's edges near chance) and a
+        :class:`~sparsedyn.graph.GraphWarning` when the structural graph has no edge between variables."""
+        from .analysis import dependency_matrix, feature_sparsity, jacobian_scores, path_scores, thin, weight_sparsity
+        from .graph import GraphWarning
 
         self.graph_ = dependency_matrix(self.model_).numpy()
         self.path_scores_ = path_scores(self.model_).detach().numpy()
         self.feature_sparsity_ = float(feature_sparsity(torch.as_tensor(self.graph_)))
         self.weight_sparsity_ = float(weight_sparsity(self.model_)["global"])
+        if states is not None:
+            self.jacobian_scores_ = jacobian_scores(self.model_, thin(states, 1000)).numpy()
+            off = ~np.eye(*self.graph_.shape, dtype=bool)
+            if not self.graph_[off].any():
+                warnings.warn(f"SparseODE: the fitted graph has no edge between variables (method {self.method!r} "
+                              f"at strength {self.strength:g} cut every input); lower the strength, use "
+                              "relative_strength=True, or sparsedyn.SparseGraph (self-tuned)", GraphWarning,
+                              stacklevel=3)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

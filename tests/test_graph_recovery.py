@@ -1,0 +1,184 @@
+"""Graph recovery from trajectories: smoothers, the hybrid field, its path solver, SparseGraph, the baselines."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from sparsedyn.baselines.edges import BASELINES, Standardiser
+from sparsedyn.collocation import HybridField, fit_library_path, library_lambda_max
+from sparsedyn.derivatives import _local_fits, derivative_data
+from sparsedyn.graph import GraphWarning, NotFittedError, SparseGraph
+from sparsedyn.graph_benchmark import edge_metrics
+from sparsedyn.tasks.user_data import DataError, Series
+
+
+def _linear_data(n_traj=10, points=20, noise=0.01, seed=0):
+    """A sparse stable linear system dx/dt = A x (known graph) observed on a regular grid."""
+    rng = np.random.default_rng(seed)
+    A = -np.eye(5)
+    A[1, 0], A[2, 1], A[3, 1], A[4, 3], A[0, 4] = 1.5, -1.2, 1.0, 1.3, -0.9
+    t = np.linspace(0, 3, points)
+    from scipy.linalg import expm
+
+    X = np.stack([np.stack([expm(A * s) @ x0 for s in t]) for x0 in rng.normal(0, 2, (n_traj, 5))])
+    X = X + noise * X.std() * rng.standard_normal(X.shape)
+    return A, t, X
+
+
+# -- derivatives ------------------------------------------------------------------------------
+
+def test_the_local_smoother_is_exact_on_quadratics_at_irregular_times():
+    t = np.sort(np.random.default_rng(0).uniform(0, 3, 17))
+    x = np.stack([3 * t**2 - t + 2, -0.5 * t], axis=1)
+    values, slopes, hat = _local_fits(t, x, 7)
+    np.testing.assert_allclose(values, x, atol=1e-9)
+    np.testing.assert_allclose(slopes, np.stack([6 * t - 1, -0.5 + 0 * t], axis=1), atol=1e-8)
+    assert np.all((hat > 0) & (hat <= 1 + 1e-9))  # the centre's own weight in its fit
+
+
+def test_smoothed_derivatives_beat_finite_differences_on_noisy_data():
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.uniform(0, 6, 40))
+    t[0] = 0
+    clean = np.stack([np.sin(t), np.cos(2 * t)], axis=1)
+    truth = np.stack([np.cos(t), -2 * np.sin(2 * t)], axis=1)
+    series = Series([t] * 4, [clean + 0.03 * rng.standard_normal(clean.shape) for _ in range(4)], ["a", "b"],
+                    list("0123"))
+    errors = {kind: np.abs(derivative_data(series, kind).dxdt - np.tile(truth, (4, 1))).mean()
+              for kind in ("local", "spline", False)}
+    assert errors["local"] < 0.5 * errors[False] and errors["spline"] < 0.5 * errors[False], errors
+    with pytest.raises(ValueError, match="smooth must be"):
+        derivative_data(series, "kalman")
+
+
+# -- the hybrid field -----------------------------------------------------------------------
+
+def test_the_closed_form_jacobian_equals_autograd():
+    torch.manual_seed(0)
+    field = HybridField(members=2, n=4, hidden=3, poly=True, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        field.quad.normal_()
+    z = torch.randn(6, 4)
+    rows = []
+    for m in range(2):
+        jac = torch.func.vmap(torch.func.jacrev(lambda p, m=m: field(p[None])[m, 0]))(z)  # (N, out, in)
+        rows.append(jac.abs().mean(dim=0))
+    torch.testing.assert_close(field.jacobian(z), torch.stack(rows), rtol=1e-5, atol=1e-6)
+
+
+def test_the_composed_group_prox_by_hand():
+    field = HybridField(members=1, n=2, hidden=0, poly=True)
+    with torch.no_grad():
+        field.linear.copy_(torch.tensor([[[1.0, 3.0], [0.1, 2.0]]]))
+        field.quad.copy_(torch.tensor([[[0.0, 4.0, 0.0], [0.0, 0.1, 0.0]]]))  # terms z0^2, z0 z1, z1^2
+    # group (0, 1) = {L01 = 3, Q0,01 = 4}: norm 5; threshold 1 -> scale 0.8. Group (1, 0) = {0.1, 0.1}: cut.
+    field.prox(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]))
+    assert field.linear[0, 0, 1].item() == pytest.approx(2.4)
+    assert field.quad[0, 0, 1].item() == pytest.approx(3.2)
+    assert field.linear[0, 1, 0].item() == 0.0 and field.quad[0, 1, 1].item() == 0.0  # z0 z1 cut with (1, 0)
+    assert field.linear[0, 1, 1].item() == 2.0  # the diagonal is never penalised
+
+
+def test_the_library_path_at_zero_strength_is_least_squares():
+    rng = np.random.default_rng(0)
+    z = torch.as_tensor(rng.normal(size=(80, 3)), dtype=torch.float32)
+    y = torch.as_tensor(rng.normal(size=(80, 3)), dtype=torch.float32)
+    field = HybridField(members=1, n=3, hidden=0, poly=True)
+    fit_library_path(field, z, y, torch.ones(1, 80), torch.tensor([0.0]), steps=3000)
+    j, k = np.triu_indices(3)
+    zn = z.double().numpy()
+    phi = np.hstack([np.ones((80, 1)), zn, zn[:, j] * zn[:, k]])
+    coef = np.linalg.lstsq(phi, y.double().numpy(), rcond=None)[0]
+    np.testing.assert_allclose(field.linear[0].detach().numpy(), coef[1:4].T, atol=2e-3)
+    np.testing.assert_allclose(field.quad[0].detach().numpy(), coef[4:].T, atol=2e-3)
+
+
+def test_lambda_max_cuts_every_edge_and_a_smaller_strength_does_not():
+    A, t, X = _linear_data()
+    data = derivative_data(Series([t] * len(X), list(X), list("abcde"), [str(i) for i in range(len(X))]))
+    sc = Standardiser.fit(data)
+    z = torch.as_tensor(sc.states(data.x), dtype=torch.float32)
+    y = torch.as_tensor(sc.derivatives(data.dxdt), dtype=torch.float32)
+    field = HybridField(members=1, n=5, hidden=0, poly=False)
+    top = library_lambda_max(field, z, y, torch.ones(1, len(z)))
+    path = fit_library_path(field, z, y, torch.ones(1, len(z)), torch.tensor([top * 1.001, top * 0.5]))
+    off = 1 - torch.eye(5)
+    assert (path.norms[0, 0] * off).sum() == 0
+    assert (path.norms[1, 0] * off).sum() > 0
+
+
+# -- SparseGraph -------------------------------------------------------------------------------
+
+def _fit(X, t, **kw):
+    return SparseGraph(n_subsamples=4, n_stages=8, steps=200, **kw).fit(list(X), t=t)
+
+
+def test_sparse_graph_recovers_a_sparse_linear_system_and_is_confident_about_it():
+    A, t, X = _linear_data()
+    g = _fit(X, t)
+    assert edge_metrics(g.graph_, A != 0)["auroc"] == 1.0
+    off = ~np.eye(5, dtype=bool)
+    assert np.all(g.edge_probability_[(A != 0) & off] == 1.0)
+    assert g.edges_[0]["probability"] == 1.0 and {"source", "target", "score", "sign"} <= set(g.edges_[0])
+    true_signs = np.sign(A)[(A != 0) & off]
+    assert np.all(g.sign_[(A != 0) & off] == true_signs)
+
+
+def test_scaling_one_feature_by_1000_leaves_the_graph_unchanged():
+    A, t, X = _linear_data()
+    scaled = X.copy()
+    scaled[..., 2] *= 1000.0
+    a, b = _fit(X, t), _fit(scaled, t)
+    np.testing.assert_allclose(a.graph_, b.graph_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(a.support_, b.support_)
+
+
+def test_same_seed_same_numbers_and_pickling_keeps_the_forecast():
+    A, t, X = _linear_data(n_traj=6)
+    a, b = _fit(X, t, seed=3), _fit(X, t, seed=3)
+    np.testing.assert_array_equal(a.graph_, b.graph_)
+    np.testing.assert_array_equal(a.edge_probability_, b.edge_probability_)
+    clone = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(clone.simulate(X[0, 0], t), a.simulate(X[0, 0], t))
+    assert np.abs(a.simulate(X[0, 0], t) - X[0]).mean() < 0.2 * np.abs(X[0]).mean()
+
+
+def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 15, 4))
+    with pytest.warns(GraphWarning):
+        SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
+
+
+def test_bad_input_and_unfitted_use_are_named():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        SparseGraph().simulate(np.zeros(2), np.linspace(0, 1, 3))
+    with pytest.raises(ValueError, match="bad folds"):
+        SparseGraph(folds=1).fit(np.zeros((3, 10, 2)))
+    with pytest.raises(DataError, match="at least two trajectories"):
+        SparseGraph().fit(np.random.default_rng(0).normal(size=(10, 2)))
+    with pytest.raises(ValueError, match="no parameter"):
+        SparseGraph().set_params(strength=1.0)
+    A, t, X = _linear_data(n_traj=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)
+        g = SparseGraph(n_subsamples=0, n_stages=4, steps=50).fit(list(X), t=t)
+    with pytest.raises(DataError, match="x0 must be"):
+        g.simulate(np.zeros(3), t)
+
+
+# -- the classical tools -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_scores_a_sparse_linear_system_well(name):
+    # trees split on one state at a time and the states of a linear system are correlated: a lower bar
+    A, t, X = _linear_data()
+    data = derivative_data(Series([t] * len(X), list(X), list("abcde"), [str(i) for i in range(len(X))]))
+    est = BASELINES[name](data, seed=0)
+    assert est.scores.shape == (5, 5) and np.isfinite(est.scores).all()
+    assert edge_metrics(est.scores, A != 0)["auroc"] >= (0.65 if name == "trees" else 0.9), est.name
+    assert edge_metrics(est.scores.T, A != 0)["auroc"] < edge_metrics(est.scores, A != 0)["auroc"]  # orientation
+
