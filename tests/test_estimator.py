@@ -95,3 +95,23 @@ def test_the_jacobian_read_out_ranks_a_dense_fit_well_and_an_emptied_graph_warns
     with pytest.warns(GraphWarning, match="no edge between variables"):
         SparseODE(method="group_lasso", strength=10.0, method_params={"hidden": [8]}, hidden=(16,), epochs=20,
                   seed=0).fit(X, t=t)
+
+
+def test_bad_calls_get_one_clear_error_each(tmp_path):
+    with pytest.raises(DataError, match="no trajectories"):
+        SparseODE().fit(np.zeros((0, 5, 2)))
+    with pytest.raises(DataError, match=r"X\[1\]: a trajectory must be"):
+        SparseODE().fit([np.zeros((4, 2)), np.zeros((0, 2))])
+    with pytest.raises(ValueError, match="SparseODE: epochs .*greater than 0, got 0") as info:
+        SparseODE(epochs=0).fit(np.zeros((2, 5, 2)))
+    assert "TrainSettings" not in str(info.value)
+    (tmp_path / "notes.txt").write_text("# not a checkpoint\n")
+    with pytest.raises(DataError, match="not a file written by SparseODE.save"):
+        SparseODE.load(tmp_path / "notes.txt")
+    import torch as _torch
+
+    _torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="without its keys"):
+        SparseODE.load(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="at least one strength"):
+        SparseODE().path(np.zeros((2, 5, 2)), strengths=[])

@@ -112,3 +112,14 @@ def test_a_bad_sweep_path_is_a_config_error_naming_it(variant, message):
 
     with pytest.raises(ConfigError, match=f"variants.gl.path: .*{message}"):
         parse_sweep({"name": "s", "base": CONFIG, "variants": {"gl": variant}})
+
+
+@pytest.mark.parametrize("args", [["--start", "0.1", "--stop", "0.01"], ["--num", "1"], ["--start", "-1"]])
+def test_a_bad_grid_names_the_options_not_values(tmp_path, args):
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    res = CliRunner().invoke(app, ["path", str(cfg), "--out", str(tmp_path / "p"), *args])
+    assert res.exit_code == 2
+    assert "--start" in res.output and "--num" in res.output and "--values" not in res.output, res.output

@@ -21,7 +21,12 @@ from .runner import run_experiment
 from .tasks import *  # noqa: F403
 from .train import Trainer, TrainSettings
 
-__version__ = "0.1.0"
+try:  # the one source of the version: the installed package's metadata (pyproject.toml)
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("sparsedyn")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # Everything the sub-packages export (every registered method and task class, every model and
 # layer), built from their own lists so nothing named in the docs can be missing here.

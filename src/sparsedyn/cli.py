@@ -19,8 +19,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 _DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"sparsedyn {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+         version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
     """Sparse recurrent and continuous-depth neural networks."""
     _DEBUG["on"] = debug
 
@@ -158,10 +168,16 @@ def path(
     from .path import geometric, plot_path, run_path
 
     raw = read_config_data(config)
-    try:
-        grid = [float(v) for v in values.split(",")] if values else geometric(start, stop, num, dense)
-    except ValueError:
-        raise ConfigError(f"--values must be comma-separated numbers, got {values!r}") from None
+    if values:
+        try:
+            grid = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ConfigError(f"--values must be comma-separated numbers, got {values!r}") from None
+    else:
+        try:
+            grid = geometric(start, stop, num, dense)
+        except ConfigError as e:
+            raise ConfigError(f"--start {start:g} --stop {stop:g} --num {num}: {e}") from None
     out = out or Path("runs") / f"{raw.get('name', 'experiment')}-path"
     rows = run_path(raw, out, grid, method, param, root=config.resolve().parent)
     key = next(k for k in rows[0] if k not in ("status",))

@@ -117,16 +117,24 @@ class SparseODE(_Base):
             feature_names: Sequence[str] | None = None, warm_start: str | Path | dict | None = None) -> SparseODE:
         """Fit to trajectories ``X`` observed at times ``t`` (``y`` is ignored: scikit-learn's slot);
         ``warm_start``: a checkpoint file or a loaded one (``{"model": state_dict}``) to start from."""
+        from pydantic import ValidationError
+
         from .runner import assemble, load_warm_start
         from .train import Trainer, TrainSettings
 
         series = from_arrays(X, t, masks, feature_names)
         task = self._task(series)
         batch = min(self.batch_size, len(task.splits["train"]))
-        settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
-                                 lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
-                                 eval_every=max(1, self.epochs // 20), progress=self.progress,
-                                 strength="relative" if self.relative_strength else "absolute")
+        try:
+            settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
+                                     lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
+                                     eval_every=max(1, self.epochs // 20), progress=self.progress,
+                                     strength="relative" if self.relative_strength else "absolute")
+        except ValidationError as e:  # name the estimator's parameter, not the trainer's internal class
+            err = e.errors()[0]
+            name = str(err["loc"][0])
+            raise ValueError(f"SparseODE: {name} {err['msg'].lower()}, got {getattr(self, name, err['input'])!r}"
+                             ) from None
         model, method, self.strengths_ = assemble(task, self._model_config(), self._method_spec(), self.seed,
                                                   settings)
         if isinstance(warm_start, dict):
@@ -211,6 +219,8 @@ class SparseODE(_Base):
         weights at the end of its sparsification epochs; one row per strength (R^2 on ``X``, sparsity,
         graph, path scores). The estimator ends fitted at the last strength."""
         values = [float(s) for s in strengths]
+        if not values:
+            raise ValueError("path needs at least one strength, got an empty list")
         if values != sorted(values) or any(v < 0 for v in values):
             raise ValueError(f"path strengths must be >= 0 and increasing, got {values}")
         rows, warm = [], None
@@ -243,7 +253,14 @@ class SparseODE(_Base):
         """An estimator as :meth:`save` wrote it, ready to predict and score (no refit)."""
         from .tasks.forecast import node_model
 
-        state = torch.load(path, weights_only=False)
+        try:
+            state = torch.load(path, weights_only=False)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # not a torch file at all (unpickling, zip or EOF errors)
+            raise DataError(f"{path}: not a file written by SparseODE.save ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict) or not {"params", "model", "phase", "feature_names"} <= set(state):
+            raise DataError(f"{path}: not a file written by SparseODE.save (a torch file without its keys)")
         est = cls(**state["params"])
         method = Compose(build_method(spec) for spec in est._method_spec())
         n = len(state["feature_names"])

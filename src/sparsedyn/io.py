@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename.
 
-A reader (or a crash) never sees a half-written result or checkpoint.
+A reader (or a crash) never sees a half-written result or checkpoint. The file gets the permissions
+any other new file would (``0666`` less the umask), not ``mkstemp``'s owner-only ``0600``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from typing import Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +32,7 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

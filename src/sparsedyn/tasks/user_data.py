@@ -121,6 +121,11 @@ def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -
             raise DataError(f"X must be (T, n), (B, T, n) or a list of (T_i, n) arrays, got shape {arr.shape}")
     else:
         xs = [_numeric(x, f"X[{i}]") for i, x in enumerate(X)]
+    if not xs:
+        raise DataError("X holds no trajectories")
+    for i, x in enumerate(xs):
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise DataError(f"X[{i}]: a trajectory must be a (T, n) array with T, n >= 1, got shape {x.shape}")
     if t is None:
         ts = [np.arange(x.shape[0], dtype=float) for x in xs]
     elif isinstance(t, (list, tuple)) and len(t) == len(xs) and all(np.ndim(ti) == 1 for ti in t):
@@ -185,8 +190,10 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
     x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
     ids = [row[col[group]].strip() for row in body] if group is not None else ["0"] * len(body)
-    order = list(dict.fromkeys(ids))
-    sel = {g: [k for k, i in enumerate(ids) if i == g] for g in order}
+    sel: dict[str, list[int]] = {}  # one pass over the rows: trajectory id -> its rows, in order of appearance
+    for k, i in enumerate(ids):
+        sel.setdefault(i, []).append(k)
+    order = list(sel)
     return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path))
 
 
