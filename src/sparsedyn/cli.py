@@ -97,7 +97,10 @@ def run(
     overwrite: bool = typer.Option(False, help="Replace a run of another config in the run directory."),
     threads: int | None = typer.Option(None, min=1, help="Override trainer.threads (torch threads)."),
 ) -> None:
-    """Train and evaluate one experiment; write config, metrics, checkpoints and results."""
+    """Train and evaluate one experiment; write config, metrics, checkpoints and results.
+
+    A directory that already holds this config's finished run is left as it is (say --overwrite to
+    retrain). Exits 1 if the run diverged (its best checkpoint is kept and reported)."""
     from .config import load_config
     from .runner import run_experiment
 
@@ -107,6 +110,9 @@ def run(
     if threads is not None:
         cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"threads": threads})})
     out = out or Path("runs") / cfg.name / f"seed{cfg.seed}"
+    if not (resume or overwrite) and _complete(out, cfg):
+        typer.echo(f"complete: {out} already holds this config's finished run (--overwrite retrains it)")
+        return
     res = run_experiment(cfg, out, resume=resume, overwrite=overwrite)
     typer.echo(f"{res['status']}: {res['message']} ({res['seconds']:.1f} s) -> {out}")
     for k, v in res["metrics"].items():
@@ -116,6 +122,13 @@ def run(
         typer.echo(res["acknowledgement"])
     if res["status"] == "diverged":
         raise typer.Exit(1)
+
+
+def _complete(out: Path, cfg: Any) -> bool:
+    """Whether ``out`` holds a finished run (results.json) of this very config."""
+    from .rundir import fingerprint, recorded_fingerprint
+
+    return (out / "results.json").exists() and recorded_fingerprint(out) == fingerprint(cfg.model_dump())
 
 
 @app.command()
@@ -131,7 +144,8 @@ def sweep(
 ) -> None:
     """Run every point of a sweep; complete points are skipped, interrupted ones resumed.
 
-    Exits 1 if any point failed (its error.json says why), 130 if interrupted (run it again to resume).
+    Exits 1 if any point failed (its error.json says why) or diverged (as ``run`` does for a diverged run;
+    its best checkpoint is kept and reported), 130 if interrupted (run it again to resume).
     """
     from .config import ConfigError
     from .sweep import load_sweep, run_sweep
@@ -142,9 +156,11 @@ def sweep(
     except ValueError as e:
         raise ConfigError(str(e)) from None
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
-    if counts["failed"]:
-        total = sum(counts[k] for k in ("complete_before", "completed", "diverged", "failed"))
-        _fail(f"{counts['failed']} of {total} points failed (see their error.json)", 1)
+    total = sum(counts[k] for k in ("complete_before", "completed", "diverged", "failed"))
+    if counts["failed"] or counts["diverged"]:
+        parts = [f"{counts['failed']} failed (see their error.json)"] if counts["failed"] else []
+        parts += [f"{counts['diverged']} diverged (best checkpoints kept)"] if counts["diverged"] else []
+        _fail(f"of {total} points, {' and '.join(parts)}", 1)
 
 
 @app.command()

@@ -47,11 +47,20 @@ def rescore_runs(runs_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no runs directory {runs_dir}")
     dirs = sorted(f.parent for f in runs_dir.rglob("results.json"))
+    if not dirs:
+        from .report import ReportError
+
+        raise ReportError(f"no finished runs under {runs_dir} (no results.json files)")
     tasks: dict[str, Task] = {}
     counts = {"rescored": 0, "up_to_date": 0, "skipped": 0}
     names: set[str] = set()
     for d in tqdm(dirs, desc=f"rescore {runs_dir.name}", disable=not progress):
-        status = json.loads((d / "results.json").read_text()).get("status")
+        try:
+            status = json.loads((d / "results.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError) as e:  # corrupt or not an object: name the file, go on
+            print(f"sparsedyn rescore: {d / 'results.json'}: unreadable ({type(e).__name__}: {e}); skipped")
+            counts["skipped"] += 1
+            continue
         config = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else None
         if status != "completed" or config is None or not (d / "model.pt").exists() \
                 or config.get("model", {}).get("kind") == "sindy":

@@ -1,0 +1,60 @@
+"""Exit codes and messages that agree across commands (issue 24): diverged runs and sweeps, finished runs
+re-run, rescore on bad input."""
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from sparsedyn.cli import app
+
+BASE = {
+    "task": {"system": "sparse_tanh", "system_params": {"n": 3, "parents": 1}, "n_train": 4, "n_val": 2,
+             "n_test": 2, "t_end": 1.0, "n_points": 5},
+    "model": {"hidden": [4], "solver": "rk4", "step_size": 0.25},
+    "trainer": {"epochs": 3, "progress": False},
+}
+EXPLODES = {**BASE, "trainer": {"epochs": 6, "eval_every": 6, "lr": 1e6, "progress": False}}
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_diverged_run_and_a_sweep_with_a_diverged_point_both_exit_1(tmp_path):
+    run = _invoke("run", _write(tmp_path / "c.yaml", {"name": "x", **EXPLODES}), "--out", tmp_path / "r")
+    assert run.exit_code == 1 and "diverged" in run.output
+    sweep = _write(tmp_path / "s.yaml", {"name": "s", "base": EXPLODES, "seeds": [0]})
+    res = _invoke("sweep", sweep, "--out", tmp_path / "runs", "--workers", "1")
+    assert res.exit_code == 1 and "1 diverged" in res.output, res.output
+
+
+def test_re_running_a_finished_run_says_it_is_complete_instead_of_retraining(tmp_path):
+    cfg = _write(tmp_path / "c.yaml", {"name": "x", **BASE})
+    assert _invoke("run", cfg, "--out", tmp_path / "r").exit_code == 0
+    stamp = (tmp_path / "r" / "results.json").stat().st_mtime_ns
+    again = _invoke("run", cfg, "--out", tmp_path / "r")
+    assert again.exit_code == 0 and "complete" in again.output and "--overwrite" in again.output
+    assert (tmp_path / "r" / "results.json").stat().st_mtime_ns == stamp
+    redo = _invoke("run", cfg, "--out", tmp_path / "r", "--overwrite")
+    assert redo.exit_code == 0 and (tmp_path / "r" / "results.json").stat().st_mtime_ns != stamp
+
+
+def test_rescore_names_a_corrupt_results_file_and_refuses_an_empty_folder(tmp_path):
+    cfg = _write(tmp_path / "c.yaml", {"name": "x", **BASE})
+    assert _invoke("run", cfg, "--out", tmp_path / "runs" / "good").exit_code == 0
+    bad = tmp_path / "runs" / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text("{not json")
+    res = _invoke("rescore", tmp_path / "runs")
+    assert res.exit_code == 0 and str(bad / "results.json") in res.output and "1 skipped" in res.output
+    (tmp_path / "empty").mkdir()
+    empty = _invoke("rescore", tmp_path / "empty")
+    assert empty.exit_code == 2 and "no finished runs" in empty.output
+    assert json.loads((tmp_path / "runs" / "good" / "results.json").read_text())["status"] == "completed"
