@@ -32,7 +32,7 @@ def test_a_diverged_run_and_a_sweep_with_a_diverged_point_both_exit_1(tmp_path):
     assert run.exit_code == 1 and "diverged" in run.output
     sweep = _write(tmp_path / "s.yaml", {"name": "s", "base": EXPLODES, "seeds": [0]})
     res = _invoke("sweep", sweep, "--out", tmp_path / "runs", "--workers", "1")
-    assert res.exit_code == 1 and "1 diverged" in res.output, res.output
+    assert res.exit_code == 1 and "1 of 1 points diverged" in res.output, res.output
 
 
 def test_re_running_a_finished_run_says_it_is_complete_instead_of_retraining(tmp_path):
@@ -58,3 +58,22 @@ def test_rescore_names_a_corrupt_results_file_and_refuses_an_empty_folder(tmp_pa
     empty = _invoke("rescore", tmp_path / "empty")
     assert empty.exit_code == 2 and "no finished runs" in empty.output
     assert json.loads((tmp_path / "runs" / "good" / "results.json").read_text())["status"] == "completed"
+
+
+def test_a_report_on_runs_of_two_tasks_gives_each_its_own_table_and_trivial_predictors(tmp_path):
+    from sparsedyn.config import parse_config
+    from sparsedyn.report import build_report
+    from sparsedyn.run_records import collect
+    from sparsedyn.runner import run_experiment
+
+    other = {**BASE, "task": {**BASE["task"], "system": "lotka_volterra", "system_params": {}}}
+    run_experiment(parse_config({"name": "a", **BASE}), tmp_path / "runs" / "tanh")
+    run_experiment(parse_config({"name": "b", **other}), tmp_path / "runs" / "lv")
+    records = {Path(r["run_dir"]).name: r for r in collect(tmp_path / "runs")}
+    assert records["tanh"]["labels"]["task"] == "systems/sparse_tanh"
+    assert records["lv"]["labels"]["task"] == "systems/lotka_volterra"
+    md = (build_report(tmp_path / "runs")["out"] / "report.md").read_text()
+    assert "systems/sparse_tanh" in md and "systems/lotka_volterra" in md
+    for name in ("tanh", "lv"):  # each table's trivial rows are its own task's
+        mean = records[name]["baselines"]["train_mean"]["test_mse"]
+        assert f"{mean:.3g}" in md

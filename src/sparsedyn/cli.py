@@ -158,9 +158,10 @@ def sweep(
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
     total = sum(counts[k] for k in ("complete_before", "completed", "diverged", "failed"))
     if counts["failed"] or counts["diverged"]:
-        parts = [f"{counts['failed']} failed (see their error.json)"] if counts["failed"] else []
-        parts += [f"{counts['diverged']} diverged (best checkpoints kept)"] if counts["diverged"] else []
-        _fail(f"of {total} points, {' and '.join(parts)}", 1)
+        parts = [f"{counts['failed']} of {total} points failed (see their error.json)"] if counts["failed"] else []
+        parts += [f"{counts['diverged']} of {total} points diverged (best checkpoints kept)"] \
+            if counts["diverged"] else []
+        _fail("; ".join(parts), 1)
 
 
 @app.command()

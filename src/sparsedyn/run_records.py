@@ -116,7 +116,41 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
         records.append(rec)
     if not records:
         raise ReportError(f"no runs under {runs_dir} (no point.json or results.json files)")
+    _label_tasks(records)
     return records
+
+
+def _task_of(run_dir: Path) -> tuple[str, str] | None:
+    """(readable name, fingerprint) of the task a run directory's config.yaml describes, or None."""
+    import yaml
+
+    from .rundir import fingerprint
+
+    try:
+        task = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    name = str(task.get("name", "systems"))
+    if task.get("system"):
+        name += f"/{task['system']}"
+    return name, fingerprint(task)
+
+
+def _label_tasks(records: list[dict[str, Any]]) -> None:
+    """Give every run without a ``task`` label one from its config, so that a folder mixing tasks is
+    reported (and scored against trivial predictors) per task: the task's name and system, plus a short
+    fingerprint where two different task configs share a name."""
+    found = {id(r): _task_of(Path(r["run_dir"])) for r in records if "task" not in r["labels"]}
+    names: dict[str, set[str]] = {}
+    for t in found.values():
+        if t is not None:
+            names.setdefault(t[0], set()).add(t[1])
+    if len({t for t in found.values() if t is not None}) < 2:
+        return  # one task (or none readable): nothing to separate
+    for r in records:
+        t = found.get(id(r))
+        if t is not None:
+            r["labels"] = {**r["labels"], "task": t[0] if len(names[t[0]]) == 1 else f"{t[0]} [{t[1][:6]}]"}
 
 
 def with_r2(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> dict[str, float]:
