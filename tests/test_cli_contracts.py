@@ -77,3 +77,22 @@ def test_a_report_on_runs_of_two_tasks_gives_each_its_own_table_and_trivial_pred
     for name in ("tanh", "lv"):  # each table's trivial rows are its own task's
         mean = records[name]["baselines"]["train_mean"]["test_mse"]
         assert f"{mean:.3g}" in md
+
+
+def test_set_overrides_a_config_field_on_run_path_and_sweep_and_is_validated_like_the_file(tmp_path):
+    cfg = _write(tmp_path / "c.yaml", {"name": "x", **BASE, "methods": [{"name": "l1", "lam": 0.01}]})
+    res = _invoke("run", cfg, "--out", tmp_path / "r", "--set", "trainer.epochs=2", "--set", "methods.0.lam=0.5")
+    assert res.exit_code == 0, res.output
+    written = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert written["trainer"]["epochs"] == 2 and written["methods"][0]["lam"] == 0.5
+    bad = _invoke("run", cfg, "--out", tmp_path / "q", "--set", "trainer.epochs=0")
+    assert bad.exit_code == 2 and "trainer.epochs" in bad.output
+    assert _invoke("run", cfg, "--set", "trainer.epochs").exit_code == 2  # not KEY=VALUE
+    path = _invoke("path", cfg, "--out", tmp_path / "p", "--values", "0,0.1", "--set", "trainer.epochs=2")
+    assert path.exit_code == 0, path.output
+    assert yaml.safe_load((tmp_path / "p" / "lam=0.1" / "config.yaml").read_text())["trainer"]["epochs"] == 2
+    sweep = _write(tmp_path / "s.yaml", {"name": "s", "base": BASE, "seeds": [0]})
+    res = _invoke("sweep", sweep, "--out", tmp_path / "runs", "--workers", "1", "--set", "trainer.epochs=2")
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load((tmp_path / "runs" / "default" / "seed0" / "config.yaml").read_text())["trainer"][
+        "epochs"] == 2

@@ -51,3 +51,12 @@ def test_the_csv_loader_groups_rows_in_one_pass_and_keeps_each_trajectory_in_ord
     assert len(series) == groups and series.names[:3] == ["0", "1", "2"]
     np.testing.assert_allclose(series.values[7][:, 0], 7 + np.arange(points))
     np.testing.assert_allclose(series.times[7], 0.1 * np.arange(points))
+
+
+def test_the_demo_progress_line_counts_finished_epochs_from_each_run(tmp_path):
+    from sparsedyn.demo import progress_line
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n2,0.4\n3,0.3\n")
+    line = progress_line({"vanilla": tmp_path / "a", "pathreg": tmp_path / "b"}, 1250, 12.4)
+    assert line == "vanilla 3/1250 epochs · pathreg 0/1250 epochs · 12 s"

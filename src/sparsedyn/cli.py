@@ -87,6 +87,30 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+SET_HELP = "Override a config field, e.g. --set trainer.epochs=20 or --set methods.0.lam=0.01 (repeatable)."
+
+
+def _apply_sets(raw: dict[str, Any], sets: list[str] | None, where: str = "") -> dict[str, Any]:
+    """``raw`` with every ``--set key=value`` applied (value read as YAML, key a dotted path); the result is
+    validated like the file itself by whoever parses it."""
+    import yaml
+
+    from .config import ConfigError
+    from .sweep import set_path
+
+    for item in sets or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set must be KEY=VALUE (e.g. trainer.epochs=20), got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e})") from None
+        target = raw.setdefault("base", {}) if where == "base" else raw
+        set_path(target, key.strip(), value)
+    return raw
+
+
 @app.command()
 @friendly_errors
 def run(
@@ -96,15 +120,16 @@ def run(
     resume: bool = typer.Option(False, help="Continue from the run directory's last checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace a run of another config in the run directory."),
     threads: int | None = typer.Option(None, min=1, help="Override trainer.threads (torch threads)."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Train and evaluate one experiment; write config, metrics, checkpoints and results.
 
     A directory that already holds this config's finished run is left as it is (say --overwrite to
     retrain). Exits 1 if the run diverged (its best checkpoint is kept and reported)."""
-    from .config import load_config
+    from .config import parse_config, read_config_data
     from .runner import run_experiment
 
-    cfg = load_config(config)
+    cfg = parse_config(_apply_sets(read_config_data(config), set_), root=config.resolve().parent)
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": seed})
     if threads is not None:
@@ -141,16 +166,18 @@ def sweep(
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     stack: int = typer.Option(32, min=1, help="Most points trained as one stacked job (points differing only "
                               "in seed and method strengths); 1 trains every point on its own."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP + " Applies to the sweep's base config."),
 ) -> None:
     """Run every point of a sweep; complete points are skipped, interrupted ones resumed.
 
     Exits 1 if any point failed (its error.json says why) or diverged (as ``run`` does for a diverged run;
     its best checkpoint is kept and reported), 130 if interrupted (run it again to resume).
     """
-    from .config import ConfigError
-    from .sweep import load_sweep, run_sweep
+    from .config import ConfigError, read_yaml
+    from .sweep import load_sweep, parse_sweep, run_sweep
 
-    spec = load_sweep(sweep_file)
+    spec = load_sweep(sweep_file) if not set_ else \
+        parse_sweep(_apply_sets(read_yaml(sweep_file, "sweep"), set_, "base"), root=sweep_file.parent)
     try:
         counts = run_sweep(spec, out or Path("runs") / spec.name, backend, workers, address, stack=stack)
     except ValueError as e:
@@ -176,15 +203,17 @@ def path(
     stop: float = typer.Option(1e-1, help="Largest strength."),
     num: int = typer.Option(7, help="Nonzero strengths, spaced geometrically."),
     dense: bool = typer.Option(True, help="Start the path with strength 0 (the dense model)."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """A regularisation path: strengths raised step by step, each point warm-started from the previous
     one's sparsified weights, fine-tuned and scored; writes path.csv and path.png (Pareto front)."""
     import sys
 
-    from .config import ConfigError, read_config_data
+    from .config import ConfigError, parse_config, read_config_data
     from .path import geometric, plot_path, run_path
 
-    raw = read_config_data(config)
+    raw = _apply_sets(read_config_data(config), set_)
+    parse_config(raw, root=config.resolve().parent)  # a bad --set fails here, before any point runs
     if values:
         try:
             grid = [float(v) for v in values.split(",")]

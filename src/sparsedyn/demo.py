@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -42,6 +42,21 @@ def _train(raw: dict, run_dir: Path) -> dict:
     return res
 
 
+def epochs_done(run_dir: Path) -> int:
+    """Epochs a run has finished, from its ``metrics.csv`` (one row per epoch; 0 before the first)."""
+    try:
+        with open(run_dir / "metrics.csv") as f:
+            return max(sum(1 for _ in f) - 1, 0)
+    except OSError:
+        return 0
+
+
+def progress_line(run_dirs: dict[str, Path], total: int, seconds: float) -> str:
+    """``vanilla 120/1250 epochs · pathreg 118/1250 epochs · 35 s``: the demo's one progress line."""
+    parts = [f"{label} {epochs_done(d)}/{total} epochs" for label, d in run_dirs.items()]
+    return " · ".join(parts + [f"{seconds:.0f} s"])
+
+
 def run_demo(out: Path, epochs: int = 1000) -> dict[str, dict]:
     """Train both models (in parallel), print the table, write ``out/demo.png``; return results."""
     out = Path(out)
@@ -50,8 +65,13 @@ def run_demo(out: Path, epochs: int = 1000) -> dict[str, dict]:
           flush=True)
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
+    total = epochs + epochs // 4
     with ProcessPoolExecutor(max_workers=len(configs), mp_context=ctx) as pool:
         futures = {label: pool.submit(_train, raw, out / label) for label, raw in configs.items()}
+        while wait(list(futures.values()), timeout=5).not_done:
+            print("\r" + progress_line({k: out / k for k in configs}, total, time.perf_counter() - start), end="",
+                  flush=True)
+        print("\r" + progress_line({k: out / k for k in configs}, total, time.perf_counter() - start), flush=True)
         results = {label: f.result() for label, f in futures.items()}
     for label in results:
         results[label]["_experiment"] = load_run(out / label)
