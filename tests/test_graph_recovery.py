@@ -113,7 +113,7 @@ def test_lambda_max_cuts_every_edge_and_a_smaller_strength_does_not():
 # -- SparseGraph -------------------------------------------------------------------------------
 
 def _fit(X, t, **kw):
-    return SparseGraph(n_subsamples=4, n_stages=8, steps=200, **kw).fit(list(X), t=t)
+    return SparseGraph(n_subsamples=4, **kw).fit(list(X), t=t)
 
 
 def test_sparse_graph_recovers_a_sparse_linear_system_and_is_confident_about_it():
@@ -121,8 +121,15 @@ def test_sparse_graph_recovers_a_sparse_linear_system_and_is_confident_about_it(
     g = _fit(X, t)
     assert edge_metrics(g.graph_, A != 0)["auroc"] == 1.0
     off = ~np.eye(5, dtype=bool)
-    assert np.all(g.edge_probability_[(A != 0) & off] == 1.0)
-    assert g.edges_[0]["probability"] == 1.0 and {"source", "target", "score", "sign"} <= set(g.edges_[0])
+    true, false = g.edge_probability_[(A != 0) & off], g.edge_probability_[(A == 0) & off]
+    # stability selection at the path's strong end: probabilities in [0, 1], true edges far likelier on average
+    # (measured with 4 subsamples: 0.5-0.75 vs mostly 0; the benchmark measures calibration)
+    p = g.edge_probability_
+    assert p.min() >= 0 and p.max() <= 1 and np.all(np.diag(p) == 1)
+    assert true.mean() > 2 * false.mean(), (true, false)
+    assert np.all(g.support_[(A != 0) & off])  # the one-standard-error graph holds every true edge
+    assert {"source", "target", "score", "probability", "sign", "selected"} == set(g.edges_[0])
+    assert g.edges_[0]["score"] == max(e["score"] for e in g.edges_)
     true_signs = np.sign(A)[(A != 0) & off]
     assert np.all(g.sign_[(A != 0) & off] == true_signs)
 

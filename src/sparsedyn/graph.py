@@ -19,7 +19,8 @@ The pipeline (each step in its own module):
 4. the stage is chosen by the folds' held-out derivative error (mean of log errors, robust to one
    fold that extrapolates badly): ``graph_`` is read at the error minimum, the selected edges at the
    sparsest stage within one standard error of it (the one-standard-error rule), and
-   ``edge_probability_`` is how often the subsamples select each edge at that stage.
+   ``edge_probability_`` is how often the subsamples select each edge, at most, over the path's strong end
+   (stability selection with a bound on the expected false edges, :meth:`SparseGraph._stability`).
 
 Self-dependencies are never penalised (most systems' variables decay); report graphs without them.
 """
@@ -55,15 +56,17 @@ class SparseGraph:
     Parameters: ``hidden`` units of each output's neural residual (0: library only), ``poly`` degree-2
     library terms, ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
-    halves of the trajectories for edge probabilities (0: none), ``smooth`` the derivative smoother,
+    halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
+    bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother,
     ``seed`` every random choice, ``threads`` torch threads for the fit.
     """
 
-    def __init__(self, hidden: int = 0, poly: bool = True, n_stages: int = 10, min_ratio: float = 3e-4,
-                 steps: int = 300, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10, smooth: bool = True,
-                 seed: int = 0, threads: int = 1) -> None:
+    def __init__(self, hidden: int = 0, poly: bool = True, n_stages: int = 20, min_ratio: float = 3e-4,
+                 steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
+                 expected_false: float = 2.0, smooth: bool = True, seed: int = 0, threads: int = 1) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
+        self.expected_false = expected_false
         self.smooth, self.seed, self.threads = smooth, seed, threads
 
     # -- scikit-learn protocol -------------------------------------------------------------
@@ -83,7 +86,8 @@ class SparseGraph:
     def _check_params(self) -> None:
         checks = {"hidden": self.hidden >= 0, "n_stages": self.n_stages >= 2, "min_ratio": 0 < self.min_ratio < 1,
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
-                  "n_subsamples": self.n_subsamples >= 0, "threads": self.threads >= 1}
+                  "n_subsamples": self.n_subsamples >= 0,
+                  "expected_false": self.expected_false > 0, "threads": self.threads >= 1}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
@@ -154,12 +158,32 @@ class SparseGraph:
         selected = path.norms[self.stage_, full].numpy() > 0
         np.fill_diagonal(selected, True)
         self.support_ = selected
-        subs = path.norms[self.stage_, full + 1:].numpy() > 0
-        self.edge_probability_ = subs.mean(axis=0) if len(subs) else selected.astype(float)
-        np.fill_diagonal(self.edge_probability_, 1.0)
+        self.edge_probability_ = self._stability(path.norms[:, full + 1:].numpy() > 0, selected)
         self.sign_ = np.sign(self._signed_jacobian(full, best))
         self.train_mse_ = float(path.train_mse[best, full])
         self.cv_mse_ = float(np.exp(self.cv_mean_[best]))
+
+    def _stability(self, subs: np.ndarray, selected: np.ndarray) -> np.ndarray:
+        """Stability selection (Meinshausen & Buehlmann 2010) over the path's strong end: an edge's
+        probability is its highest selection frequency across the subsamples at any stage from the top
+        down to the first one whose subsamples select on average ``q = sqrt(expected_false x (2 x 0.9 - 1)
+        x p)`` or more of the ``p`` possible edges (never past the one-standard-error stage). Under their
+        assumptions, and were the grid continuous, the edges with probability >= 0.9 would hold at most
+        ``expected_false`` false ones on average; the benchmark measures what they hold. ``subs`` (stages,
+        subsamples, n, n) says which groups each subsample kept."""
+        n = self.n_features_in_
+        if not len(subs[0]):
+            probability = selected.astype(float)
+        else:
+            off = ~np.eye(n, dtype=bool)
+            q_max = math.sqrt(self.expected_false * 0.8 * off.sum())
+            counts = subs[:, :, off].sum(axis=2).mean(axis=1)  # (stages,) mean edges a subsample keeps
+            reached = np.flatnonzero(counts >= q_max)  # the grid is discrete: the first stage to reach q
+            last = min(int(reached.min()) if len(reached) else self.stage_, self.stage_)
+            self.stability_stage_ = last
+            probability = subs[: last + 1].mean(axis=1).max(axis=0)
+        np.fill_diagonal(probability, 1.0)
+        return probability
 
     def _signed_jacobian(self, member: int, stage: int) -> np.ndarray:
         field = self._field_at(stage)
