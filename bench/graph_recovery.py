@@ -55,6 +55,21 @@ def run_one(method: str, data, seed: int) -> dict:
     return row
 
 
+def reused_rows(files: str, rows: list[dict]) -> list[dict]:
+    """Rows of other methods from earlier CSVs, on exactly the data sets of ``rows``."""
+    keys = {(r["family"], int(r["instance"]), r["regime"], int(r["seed"])) for r in rows}
+    ran = {r["method"] for r in rows}
+    out = []
+    for name in filter(None, files.split(",")):
+        with open(name) as f:
+            for r in csv.DictReader(f):
+                key = (r["family"], int(r["instance"]), r["regime"], int(r["seed"]))
+                if key in keys and r["method"] not in ran:
+                    out.append({**r, **{k: float(r[k]) if r[k] not in ("", None) else None
+                                        for k in ("auroc", "auprc", "r2", "seconds")}})
+    return out
+
+
 def summary(rows: list[dict]) -> str:
     keys = sorted({(r["family"], r["regime"]) for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -118,6 +133,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--methods", default="sparsegraph,lasso_linear,lasso_poly,sindy,trees")
     ap.add_argument("--out", default="graph_recovery.csv")
+    ap.add_argument("--peers", default="", help="CSV files of an earlier run (comma-separated) whose rows of "
+                    "methods not run now join the tables (same families, instances, regimes and seeds)")
     args = ap.parse_args()
     if args.quick:
         quick()
@@ -144,6 +161,7 @@ def main() -> None:
                             f.flush()
                             print(f"{fam:16s} {reg:16s} i{inst} s{seed} {m:20s} AUROC {r['auroc']:.3f} "
                                   f"R2 {r.get('r2', float('nan')):8.3f} {r['seconds']:6.1f}s", flush=True)
+    rows += reused_rows(args.peers, rows)
     print(f"\n# {platform.machine()}, torch {torch.__version__}, 1 thread; rows in {out}\n")
     print(summary(rows))
     print()

@@ -54,14 +54,16 @@ class SparseGraph:
     """Self-tuning sparse hybrid vector field for graph recovery (see the module docstring).
 
     Parameters: ``hidden`` units of each output's neural residual (0: library only), ``poly`` degree-2
-    library terms, ``n_stages`` strengths on the path (from the strength at which no edge enters down to
+    library terms (``"auto"``: fit the linear and the degree-2 library and keep the one with the lower
+    held-out error; ``library_errors_`` holds both),
+    ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
     halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
     bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother,
     ``seed`` every random choice, ``threads`` torch threads for the fit.
     """
 
-    def __init__(self, hidden: int = 0, poly: bool = True, n_stages: int = 20, min_ratio: float = 3e-4,
+    def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
                  expected_false: float = 2.0, smooth: bool = True, seed: int = 0, threads: int = 1) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
@@ -84,7 +86,8 @@ class SparseGraph:
         return self
 
     def _check_params(self) -> None:
-        checks = {"hidden": self.hidden >= 0, "n_stages": self.n_stages >= 2, "min_ratio": 0 < self.min_ratio < 1,
+        checks = {"hidden": self.hidden >= 0, "poly": self.poly in (True, False, "auto"),
+                  "n_stages": self.n_stages >= 2, "min_ratio": 0 < self.min_ratio < 1,
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
                   "n_subsamples": self.n_subsamples >= 0,
                   "expected_false": self.expected_false > 0, "threads": self.threads >= 1}
@@ -111,25 +114,37 @@ class SparseGraph:
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            generator = torch.Generator().manual_seed(self.seed)
-            field = HybridField(len(weights), series.n_features, self.hidden, self.poly, generator)
-            if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
-                top = library_lambda_max(field, z, y_std, weights)
-                lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-                self.path_ = fit_library_path(field, z, y_std, weights, lambdas, self.steps)
-            else:
-                top = lambda_max(field, z, y_std, weights)
-                lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-                self.path_ = fit_path(field, z, y_std, weights, lambdas, self.steps, self.lr)
+            candidates = [False, True] if self.poly == "auto" else [bool(self.poly)]
+            fits = [self._fit_path(poly, z, y_std, weights, series.n_features) for poly in candidates]
         finally:
             torch.set_num_threads(threads)
-        self.field_ = field
+        # the library by the folds' held-out error at each path's best stage (mean log error)
+        self.library_errors_ = {("degree 2" if poly else "linear"): float(cv)
+                                for poly, (_, _, cv) in zip(candidates, fits)}
+        self.field_, self.path_, _ = min(fits, key=lambda f: f[2])
+        self.poly_ = self.field_.poly
         self.feature_names_in_ = list(series.features)
         self.n_features_in_ = series.n_features
         self._choose(self.path_)
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
+
+    def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int
+                  ) -> tuple[HybridField, PathFit, float]:
+        """One library's path for every member, and its best mean log held-out error over the folds."""
+        generator = torch.Generator().manual_seed(self.seed)
+        field = HybridField(len(weights), n, self.hidden, poly, generator)
+        if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
+            top = library_lambda_max(field, z, y, weights)
+            lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
+            path = fit_library_path(field, z, y, weights, lambdas, self.steps)
+        else:
+            top = lambda_max(field, z, y, weights)
+            lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
+            path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr)
+        cv = torch.log(path.val_mse[:, : self.n_folds_].clamp_min(1e-12)).mean(dim=1).min()
+        return field, path, float(cv)
 
     def _members(self, trajectory: np.ndarray) -> tuple[torch.Tensor, int]:
         """0/1 row weights (M, N): the folds' training rows, all rows, then the subsamples' rows."""
