@@ -8,7 +8,8 @@ instances and seeds) and the calibration of ``SparseGraph.edge_probability_`` ar
 
     python bench/graph_recovery.py --quick                 # one 15-variable 20 x 30 system: CPU seconds side by side
     python bench/graph_recovery.py --out bench-graph.csv [--families hill,glv] [--regimes standard,noisy]
-        [--instances 2] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...]
+        [--instances 2] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...] [--peers earlier.csv]
+    python bench/graph_recovery.py --tables a.csv,b.csv --figure wins.png   # tables and figure from CSV rows
 """
 
 from __future__ import annotations
@@ -59,15 +60,8 @@ def reused_rows(files: str, rows: list[dict]) -> list[dict]:
     """Rows of other methods from earlier CSVs, on exactly the data sets of ``rows``."""
     keys = {(r["family"], int(r["instance"]), r["regime"], int(r["seed"])) for r in rows}
     ran = {r["method"] for r in rows}
-    out = []
-    for name in filter(None, files.split(",")):
-        with open(name) as f:
-            for r in csv.DictReader(f):
-                key = (r["family"], int(r["instance"]), r["regime"], int(r["seed"]))
-                if key in keys and r["method"] not in ran:
-                    out.append({**r, **{k: float(r[k]) if r[k] not in ("", None) else None
-                                        for k in ("auroc", "auprc", "r2", "seconds")}})
-    return out
+    return [r for r in read_rows(files) if r["method"] not in ran
+            and (r["family"], int(r["instance"]), r["regime"], int(r["seed"])) in keys]
 
 
 def summary(rows: list[dict]) -> str:
@@ -110,6 +104,56 @@ def calibration(probs: list[tuple[np.ndarray, np.ndarray]], cut: float = 0.9) ->
             f"{truth[sel].mean():.1%} are true edges (base rate {truth.mean():.1%})")
 
 
+def plot_wins(rows: list[dict], path: Path, footer: str) -> None:
+    """Heat map: SparseGraph's mean AUROC minus the best peer's, per family (rows) and regime (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = list(dict.fromkeys(r["family"] for r in rows))
+    regs = list(dict.fromkeys(r["regime"] for r in rows))
+    gap = np.full((len(fams), len(regs)), np.nan)
+    for a, fam in enumerate(fams):
+        for b, reg in enumerate(regs):
+            means: dict[str, list[float]] = {}
+            for r in rows:
+                if r["family"] == fam and r["regime"] == reg:
+                    means.setdefault(r["method"], []).append(float(r["auroc"]))
+            ours = means.pop("sparsegraph", None)
+            if ours and means:
+                gap[a, b] = np.mean(ours) - max(np.mean(v) for v in means.values())
+    fig, ax = plt.subplots(figsize=(1.2 * len(regs) + 2.5, 0.5 * len(fams) + 1.8))
+    im = ax.imshow(gap, cmap="RdBu", vmin=-0.15, vmax=0.15)
+    for (a, b), v in np.ndenumerate(gap):
+        ax.text(b, a, f"{v:+.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(regs)), regs, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(fams)), fams, fontsize=8)
+    ax.set_title("off-diagonal AUROC: SparseGraph minus the best peer (blue: SparseGraph ahead)", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.text(0.01, 0.01, footer, fontsize=6, color="0.4")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def print_tables(rows: list[dict]) -> None:
+    print(summary(rows))
+    for key in ("auroc", "auprc", "r2", "seconds"):
+        print()
+        print(mean_table(rows, key))
+
+
+def read_rows(files: str) -> list[dict]:
+    rows = []
+    for name in filter(None, files.split(",")):
+        with open(name) as f:
+            for r in csv.DictReader(f):
+                rows.append({**r, **{k: float(r[k]) if r[k] not in ("", None) else None
+                                     for k in ("auroc", "auprc", "r2", "seconds")}})
+    return rows
+
+
 def quick() -> None:
     """A default fit's CPU seconds against LassoCV's on one 15-variable, 20 x 30 system (one thread)."""
     torch.set_num_threads(1)
@@ -135,9 +179,18 @@ def main() -> None:
     ap.add_argument("--out", default="graph_recovery.csv")
     ap.add_argument("--peers", default="", help="CSV files of an earlier run (comma-separated) whose rows of "
                     "methods not run now join the tables (same families, instances, regimes and seeds)")
+    ap.add_argument("--tables", default="", help="Only print the tables (and --figure) of these CSV files")
+    ap.add_argument("--figure", default="", help="Write the who-wins-where heat map here (PNG)")
     args = ap.parse_args()
     if args.quick:
         quick()
+        return
+    if args.tables:
+        rows = read_rows(args.tables)
+        print_tables(rows)
+        if args.figure:
+            plot_wins(rows, Path(args.figure), f"python bench/graph_recovery.py --tables ... · {platform.machine()}, "
+                      f"2-core CPU, torch {torch.__version__}, 1 thread")
         return
     torch.set_num_threads(1)
     rows, probs = [], []
@@ -163,13 +216,7 @@ def main() -> None:
                                   f"R2 {r.get('r2', float('nan')):8.3f} {r['seconds']:6.1f}s", flush=True)
     rows += reused_rows(args.peers, rows)
     print(f"\n# {platform.machine()}, torch {torch.__version__}, 1 thread; rows in {out}\n")
-    print(summary(rows))
-    print()
-    print(mean_table(rows, "auroc"))
-    print()
-    print(mean_table(rows, "r2"))
-    print()
-    print(mean_table(rows, "seconds"))
+    print_tables(rows)
     if probs:
         print("\ncalibration of SparseGraph.edge_probability_: " + calibration(probs))
 
