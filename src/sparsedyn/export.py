@@ -155,9 +155,10 @@ class SparseMLP(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers[:-1]:
-            x = self.act(layer(x))
-        return self.layers[-1](x)
+        last = len(self.layers) - 1  # iterate, never slice a ModuleList (a new module per call)
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == last else self.act(layer(x))
+        return x
 
 
 def export(model: nn.Module, fmt: str = "auto", batch: int = 1) -> nn.Module:

@@ -53,9 +53,11 @@ class MLP(nn.Module):
         self.act = activation(activation_name)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers[:-1]:
-            x = self.act(layer(x))
-        return self.layers[-1](x)
+        # no ``self.layers[:-1]``: slicing a ModuleList builds a new module on every call (~16 us each)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == last else self.act(layer(x))
+        return x
 
     def chain(self) -> list[nn.Module]:
         return list(self.layers)
@@ -110,10 +112,10 @@ class GroupedMLP(nn.Module):
         self.act = activation(activation_name)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x
-        for layer in self.layers[:-1]:
-            h = self.act(layer(h))
-        return self.layers[-1](h).squeeze(-1)
+        last = len(self.layers) - 1  # iterate, never slice: see MLP.forward
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == last else self.act(layer(x))
+        return x.squeeze(-1)
 
     def chain(self) -> list[nn.Module]:
         return list(self.layers)
