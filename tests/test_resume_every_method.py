@@ -99,7 +99,7 @@ def test_path_resumes_to_the_uninterrupted_numbers(tmp_path, ctrl_c_after, name)
     raw = _raw(name)
     param = next(p for p in ("lam", "lambda_paths", "sparsity") if p in raw["methods"][0])
     strength = raw["methods"][0][param]
-    values = [0.0, strength / 2, strength]
+    values = [0.0, strength]
     full = run_path(copy.deepcopy(raw), tmp_path / "full", values, progress=False)
     calls = {"n": 0}
     original = train.Trainer.fit

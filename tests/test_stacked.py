@@ -158,12 +158,13 @@ def _fields(kind: str, seed: int):
     raise AssertionError(kind)
 
 
+@pytest.mark.parametrize("intervention", [None, {1: 0.5}], ids=["free", "intervened"])
 @pytest.mark.parametrize("kind", ["mlp", "grouped", "skip", "gated", "masked_outer", "sonode"])
-def test_stacked_forecast_equals_each_members_forecast_and_gradients(kind):
+def test_stacked_forecast_equals_each_members_forecast_and_gradients(kind, intervention):
+    # every field kind x {no intervention, do(x_1 = 0.5)}: a stacked form that ignores interventions fails
     models = [_fields(kind, seed) for seed in range(3)]
     x0 = torch.randn(3, 4, 3)
     t = torch.linspace(0, 1, 6)
-    intervention = {1: 0.5} if kind in ("mlp", "masked_outer") else None
     for m in models:
         hold_gates(m)  # a training forward's one gate sample, drawn before the solve
     stacked = stacked_forecast(models, x0, t, intervention)

@@ -298,7 +298,7 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the figure and run files."),
     epochs: int = typer.Option(1000, help="Training epochs per model."),
 ) -> None:
-    """Vanilla NODE vs PathReg NODE on a sparse system with a known graph (about 5 minutes on 2 cores)."""
+    """Vanilla NODE vs PathReg NODE on a sparse system with a known graph (1 to 5 minutes on 2 cores)."""
     from .demo import run_demo
 
     run_demo(out, epochs=epochs)
