@@ -161,8 +161,12 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
 
 
 def test_bad_input_and_unfitted_use_are_named():
+    from sklearn.exceptions import NotFittedError as SklearnNotFitted
+
     with pytest.raises(NotFittedError, match="not fitted"):
         SparseGraph().simulate(np.zeros(2), np.linspace(0, 1, 3))
+    with pytest.raises(SklearnNotFitted):  # scikit-learn's own check catches it too
+        _ = SparseGraph().edges_
     with pytest.raises(ValueError, match="bad folds"):
         SparseGraph(folds=1).fit(np.zeros((3, 10, 2)))
     with pytest.raises(DataError, match="at least two trajectories"):

@@ -41,8 +41,13 @@ from .collocation import HybridField, PathFit, fit_library_path, fit_path, lambd
 from .derivatives import derivative_data
 from .tasks.user_data import DataError, from_arrays
 
+try:  # scikit-learn's own class where it is installed, so `except sklearn.exceptions.NotFittedError` works
+    from sklearn.exceptions import NotFittedError as _NotFittedBase
+except ImportError:  # pragma: no cover - scikit-learn is optional
+    _NotFittedBase = RuntimeError  # type: ignore[assignment,misc]
 
-class NotFittedError(RuntimeError):
+
+class NotFittedError(_NotFittedBase):  # type: ignore[valid-type,misc]
     """Raised by a :class:`SparseGraph` method that needs ``fit`` first."""
 
 
