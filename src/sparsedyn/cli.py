@@ -150,10 +150,10 @@ def run(
 
 
 def _complete(out: Path, cfg: Any) -> bool:
-    """Whether ``out`` holds a finished run (results.json) of this very config."""
-    from .rundir import fingerprint, recorded_fingerprint
+    """Whether ``out`` holds a finished run of this very config (as a sweep decides for its points)."""
+    from .sweep import Point
 
-    return (out / "results.json").exists() and recorded_fingerprint(out) == fingerprint(cfg.model_dump())
+    return Point(cfg.name, {}, cfg.seed, cfg.model_dump(), out).status() == "complete"
 
 
 @app.command()

@@ -73,6 +73,14 @@ class HybridField(torch.nn.Module):
         self.c_in = randn(members, n, hidden, scale=0.1)
         self.w_out = randn(members, n, hidden, scale=0.1 / math.sqrt(max(hidden, 1)))
 
+    def member(self, m: int) -> HybridField:
+        """A one-member copy of member ``m`` (its own parameters, detached): evaluating one fitted field
+        need not compute all ``M``."""
+        one = HybridField(1, self.n, self.hidden, self.poly)
+        one.load_state_dict({k: v[m:m + 1].detach().clone() if k in dict(self.named_parameters()) else v
+                             for k, v in self.state_dict().items()})
+        return one
+
     def products(self, z: Tensor) -> Tensor:
         return z[:, self.pj] * z[:, self.pk]
 
@@ -111,13 +119,18 @@ class HybridField(torch.nn.Module):
         """Group soft-threshold with ``thresholds`` (M, n, n) (zero on the diagonal), composed over the
         groups: a product term ``z_j z_k`` is scaled by both its groups' factors."""
         with torch.no_grad():
-            norms = self.group_norms()
-            scale = torch.clamp(1.0 - thresholds / norms.clamp_min(1e-30), min=0.0)
+            scale, both = self.shrink_factors(self.group_norms(), thresholds)
             self.linear.mul_(scale)
             self.w_in.mul_(scale[:, :, None, :])
             if self.poly:
-                both = scale[:, :, self.pj] * torch.where(self.pj == self.pk, 1.0, scale[:, :, self.pk])
                 self.quad.mul_(both)
+
+    def shrink_factors(self, norms: Tensor, thresholds: Tensor) -> tuple[Tensor, Tensor]:
+        """The composed group soft-threshold's factors: per group ``max(0, 1 - t / norm)`` (M, n, n), and
+        per product term ``z_j z_k`` the product of its two groups' factors (one factor for ``z_j^2``)."""
+        scale = torch.clamp(1.0 - thresholds / norms.clamp_min(1e-30), min=0.0)
+        both = scale[:, :, self.pj] * torch.where(self.pj == self.pk, 1.0, scale[:, :, self.pk])
+        return scale, both
 
     def jacobian(self, z: Tensor) -> Tensor:
         """Mean ``|df_i/dz_j|`` over the rows of ``z``: (M, n, n), in closed form."""
@@ -180,19 +193,35 @@ def _losses(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> Tensor
     return (err * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
 
 
+def _stage(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> tuple:
+    """Every member's read-out at the end of a path stage: group norms, mean |Jacobian|, error on its
+    held-out rows (NaN where it has none), error on its training rows, and its parameters."""
+    with torch.no_grad():
+        held_out = 1.0 - weights
+        val = _losses(field, z, y, held_out)
+        val = torch.where(held_out.sum(dim=1) > 0, val, torch.full_like(val, math.nan))
+        train = _losses(field, z, y, weights)
+    state = {k: v.detach().clone() for k, v in field.state_dict().items()}
+    return field.group_norms(), field.jacobian(z), val, train, state
+
+
+def _path_fit(lambdas: Tensor, stages: list[tuple]) -> PathFit:
+    norms, jacs, vals, trains, states = zip(*stages)
+    return PathFit(lambdas, torch.stack(norms), torch.stack(jacs), torch.stack(vals), torch.stack(trains),
+                   list(states))
+
+
 def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 150,
-             lr: float = 0.02, first_steps: int | None = None, progress=None) -> PathFit:
+             lr: float = 0.02) -> PathFit:
     """Fit every member along ``lambdas`` (decreasing: from few edges to many), warm-started stage to
-    stage, ``steps`` Adam + proximal steps per stage (``first_steps`` for the first). ``weights`` (M, N)
-    selects each member's training rows; its other rows are its validation rows."""
-    params = [field.bias, field.linear, field.quad, field.w_in, field.c_in, field.w_out]
-    params = [p for p in params if p.numel()]
+    stage, ``steps`` Adam + proximal steps per stage. ``weights`` (M, N) selects each member's training
+    rows; its other rows are its validation rows."""
+    params = [p for p in (field.bias, field.linear, field.quad, field.w_in, field.c_in, field.w_out) if p.numel()]
     opt = _Adam(params, lr)
     sizes = field.group_sizes()
-    held_out = 1.0 - weights
-    norms, jacs, vals, trains, states = [], [], [], [], []
-    for stage, lam in enumerate(lambdas.tolist()):
-        for _ in range(first_steps if (stage == 0 and first_steps) else steps):
+    stages = []
+    for lam in lambdas.tolist():
+        for _ in range(steps):
             for p in params:
                 p.grad = None
             _losses(field, z, y, weights).sum().backward()
@@ -201,17 +230,8 @@ def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas:
                                        step.get(id(field.quad), torch.zeros_like(field.quad)),
                                        step.get(id(field.w_in), torch.zeros_like(field.w_in))) / sizes
             field.prox(lam * mean_step * field.off_diagonal)
-        with torch.no_grad():
-            trains.append(_losses(field, z, y, weights))
-            val = _losses(field, z, y, held_out)
-            vals.append(torch.where(held_out.sum(dim=1) > 0, val, torch.full_like(val, math.nan)))
-        norms.append(field.group_norms())
-        jacs.append(field.jacobian(z))
-        states.append({k: v.detach().clone() for k, v in field.state_dict().items()})
-        if progress is not None:
-            progress(stage)
-    return PathFit(lambdas, torch.stack(norms), torch.stack(jacs), torch.stack(vals), torch.stack(trains), states)
-
+        stages.append(_stage(field, z, y, weights))
+    return _path_fit(lambdas, stages)
 
 def _library(field: HybridField, z: Tensor) -> Tensor:
     """The library features ``[1, z, z_j z_k]`` (N, F) of a field without residual."""
@@ -224,8 +244,8 @@ def _feature_groups(field: HybridField) -> Tensor:
     return torch.cat([torch.zeros(1, field.n), torch.eye(field.n)] + ([field.membership] if field.poly else []))
 
 
-def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300,
-                     progress=None) -> PathFit:
+def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300
+                     ) -> PathFit:
     """:func:`fit_path` for a field without residual (``hidden=0``): the loss is then quadratic in the
     library coefficients ``Theta`` (F, n) per member, so each member's Gram matrix ``Phi' W Phi`` is formed
     once and the path runs FISTA (accelerated proximal gradient, step ``1 / L`` with ``L`` the loss
@@ -243,22 +263,19 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
     theta = torch.cat([field.bias[:, None], field.linear.transpose(1, 2), field.quad.transpose(1, 2)], dim=1).detach()
     theta = theta.clone()
     previous, momentum = theta.clone(), theta.clone()
-    pj, pk = field.pj, field.pk
-    n, held_out = field.n, 1.0 - weights
-    norms, jacs, vals, trains, states = [], [], [], [], []
+    n, stages = field.n, []
 
     def prox(th: Tensor, thresholds: Tensor) -> Tensor:
-        sq = (th**2).transpose(1, 2) @ groups  # (M, n_out, n_in)
-        factor = torch.clamp(1.0 - thresholds / sq.sqrt().clamp_min(1e-30), min=0.0)  # (M, i, j)
+        """:meth:`HybridField.prox` on the stacked coefficients ``[bias; L'; Q']`` (M, F, n)."""
+        factor, both = field.shrink_factors(((th**2).transpose(1, 2) @ groups).sqrt(), thresholds)
         out = th.clone()
         out[:, 1:1 + n] *= factor.transpose(1, 2)
         if field.poly:
-            both = factor[:, :, pj] * torch.where(pj == pk, 1.0, factor[:, :, pk])  # (M, i, P)
             out[:, 1 + n:] *= both.transpose(1, 2)
         return out
 
     with torch.no_grad():
-        for stage, lam in enumerate(lambdas.tolist()):
+        for lam in lambdas.tolist():
             thresholds = (lam * step)[:, None, None] * field.off_diagonal
             t_k = 1.0
             for _ in range(steps):
@@ -271,17 +288,8 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
             field.bias.copy_(theta[:, 0])
             field.linear.copy_(theta[:, 1:1 + n].transpose(1, 2))
             field.quad.copy_(theta[:, 1 + n:].transpose(1, 2))
-            err = ((phi @ theta - y) ** 2).mean(dim=2)  # (M, N)
-            trains.append((err * weights).sum(1) / count)
-            val = (err * held_out).sum(1) / held_out.sum(1).clamp_min(1)
-            vals.append(torch.where(held_out.sum(dim=1) > 0, val, torch.full_like(val, math.nan)))
-            norms.append(field.group_norms())
-            jacs.append(field.jacobian(z))
-            states.append({k: v.detach().clone() for k, v in field.state_dict().items()})
-            if progress is not None:
-                progress(stage)
-    return PathFit(lambdas, torch.stack(norms), torch.stack(jacs), torch.stack(vals), torch.stack(trains), states)
-
+            stages.append(_stage(field, z, y, weights))
+    return _path_fit(lambdas, stages)
 
 def library_lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> float:
     """:func:`lambda_max` for :func:`fit_library_path`'s loss: the largest off-diagonal group gradient norm

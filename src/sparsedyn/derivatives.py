@@ -62,18 +62,23 @@ def _local_fits(t: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return coef[:, 0], coef[:, 1], hat
 
 
-def _choose_windows(times: list[np.ndarray], values: list[np.ndarray]) -> np.ndarray:
-    """Per feature, the window of :data:`WINDOWS` with the least leave-one-out error over all trajectories."""
+def _local_smooth(times: list[np.ndarray], values: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per trajectory, the local smoother's values and slopes, each feature at the window of :data:`WINDOWS`
+    with the least leave-one-out error over all trajectories (every window fitted once)."""
     n = values[0].shape[1]
     err = np.zeros((len(WINDOWS), n))
+    fits = []
     for t, x in zip(times, values):
-        for w, k in enumerate(WINDOWS):
-            if k > len(t) and w > 0:
+        fits.append([_local_fits(t, x, k) for k in WINDOWS])
+        for w, (fit, _, hat) in enumerate(fits[-1]):
+            if WINDOWS[w] > len(t) and w > 0:  # a window longer than a trajectory is not a candidate
                 err[w] = np.inf
-                continue
-            fit, _, hat = _local_fits(t, x, k)
-            err[w] += (((x - fit) / np.clip(1 - hat, 1e-3, None)[:, None]) ** 2).sum(axis=0)
-    return np.array([WINDOWS[i] for i in np.argmin(err, axis=0)])
+            else:
+                err[w] += (((x - fit) / np.clip(1 - hat, 1e-3, None)[:, None]) ** 2).sum(axis=0)
+    best = np.argmin(err, axis=0)  # (n,) window index per feature
+    columns = np.arange(n)
+    return [(np.stack([f[w][0] for w in range(len(WINDOWS))])[best, :, columns].T,
+             np.stack([f[w][1] for w in range(len(WINDOWS))])[best, :, columns].T) for f in fits]
 
 
 def smooth_trajectory(t: np.ndarray, x: np.ndarray, smooth: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -111,15 +116,12 @@ def derivative_data(series: Series, smooth: bool | str = True) -> DerivativeData
         seen = ~np.isnan(x).any(axis=1)
         times.append(t[seen])
         values.append(x[seen])
-    windows = _choose_windows(times, values) if kind == "local" and min(map(len, times)) >= MIN_POINTS else None
+    if kind == "local" and min(map(len, times)) >= MIN_POINTS:
+        smoothed = _local_smooth(times, values)
+    else:
+        smoothed = [smooth_trajectory(t, x, kind == "spline") for t, x in zip(times, values)]
     xs, ds, ids = [], [], []
-    for k, (t, x) in enumerate(zip(times, values)):
-        if windows is not None:
-            fits = {w: _local_fits(t, x, w) for w in set(windows.tolist())}
-            value = np.stack([fits[w][0][:, j] for j, w in enumerate(windows)], axis=1)
-            slope = np.stack([fits[w][1][:, j] for j, w in enumerate(windows)], axis=1)
-        else:
-            value, slope = smooth_trajectory(t, x, kind == "spline")
+    for k, (value, slope) in enumerate(smoothed):
         xs.append(value)
         ds.append(slope)
         ids.append(np.full(len(value), k))

@@ -179,7 +179,9 @@ class SparseGraph:
         np.fill_diagonal(selected, True)
         self.support_ = selected
         self.edge_probability_ = self._stability(path.norms[:, full + 1:].numpy() > 0, selected)
-        self.sign_ = np.sign(self._signed_jacobian(full, best))
+        self.field_.load_state_dict(path.states[best])
+        self.fitted_ = self.field_.member(full)  # the reported field: the full data's, at the best stage
+        self.sign_ = np.sign(self._signed_jacobian())
         self.train_mse_ = float(path.train_mse[best, full])
         self.cv_mse_ = float(np.exp(self.cv_mean_[best]))
 
@@ -205,16 +207,11 @@ class SparseGraph:
         np.fill_diagonal(probability, 1.0)
         return probability
 
-    def _signed_jacobian(self, member: int, stage: int) -> np.ndarray:
-        field = self._field_at(stage)
-        z = torch.as_tensor(self.scaler_.states(self.scaler_.x_mean[None]), dtype=torch.float32)
-        z = z.requires_grad_(True)
-        rows = [torch.autograd.grad(field(z)[member, 0, i], z)[0][0] for i in range(self.field_.n)]
-        return torch.stack(rows).detach().numpy()
-
-    def _field_at(self, stage: int) -> HybridField:
-        self.field_.load_state_dict(self.path_.states[stage])
-        return self.field_
+    def _signed_jacobian(self) -> np.ndarray:
+        """``df_i/dx_j`` of the reported field at the data's mean state (standardised units)."""
+        z = torch.as_tensor(self.scaler_.states(self.scaler_.x_mean[None]), dtype=torch.float32)[0]
+        jac = torch.autograd.functional.jacobian(lambda v: self.fitted_(v[None])[0, 0], z)
+        return jac.detach().numpy()
 
     def _warn(self) -> None:
         off = ~np.eye(self.n_features_in_, dtype=bool)
@@ -249,10 +246,9 @@ class SparseGraph:
     def derivative(self, x: np.ndarray) -> np.ndarray:
         """The fitted field (at the error-minimising stage) in the data's units: states (N, n) -> dx/dt (N, n)."""
         self._check_fitted()
-        field = self._field_at(self.best_stage_)
         z = torch.as_tensor(self.scaler_.states(np.atleast_2d(x)), dtype=torch.float32)
         with torch.no_grad():
-            out = field(z)[self.n_folds_].numpy().astype(float)
+            out = self.fitted_(z)[0].numpy().astype(float)
         return self.scaler_.derivative_units(out)
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
