@@ -103,7 +103,7 @@ def main() -> None:
     fig.savefig(args.out / "graph.png", dpi=100)
 
     fine = np.linspace(0, 2 * t[-1], 200)  # forecast beyond the training horizon too
-    pred = fitted["group_lasso"].predict(test[0, 0], fine)
+    pred = fitted["group_lasso"].simulate(test[0, 0], fine)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for j, name in enumerate(NAMES):
         ax.plot(fine, simulate(test[0, 0], fine)[:, j], color=f"C{j}", lw=1, label=f"{name} (true)")

@@ -1,12 +1,15 @@
 """SparseODE, the scikit-learn style estimator: graph recovery, scikit-learn's clone and GridSearchCV,
 save/load, paths, and clear errors."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 from sparsedyn import SparseODE
 from sparsedyn.analysis import recovery_metrics
+from sparsedyn.graph import NotFittedError
 from sparsedyn.tasks.systems import make_system
 from sparsedyn.tasks.user_data import DataError
 
@@ -51,9 +54,30 @@ def test_save_and_load_give_the_same_forecasts_and_graph(data, tmp_path):
     t, X, _ = data
     est = SparseODE(method="l0", strength=1e-3, hidden=(8,), epochs=8).fit(X[:8], t=t)
     again = SparseODE.load(est.save(tmp_path / "model.pt"))
-    np.testing.assert_array_equal(again.predict(X[0, 0], t), est.predict(X[0, 0], t))
+    np.testing.assert_array_equal(again.simulate(X[0, 0], t), est.simulate(X[0, 0], t))
     np.testing.assert_array_equal(again.graph_, est.graph_)
     assert again.get_params() == est.get_params()
+    # pickling (scikit-learn's persistence) round-trips the parametrized (gated) model too
+    unpickled = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(unpickled.simulate(X[0, 0], t), est.simulate(X[0, 0], t))
+    np.testing.assert_array_equal(unpickled.predict(X[0]), est.predict(X[0]))
+    np.testing.assert_array_equal(unpickled.jacobian_scores_, est.jacobian_scores_)
+
+
+def test_predict_gives_derivatives_and_simulate_forecasts(data):
+    """pysindy's split: predict(X) is the field at X (checked against a short simulated step), simulate
+    forecasts; the old predict(x0, t) still forecasts, with a FutureWarning."""
+    t, X, _ = data
+    est = SparseODE(method="vanilla", hidden=(8,), epochs=2, solver="euler").fit(X[:4], t=t)
+    x0 = X[0, 0]
+    h = 1e-3
+    step = est.simulate(x0, np.array([0.0, h]))[1]
+    np.testing.assert_allclose(est.predict(x0[None])[0], (step - x0) / h, rtol=1e-3, atol=1e-3)
+    with pytest.warns(FutureWarning, match="use simulate"):
+        old = est.predict(x0, t)
+    np.testing.assert_array_equal(old, est.simulate(x0, t))
+    with pytest.raises(DataError, match="Reshape your data"):
+        est.predict(x0)
 
 
 def test_a_path_reports_every_strength_and_ends_sparser_than_it_starts(data):
@@ -67,8 +91,8 @@ def test_a_path_reports_every_strength_and_ends_sparser_than_it_starts(data):
 
 def test_bad_input_and_misuse_are_named(data):
     t, X, _ = data
-    with pytest.raises(RuntimeError, match="not fitted yet"):
-        SparseODE().predict(np.zeros(5), t)
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        SparseODE().simulate(np.zeros(5), t)
     with pytest.raises(ValueError, match="no parameter 'lamda'"):
         SparseODE().set_params(lamda=1.0)
     with pytest.raises(ValueError, match="unknown method 'nope'; choose from vanilla, cnode"):
@@ -76,8 +100,8 @@ def test_bad_input_and_misuse_are_named(data):
     with pytest.raises(ValueError, match="strength must be >= 0"):
         SparseODE(strength=-1.0, epochs=1).fit(X[:4], t=t)
     est = SparseODE(method="vanilla", hidden=(4,), epochs=1).fit(X[:4], t=t)
-    with pytest.raises(DataError, match="x0 must be \\(5,\\) or \\(B, 5\\), got shape \\(3,\\)"):
-        est.predict(np.zeros(3), t)
+    with pytest.raises(DataError, match="x0 has 3 features, but SparseODE is expecting 5 features"):
+        est.simulate(np.zeros(3), t)
     bad = X[:4].copy()
     bad[1, 3, 2] = np.nan
     with pytest.raises(DataError, match="trajectory '1': time .* has NaN in \\['x2'\\]"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from sparsedyn.analysis import ranking_metrics
 from sparsedyn.baselines.edges import BASELINES, Standardiser
 from sparsedyn.collocation import HybridField, fit_library_path, library_lambda_max
 from sparsedyn.derivatives import _local_fits, derivative_data
@@ -160,6 +161,17 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
         SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
 
 
+def test_one_trajectory_is_cross_validated_over_blocks_of_time():
+    """A single 60-point trajectory of the linear system: folds and subsamples are contiguous blocks of
+    it (every block in exactly one fold), and the off-diagonal ranking still finds the graph."""
+    A, t, X = _linear_data(n_traj=1, points=60)
+    g = SparseGraph()
+    blocks = g._cv_groups(np.zeros(60, dtype=int))
+    assert list(np.unique(blocks)) == list(range(10)) and np.all(np.diff(blocks) >= 0)
+    g.fit(X[0], t=t)
+    assert ranking_metrics(g.graph_, A != 0)["auroc_offdiag"] > 0.95
+
+
 def test_bad_input_and_unfitted_use_are_named():
     from sklearn.exceptions import NotFittedError as SklearnNotFitted
 
@@ -169,8 +181,8 @@ def test_bad_input_and_unfitted_use_are_named():
         _ = SparseGraph().edges_
     with pytest.raises(ValueError, match="bad folds"):
         SparseGraph(folds=1).fit(np.zeros((3, 10, 2)))
-    with pytest.raises(DataError, match="at least two trajectories"):
-        SparseGraph().fit(np.random.default_rng(0).normal(size=(10, 2)))
+    with pytest.raises(DataError, match="at least two trajectories, or one with at least 4 time points"):
+        SparseGraph().fit(np.random.default_rng(0).normal(size=(3, 2)))
     with pytest.raises(ValueError, match="no parameter"):
         SparseGraph().set_params(strength=1.0)
     A, t, X = _linear_data(n_traj=4)

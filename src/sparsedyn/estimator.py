@@ -4,7 +4,8 @@
     model = SparseODE(method="pathreg", strength=1e-3).fit(X, t=t, feature_names=names)
     model.graph_                       # learned dependency matrix (out, in); rows/columns: feature_names_in_
     model.jacobian_scores_             # edge scores: mean |d f_i / d x_j| at the training states
-    model.predict(x0, t)               # forecast from an initial state
+    model.simulate(x0, t)              # forecast from an initial state
+    model.predict(X)                   # the field's derivatives dx/dt at states X (as pysindy)
     model.score(X_test, t=t)           # R^2 of forecasting each trajectory from its first state
     rows = model.path(X, t=t, strengths=[0, 1e-4, 1e-3, 1e-2])   # warm-started regularisation path
 
@@ -36,7 +37,7 @@ from .methods.base import Compose
 from .methods.registry import METHODS, build_method
 from .nn.modes import eval_mode
 from .path import default_param
-from .tasks.user_data import DataError, Series, from_arrays
+from .tasks.user_data import DataError, Series, _numeric, from_arrays
 
 try:  # scikit-learn (the dev extra) needs its base class for tags; without it the protocol below is enough
     from sklearn.base import BaseEstimator as _Base
@@ -178,35 +179,63 @@ class SparseODE(_Base):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this SparseODE is not fitted yet: call fit(X, t=...) first")
+            from .graph import NotFittedError
+
+            raise NotFittedError("this SparseODE is not fitted yet: call fit(X, t=...) first")
 
     # -- using the fitted model ------------------------------------------------------------
-    def predict(self, x0: Any, t: Any) -> np.ndarray:
+    def predict(self, X: Any, t: Any = None) -> np.ndarray:
+        """The fitted vector field at states ``X`` (N, n): ``dx/dt`` (N, n).
+
+        As in pysindy, ``predict`` gives derivatives and :meth:`simulate` forecasts. (The old call
+        ``predict(x0, t)`` still forecasts, with a ``FutureWarning``; use ``simulate(x0, t)``.)"""
+        if t is not None:
+            warnings.warn("SparseODE.predict(x0, t) forecasting is deprecated: use simulate(x0, t); "
+                          "predict(X) gives the field's derivatives at states X", FutureWarning, stacklevel=2)
+            return self.simulate(X, t)
+        if np.ndim(X) == 1:
+            raise DataError(f"X must be (N, {self.n_features_in_}) states; got one 1-d array (Reshape your data: "
+                            "X[None] for one state)")
+        x, _ = self._states(X, "X")
+        with eval_mode(self.model_), torch.no_grad():
+            return self.model_.field(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)
+
+    def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n)) at times ``t`` ((T,), starting at x0's
         time): (T, n) or (B, T, n)."""
-        self._check_fitted()
-        x = np.asarray(x0, dtype=float)
-        single = x.ndim == 1
-        x = x[None] if single else x
-        if x.ndim != 2 or x.shape[1] != self.n_features_in_:
-            n = self.n_features_in_
-            raise DataError(f"x0 must be ({n},) or (B, {n}), got shape {np.shape(x0)}")
-        if not np.isfinite(x).all():
-            raise DataError("x0 contains NaN or inf")
+        x, single = self._states(x0, "x0")
         grid = torch.as_tensor(np.asarray(t, dtype=float), dtype=torch.float32)
         with eval_mode(self.model_), torch.no_grad():
             out = self.model_(torch.as_tensor(x, dtype=torch.float32), grid).numpy()
         return out[0] if single else out
 
+    def _states(self, values: Any, what: str) -> tuple[np.ndarray, bool]:
+        """Checked states (B, n) and whether one (n,) state was given."""
+        self._check_fitted()
+        x = _numeric(values, what)
+        single = x.ndim == 1
+        x = x[None] if single else x
+        n = self.n_features_in_
+        if x.ndim != 2:
+            raise DataError(f"{what} must be ({n},) or (B, {n}), got shape {np.shape(values)}")
+        if x.shape[1] != n:
+            raise DataError(f"{what} has {x.shape[1]} features, but SparseODE is expecting {n} features as input")
+        if not np.isfinite(x).all():
+            raise DataError(f"{what} contains NaN or inf")
+        return x, single
+
     def score(self, X: Any, y: Any = None, t: Any = None, masks: Any = None) -> float:
         """R^2 of forecasting every trajectory of ``X`` from its first state, over the observed points
         (1 is perfect, 0 is predicting the data's mean); ``t`` defaults to the grid seen in ``fit``."""
         self._check_fitted()
-        series = from_arrays(X, self.t_ if t is None else t, masks, self.feature_names_in_)
+        series = from_arrays(X, self.t_ if t is None else t, masks)
+        if series.n_features != self.n_features_in_:
+            raise DataError(f"X has {series.n_features} features, but SparseODE is expecting "
+                            f"{self.n_features_in_} features as input")
         sse, values = 0.0, []
         for ti, xi in zip(series.times, series.values):
             observed = ~np.isnan(xi).any(axis=1)
-            pred = self.predict(xi[0], ti)
+            pred = self.simulate(xi[0], ti)
             sse += float(((pred[observed] - xi[observed]) ** 2).sum())
             values.append(xi[observed])
         allv = np.concatenate(values)
@@ -238,21 +267,21 @@ class SparseODE(_Base):
         return rows
 
     # -- persistence -------------------------------------------------------------------------
+    def _checkpoint(self) -> dict[str, Any]:
+        return {"params": self.get_params(), "model": self.model_.state_dict(), "phase": self.phase_,
+                "feature_names": self.feature_names_in_, "t": self.t_}
+
     def save(self, path: str | Path) -> Path:
         """Write the parameters, the fitted weights and what was read off them to one file."""
         self._check_fitted()
         from . import io
 
-        state = {"params": self.get_params(), "model": self.model_.state_dict(), "phase": self.phase_,
-                 "feature_names": self.feature_names_in_, "t": self.t_}
-        io.save_torch(Path(path), state)
+        io.save_torch(Path(path), self._checkpoint())
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> SparseODE:
         """An estimator as :meth:`save` wrote it, ready to predict and score (no refit)."""
-        from .tasks.forecast import node_model
-
         try:
             state = torch.load(path, weights_only=False)
         except FileNotFoundError:
@@ -262,13 +291,37 @@ class SparseODE(_Base):
         if not isinstance(state, dict) or not {"params", "model", "phase", "feature_names"} <= set(state):
             raise DataError(f"{path}: not a file written by SparseODE.save (a torch file without its keys)")
         est = cls(**state["params"])
-        method = Compose(build_method(spec) for spec in est._method_spec())
+        est._restore(state)
+        return est
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Rebuild the fitted model from a checkpoint dict (the method's parametrizations included)."""
+        from .tasks.forecast import node_model
+
+        method = Compose(build_method(spec) for spec in self._method_spec())
         n = len(state["feature_names"])
-        model = method.prepare(node_model(n, est._model_config()))
+        model = method.prepare(node_model(n, self._model_config()))
         if state["phase"] == 2:  # saved after fine-tuning began: its pattern is frozen
             method.finalize(model)
         model.load_state_dict(state["model"])
-        est.model_, est.method_, est.phase_ = model, method, state["phase"]
-        est.feature_names_in_, est.n_features_in_, est.t_ = state["feature_names"], n, state["t"]
-        est._read_off()
-        return est
+        self.model_, self.method_, self.phase_ = model, method, state["phase"]
+        self.feature_names_in_, self.n_features_in_, self.t_ = state["feature_names"], n, state["t"]
+        self._read_off()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling: torch refuses parametrized modules, so a fitted model travels as its checkpoint
+        (state dict and phase) and is rebuilt on unpickling; everything read off it is kept as is."""
+        state = self.__dict__.copy()
+        if "model_" in state:
+            state["_pickled_checkpoint"] = self._checkpoint()
+            for key in ("model_", "method_"):
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        checkpoint = state.pop("_pickled_checkpoint", None)
+        self.__dict__.update(state)
+        if checkpoint is not None:
+            kept = {k: v for k, v in state.items() if k.endswith("_") and not k.startswith("_")}
+            self._restore(checkpoint)
+            self.__dict__.update(kept)  # the read-outs of the fit (jacobian_scores_, history_, ...) as they were

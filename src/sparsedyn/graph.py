@@ -41,9 +41,11 @@ from .collocation import HybridField, PathFit, fit_library_path, fit_path, lambd
 from .derivatives import derivative_data
 from .tasks.user_data import DataError, from_arrays
 
-try:  # scikit-learn's own class where it is installed, so `except sklearn.exceptions.NotFittedError` works
+try:  # scikit-learn's own classes where it is installed: its tags, `except sklearn...NotFittedError` works
+    from sklearn.base import BaseEstimator as _Base
     from sklearn.exceptions import NotFittedError as _NotFittedBase
 except ImportError:  # pragma: no cover - scikit-learn is optional
+    _Base = object  # type: ignore[assignment,misc]
     _NotFittedBase = RuntimeError  # type: ignore[assignment,misc]
 
 
@@ -55,7 +57,7 @@ class GraphWarning(UserWarning):
     """A fit whose graph or forecasts should not be trusted as they are (the message says why)."""
 
 
-class SparseGraph:
+class SparseGraph(_Base):  # type: ignore[misc,valid-type]
     """Self-tuning sparse hybrid vector field for graph recovery (see the module docstring).
 
     Parameters: ``hidden`` units of each output's neural residual (0: library only), ``poly`` degree-2
@@ -104,18 +106,16 @@ class SparseGraph:
     def fit(self, X: Any, y: Any = None, t: Any = None, masks: Any = None,
             feature_names: Sequence[str] | None = None) -> SparseGraph:
         """Fit to trajectories ``X`` observed at times ``t`` (as :func:`~sparsedyn.tasks.user_data.from_arrays`
-        takes them; ``y`` is scikit-learn's unused slot). Needs at least two trajectories (folds)."""
+        takes them; ``y`` is scikit-learn's unused slot). Folds and subsamples are over trajectories; a single
+        trajectory is cut into contiguous blocks of time for them."""
         self._check_params()
         start = time.process_time()
         series = from_arrays(X, t, masks, feature_names)
-        if len(series) < 2:
-            raise DataError("SparseGraph needs at least two trajectories (its strength is cross-validated "
-                            "over trajectories)")
         data = derivative_data(series, self.smooth)
         self.scaler_ = Standardiser.fit(data)
         z = torch.as_tensor(self.scaler_.states(data.x), dtype=torch.float32)
         y_std = torch.as_tensor(self.scaler_.derivatives(data.dxdt), dtype=torch.float32)
-        weights, self.n_folds_ = self._members(data.trajectory)
+        weights, self.n_folds_ = self._members(self._cv_groups(data.trajectory))
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
@@ -150,6 +150,18 @@ class SparseGraph:
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr)
         cv = torch.log(path.val_mse[:, : self.n_folds_].clamp_min(1e-12)).mean(dim=1).min()
         return field, path, float(cv)
+
+    def _cv_groups(self, trajectory: np.ndarray) -> np.ndarray:
+        """The units that folds and subsamples draw: the trajectories, or for one trajectory its
+        ``2 x folds`` contiguous blocks of time (blocked cross-validation; derivatives were smoothed
+        over the whole trajectory first)."""
+        if len(np.unique(trajectory)) >= 2:
+            return trajectory
+        blocks = min(2 * self.folds, len(trajectory) // 2)
+        if blocks < 2:
+            raise DataError(f"SparseGraph needs at least two trajectories, or one with at least 4 time points "
+                            f"(its strength is cross-validated over them); got {len(trajectory)} points")
+        return np.arange(len(trajectory)) * blocks // len(trajectory)
 
     def _members(self, trajectory: np.ndarray) -> tuple[torch.Tensor, int]:
         """0/1 row weights (M, N): the folds' training rows, all rows, then the subsamples' rows."""

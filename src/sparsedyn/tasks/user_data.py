@@ -35,6 +35,10 @@ class DataError(ValueError):
     """Bad user data: the message names the file, column, trajectory or time at fault."""
 
 
+class NonNumericError(DataError, TypeError):
+    """Values that are not numbers (a :class:`DataError` and, as numpy's own error, a ``TypeError``)."""
+
+
 @dataclass
 class Series:
     """Per trajectory: times (T_i,) strictly increasing, values (T_i, n) with NaN rows for missing points."""
@@ -69,7 +73,8 @@ def check_series(series: Series, where: str = "data") -> Series:
         if t.shape != (x.shape[0],):
             raise DataError(f"{label}: {t.shape[0] if t.ndim == 1 else t.shape} times for {x.shape[0]} time points")
         if x.shape[0] < 2:
-            raise DataError(f"{label}: a single time point; a trajectory needs at least two to learn dynamics from")
+            raise DataError(f"{label}: a single time point (n_samples = 1); a trajectory needs at least two to "
+                            "learn dynamics from")
         if not np.isfinite(t).all():
             raise DataError(f"{label}: times contain NaN or inf")
         steps = np.diff(t)
@@ -96,9 +101,17 @@ def check_series(series: Series, where: str = "data") -> Series:
 
 
 def _numeric(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float array; sparse matrices and complex numbers refused by name (the wording
+    scikit-learn's conventions expect)."""
+    if hasattr(values, "toarray") and hasattr(values, "nnz"):
+        raise DataError(f"{what}: sparse input is not supported; pass a dense array (e.g. X.toarray())")
+    if np.iscomplexobj(values):
+        raise DataError(f"{what}: Complex data not supported")
     try:
         return np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
+    except TypeError as e:  # numpy's message names the value ("argument must be a string or a number")
+        raise NonNumericError(f"{what}: non-numeric values ({e})") from None
+    except ValueError:
         raise DataError(f"{what}: non-numeric values") from None
 
 
@@ -124,7 +137,9 @@ def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -
     if not xs:
         raise DataError("X holds no trajectories")
     for i, x in enumerate(xs):
-        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        if x.ndim == 2 and x.shape[1] == 0:
+            raise DataError(f"X[{i}]: 0 feature(s) (shape={x.shape}) while a minimum of 1 is required.")
+        if x.ndim != 2 or x.shape[0] == 0:
             raise DataError(f"X[{i}]: a trajectory must be a (T, n) array with T, n >= 1, got shape {x.shape}")
     if t is None:
         ts = [np.arange(x.shape[0], dtype=float) for x in xs]
