@@ -32,6 +32,7 @@ METHODS = {
     # hidden sizes that is n times the compute; with 16x16 per output the weight count matches.
     "group_lasso (64x64 per output)": [{"name": "group_lasso", "lam": 1e-2}],
     "group_lasso (16x16 per output)": [{"name": "group_lasso", "lam": 1e-2, "hidden": [16, 16]}],
+    "group_lasso (1 per output)": [{"name": "group_lasso", "lam": 1e-2, "hidden": [1]}],
     "lassonet_inner": [{"name": "lassonet", "lam": 1e-2, "mode": "inner"}],
     "lassonet_outer": [{"name": "lassonet", "lam": 1e-2, "mode": "outer"}],
     "magnitude": [{"name": "magnitude", "sparsity": 0.9, "schedule": "oneshot", "start": 1}],
@@ -68,8 +69,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (part of the measurement)")
+    p.add_argument("--methods", default="", help="comma-separated subset of the rows (vanilla is always run)")
     args = p.parse_args()
-    setups = {name: make(ms, args.n, args.hidden) for name, ms in METHODS.items()}
+    torch.set_num_threads(args.threads)
+    chosen = {"vanilla", *filter(None, args.methods.split(","))} if args.methods else set(METHODS)
+    unknown = chosen - set(METHODS)
+    if unknown:
+        p.error(f"unknown --methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    setups = {name: make(ms, args.n, args.hidden) for name, ms in METHODS.items() if name in chosen}
     times: dict[str, list[float]] = {name: [] for name in setups}
     for s in setups.values():  # warm-up
         for _ in range(3):

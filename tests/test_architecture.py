@@ -91,3 +91,20 @@ def test_every_task_config_builds_through_its_registered_class():
     for name, cls in TASKS.items():
         assert cls.name == name and cls.Config.model_fields["name"].annotation.__args__ == (name,)
         assert cls.model_kinds, name
+
+
+def test_every_task_constructor_default_is_its_config_default():
+    """One experiment per name: a task built in Python with its defaults is the one its YAML config's
+    defaults build (SystemTask once defaulted to t_end 5.0 / 50 points against the config's 3.0 / 30)."""
+    import inspect
+
+    def norm(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    for name, cls in TASKS.items():
+        fields = cls.Config.model_fields
+        for p in inspect.signature(cls.__init__).parameters.values():
+            if p.name in fields and p.default is not inspect.Parameter.empty:
+                f = fields[p.name]
+                config_default = f.default_factory() if f.default_factory else f.default
+                assert norm(p.default) == norm(config_default), (name, p.name, p.default, config_default)

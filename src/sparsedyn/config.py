@@ -69,6 +69,7 @@ class ModelConfig(_Strict):
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-4, gt=0)
     adjoint: bool = False
+    fixed_grid_loop: bool = True  # euler/midpoint/rk4: the lean loop (torchdiffeq's numbers); False: odeint
     sindy_degree: int = Field(2, ge=1)  # kind: sindy only (pysindy baseline)
     sindy_threshold: float = Field(0.05, ge=0)
 

@@ -20,7 +20,10 @@ The pipeline (each step in its own module):
    fold that extrapolates badly): ``graph_`` is read at the error minimum, the selected edges at the
    sparsest stage within one standard error of it (the one-standard-error rule), and
    ``edge_probability_`` is how often the subsamples select each edge, at most, over the path's strong end
-   (stability selection with a bound on the expected false edges, :meth:`SparseGraph._stability`).
+   (stability selection with a bound on the expected false edges, :meth:`SparseGraph._stability`),
+   averaged over the libraries tried (with ``poly="auto"``: an edge is probable when it is stable both
+   as a linear and as a degree-2 dependence; on the benchmark one library's frequencies put 85-88% true
+   edges at >= 0.9, the average 95%).
 
 Self-dependencies are never penalised (most systems' variables decay); report graphs without them.
 """
@@ -131,6 +134,8 @@ class SparseGraph(_Base):  # type: ignore[misc,valid-type]
         self.feature_names_in_ = list(series.features)
         self.n_features_in_ = series.n_features
         self._choose(self.path_)
+        # stable under every library tried: the mean of each library's selection frequencies
+        self.edge_probability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
@@ -148,8 +153,7 @@ class SparseGraph(_Base):  # type: ignore[misc,valid-type]
             top = lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr)
-        cv = torch.log(path.val_mse[:, : self.n_folds_].clamp_min(1e-12)).mean(dim=1).min()
-        return field, path, float(cv)
+        return field, path, float(self._cv_curve(path)[0].min())
 
     def _cv_groups(self, trajectory: np.ndarray) -> np.ndarray:
         """The units that folds and subsamples draw: the trajectories, or for one trajectory its
@@ -175,29 +179,40 @@ class SparseGraph(_Base):  # type: ignore[misc,valid-type]
             rows.append(np.isin(trajectory, half))
         return torch.as_tensor(np.array(rows), dtype=torch.float32), len(folds)
 
+    def _cv_curve(self, path: PathFit) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Mean and standard error over folds of the log held-out error per stage, the error-minimising
+        stage, and the sparsest stage within one standard error of it (the lambdas decrease)."""
+        log_err = torch.log(path.val_mse[:, : self.n_folds_].clamp_min(1e-12))
+        mean = log_err.mean(dim=1).numpy()
+        se = (log_err.std(dim=1) / math.sqrt(self.n_folds_)).numpy()
+        best = int(np.argmin(mean))
+        return mean, se, best, int(np.flatnonzero(mean <= mean[best] + se[best]).min())
+
     def _choose(self, path: PathFit) -> None:
-        """The CV curve (mean and standard error of log held-out error over folds), the stages read off."""
-        k, full = self.n_folds_, self.n_folds_
-        log_err = torch.log(path.val_mse[:, :k].clamp_min(1e-12))
-        self.cv_mean_ = log_err.mean(dim=1).numpy()
-        self.cv_se_ = (log_err.std(dim=1) / math.sqrt(k)).numpy()
-        best = int(np.argmin(self.cv_mean_))
-        within = np.flatnonzero(self.cv_mean_ <= self.cv_mean_[best] + self.cv_se_[best])
-        self.best_stage_, self.stage_ = best, int(within.min())  # the lambdas decrease: min index = sparsest
+        """The CV curve of the chosen library and the stages read off it."""
+        full = self.n_folds_
+        self.cv_mean_, self.cv_se_, best, self.stage_ = self._cv_curve(path)
+        self.best_stage_ = best
         self.lambdas_ = path.lambdas.numpy()
         self.strength_ = float(self.lambdas_[self.stage_])
         self.graph_ = path.jacobian[best, full].numpy()
         selected = path.norms[self.stage_, full].numpy() > 0
         np.fill_diagonal(selected, True)
         self.support_ = selected
-        self.edge_probability_ = self._stability(path.norms[:, full + 1:].numpy() > 0, selected)
         self.field_.load_state_dict(path.states[best])
         self.fitted_ = self.field_.member(full)  # the reported field: the full data's, at the best stage
         self.sign_ = np.sign(self._signed_jacobian())
         self.train_mse_ = float(path.train_mse[best, full])
         self.cv_mse_ = float(np.exp(self.cv_mean_[best]))
 
-    def _stability(self, subs: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    def _stability_of(self, path: PathFit) -> np.ndarray:
+        """One library's stability-selection frequencies, over its path down to its own
+        one-standard-error stage."""
+        stage = self._cv_curve(path)[3]
+        selected = path.norms[stage, self.n_folds_].numpy() > 0
+        return self._stability(path.norms[:, self.n_folds_ + 1:].numpy() > 0, selected, stage)
+
+    def _stability(self, subs: np.ndarray, selected: np.ndarray, stage: int) -> np.ndarray:
         """Stability selection (Meinshausen & Buehlmann 2010) over the path's strong end: an edge's
         probability is its highest selection frequency across the subsamples at any stage from the top
         down to the first one whose subsamples select on average ``q = sqrt(expected_false x (2 x 0.9 - 1)
@@ -213,8 +228,7 @@ class SparseGraph(_Base):  # type: ignore[misc,valid-type]
             q_max = math.sqrt(self.expected_false * 0.8 * off.sum())
             counts = subs[:, :, off].sum(axis=2).mean(axis=1)  # (stages,) mean edges a subsample keeps
             reached = np.flatnonzero(counts >= q_max)  # the grid is discrete: the first stage to reach q
-            last = min(int(reached.min()) if len(reached) else self.stage_, self.stage_)
-            self.stability_stage_ = last
+            last = min(int(reached.min()) if len(reached) else stage, stage)
             probability = subs[: last + 1].mean(axis=1).max(axis=0)
         np.fill_diagonal(probability, 1.0)
         return probability

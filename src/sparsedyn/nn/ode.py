@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchdiffeq import odeint, odeint_adjoint
 
+from .fixed_grid import FIXED_GRID_SOLVERS, solve_fixed_grid
 from .gates import hold_gates
 
 SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint")
@@ -47,7 +48,7 @@ class _Solver(nn.Module):
 
     def __init__(
         self, solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-4,
-        step_size: float | None = None, adjoint: bool = False,
+        step_size: float | None = None, adjoint: bool = False, fixed_grid_loop: bool = True,
     ) -> None:
         super().__init__()
         if solver not in SOLVERS:
@@ -56,19 +57,20 @@ class _Solver(nn.Module):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
         self.solver, self.rtol, self.atol = solver, rtol, atol
         self.step_size, self.adjoint = step_size, adjoint
+        self.fixed_grid_loop = fixed_grid_loop
 
     def _solve(self, func: nn.Module, y0: Tensor, t: Tensor) -> Tensor:
         if t.dim() != 1 or t.numel() < 2:
             raise ValueError(f"t must be a 1-d tensor of >= 2 increasing times, got shape {tuple(t.shape)}")
-        options = {"step_size": self.step_size} if self.step_size is not None else None
-        kwargs = dict(method=self.solver, rtol=self.rtol, atol=self.atol, options=options)
         if self.training:
             hold_gates(self)
         if self.adjoint:
             # The adjoint needs the raw parameters; gates reuse the one noise sample.
-            return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.parameters()), **kwargs)
+            options = {"step_size": self.step_size} if self.step_size is not None else None
+            return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.parameters()), method=self.solver,
+                                  rtol=self.rtol, atol=self.atol, options=options)
         with parametrize.cached():
-            return odeint(func, y0, t, **kwargs)
+            return integrate(func, y0, t, self.solver, self.rtol, self.atol, self.step_size, self.fixed_grid_loop)
 
     def _add_skip(self, x: Tensor, x0: Tensor, keep: Tensor | None) -> Tensor:
         """``x + S x0`` (outer LassoNet's skip), zero on intervened variables (they stay at their value)."""
@@ -77,6 +79,16 @@ class _Solver(nn.Module):
             return x
         s = skip(x0)
         return x + (s if keep is None else s * keep)[:, None, :]
+
+
+def integrate(func: nn.Module, y0: Tensor, t: Tensor, solver: str, rtol: float, atol: float,
+              step_size: float | None, fixed_grid_loop: bool = True) -> Tensor:
+    """``odeint``'s result; fixed-grid solvers over increasing times run the lean loop of
+    :mod:`~sparsedyn.nn.fixed_grid` (same numbers, less overhead) unless ``fixed_grid_loop`` is False."""
+    if fixed_grid_loop and solver in FIXED_GRID_SOLVERS and bool((t[1:] > t[:-1]).all()):
+        return solve_fixed_grid(func.forward, y0, t, solver, step_size)
+    options = {"step_size": step_size} if step_size is not None else None
+    return odeint(func, y0, t, method=solver, rtol=rtol, atol=atol, options=options)
 
 
 class _FirstOrder(nn.Module):

@@ -22,10 +22,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torchdiffeq import odeint
 
 from .fields import MLP, GroupedMLP, SkipField
-from .ode import NeuralODE, SecondOrderODE, _apply_intervention, _intervention_mask
+from .ode import NeuralODE, SecondOrderODE, _apply_intervention, _intervention_mask, integrate
 from .rnn import RecurrentLayer, State, elman_step, gru_step, lstm_step
 
 FIXED_GRID_SOLVERS = ("rk4", "euler", "midpoint")
@@ -105,7 +104,8 @@ def stacked_field(fields: Sequence[nn.Module]) -> StackedFn:
 
 
 def _solver_options(model: nn.Module) -> tuple:
-    return (type(model), model.solver, model.step_size, model.adjoint, model.rtol, model.atol)
+    return (type(model), model.solver, model.step_size, model.adjoint, model.rtol, model.atol,
+            model.fixed_grid_loop)
 
 
 def stackable(models: Sequence[nn.Module]) -> str | None:
@@ -147,7 +147,6 @@ def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, interve
         raise ValueError(f"t must be a 1-d tensor of >= 2 increasing times, got shape {tuple(t.shape)}")
     keep = _intervention_mask(n, intervention, x0)
     x0 = _apply_intervention(x0, intervention)
-    options = {"step_size": first.step_size} if first.step_size is not None else None
     with parametrize.cached():
         field = stacked_field([m.field for m in models])
         if isinstance(first, SecondOrderODE):
@@ -162,7 +161,8 @@ def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, interve
         else:
             func = _StackedFirstOrder(field, keep)
             y0 = x0
-        states = odeint(func, y0, t, method=first.solver, rtol=first.rtol, atol=first.atol, options=options)
+        states = integrate(func, y0, t, first.solver, first.rtol, first.atol, first.step_size,
+                           first.fixed_grid_loop)
         x = states[..., :n].permute(1, 2, 0, 3)  # (T, M, B, n) -> (M, B, T, n)
         if first.outer_skip is not None:
             s = _stacked_linear_no_bias([m.outer_skip for m in models])(x0)

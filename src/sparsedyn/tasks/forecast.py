@@ -37,7 +37,7 @@ class _Constant(nn.Module):
 def node_model(n: int, m) -> NeuralODE:
     """A NODE with an MLP field on ``n`` variables, from a config's ``model`` section ``m``."""
     return NeuralODE(MLP(n, n, m.hidden, m.activation), solver=m.solver, rtol=m.rtol, atol=m.atol,
-                     step_size=m.step_size, adjoint=m.adjoint)
+                     step_size=m.step_size, adjoint=m.adjoint, fixed_grid_loop=m.fixed_grid_loop)
 
 
 class ForecastTask(Task):
@@ -65,7 +65,8 @@ class ForecastTask(Task):
     def build_model(self, m) -> nn.Module:
         """A NODE (``kind: node``) or SONODE (``kind: sonode``) with MLP fields on the observed variables."""
         n = self.n_observed
-        solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint)
+        solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint,
+                      fixed_grid_loop=m.fixed_grid_loop)
         if m.kind == "node":
             return node_model(n, m)
         if m.kind != "sonode":

@@ -63,7 +63,7 @@ class SystemTask(ForecastTask):
 
     def __init__(
         self, system: DynamicalSystem, n_train: int = 32, n_val: int = 8, n_test: int = 16,
-        t_end: float = 5.0, n_points: int = 50, noise: float = 0.0, irregular: float = 0.0,
+        t_end: float = 3.0, n_points: int = 30, noise: float = 0.0, irregular: float = 0.0,
         shift: float = 1.0, extrapolate: float = 2.0, intervention: Mapping[int, float] | None = None,
         seed: int = 0,
     ) -> None:
