@@ -1,11 +1,13 @@
-"""The lean fixed-grid loop against torchdiffeq's odeint: same states, same gradients, same training run."""
+"""The lean fixed-grid loop against torchdiffeq's odeint (same states, same gradients, same training run), and
+the hand-fused rk4 solve against the loop (and ``gradcheck``)."""
 
 import pytest
 import torch
 from torchdiffeq import odeint
 
-from sparsedyn.nn.fields import MLP
-from sparsedyn.nn.fixed_grid import solve_fixed_grid
+from sparsedyn.nn.fields import MLP, GroupedMLP
+from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
+from sparsedyn.nn.fused_rk4 import _FusedRK4, fusable, fused_rk4_solve
 from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
 from sparsedyn.nn.stacked import stacked_forecast
 
@@ -74,3 +76,46 @@ def test_the_stacked_forecast_takes_the_loop_and_matches_odeint():
 def test_bad_method_is_named():
     with pytest.raises(ValueError, match="fixed-grid method must be one of"):
         solve_fixed_grid(lambda s, y: y, torch.zeros(1, 1), torch.linspace(0, 1, 3), "dopri5")
+
+
+# -- the hand-fused rk4 solve of tanh MLP fields ---------------------------------------------------
+
+@pytest.mark.parametrize("step_size,intervene", [(None, False), (0.07, False), (0.1, True)])
+def test_the_fused_rk4_solve_equals_the_loop_with_its_gradients(step_size, intervene):
+    field = _field()
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0]) if intervene else None
+    y0 = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    t = torch.sort(torch.rand(12, generator=torch.Generator().manual_seed(2)) * 3).values
+    target = torch.randn(12, 8, 4, generator=torch.Generator().manual_seed(3))
+    y0_ref, y0_fused = y0.clone().requires_grad_(), y0.clone().requires_grad_()
+    ref = solve_fixed_grid(lambda s, y: field(y) if keep is None else field(y) * keep, y0_ref, t, "rk4", step_size)
+    fused = fused_rk4_solve(field, y0_fused, t, step_size, keep)
+    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
+    params = list(field.parameters())
+    g_ref = torch.autograd.grad(((ref - target) ** 2).mean(), [y0_ref, *params])
+    g_fused = torch.autograd.grad(((fused - target) ** 2).mean(), [y0_fused, *params])
+    for a, b in zip(g_fused, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_fused_backward_passes_gradcheck_in_float64():
+    torch.manual_seed(0)
+    field = MLP(2, 2, (3, 3)).double()
+    t = torch.tensor([0.0, 0.13, 0.4, 0.5], dtype=torch.float64)
+    y0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    keep = torch.tensor([1.0, 0.0], dtype=torch.float64)
+
+    plan = _plan(tuple(t.tolist()), 0.1)  # a grid step of 0.1: observations between grid points
+
+    def solve(y, *params):
+        return _FusedRK4.apply(plan, keep, y, *params)
+
+    params = [p.detach().clone().requires_grad_() for p in field.parameters()]
+    assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
+
+
+def test_only_plain_tanh_mlps_are_fused():
+    assert fusable(MLP(3, 3, (4,)))
+    assert not fusable(MLP(3, 3, (4,), activation_name="relu"))
+    assert not fusable(MLP(3, 3, (4,), bias=False))
+    assert not fusable(GroupedMLP(3, 3, (4,)))
