@@ -108,3 +108,14 @@ def test_every_task_constructor_default_is_its_config_default():
                 f = fields[p.name]
                 config_default = f.default_factory() if f.default_factory else f.default
                 assert norm(p.default) == norm(config_default), (name, p.name, p.default, config_default)
+
+
+def test_every_method_declares_its_strength_and_stackable_numbers_among_its_parameters():
+    """Paths, relative strengths and stacked sweeps read these declarations; a method that declared a
+    name its constructor does not take would make them fail far from the cause."""
+    from sparsedyn.methods.registry import parameters_of
+
+    for name, cls in METHODS.items():
+        params = parameters_of(name)
+        assert cls.strength in params, (name, cls.strength)
+        assert cls.strength in cls.stackable_params and set(cls.stackable_params) <= set(params), name

@@ -20,22 +20,18 @@ import numpy as np
 
 from . import io
 from .config import ConfigError, parse_config
-from .methods.strength import STRENGTH_PARAMS
 from .report_pareto import pareto_front
-
-# the parameter a path raises, in order of preference: a penalty strength, else pruning's target sparsity
-STRENGTHS = (*STRENGTH_PARAMS, "sparsity")
 
 
 def default_param(spec: dict[str, Any]) -> str:
-    """The strength parameter of a method spec: ``lam``, PathReg's ``lambda_paths`` or pruning's ``sparsity``."""
-    from .methods.registry import parameters_of
+    """The strength parameter a method declares (``Method.strength``): ``lam``, PathReg's ``lambda_paths``
+    or pruning's ``sparsity``."""
+    from .methods.registry import METHODS
 
-    params = parameters_of(spec.get("name"))
-    for name in STRENGTHS:
-        if name in params:
-            return name
-    raise ConfigError(f"method {spec.get('name')!r} has no strength parameter {STRENGTHS}; pass --param")
+    cls = METHODS.get(spec.get("name"))
+    if cls is None or cls.strength is None:
+        raise ConfigError(f"method {spec.get('name')!r} declares no strength parameter; pass --param")
+    return cls.strength
 
 
 def geometric(start: float, stop: float, num: int, dense: bool = True) -> list[float]:

@@ -16,7 +16,7 @@ from torch import nn
 from . import analysis, io
 from .config import ExperimentConfig
 from .methods.base import Compose
-from .methods.registry import build_method, parameters_of
+from .methods.registry import METHODS, build_method, parameters_of
 from .methods.strength import calibrate
 from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
@@ -24,9 +24,6 @@ from .tasks import TASKS, Task
 from .tasks.forecast import ForecastTask
 from .train import Trainer, TrainResult, TrainSettings, seed_everything
 from .train_stacked import train_stacked
-
-# Method parameters that may differ between the members of one stacked job: strengths that change no shape.
-STACKABLE_STRENGTHS = ("lam", "lambda_paths", "lambda_weights", "sparsity")
 
 
 @dataclass
@@ -142,7 +139,7 @@ def analyse(model: nn.Module, task: Task) -> dict[str, float]:
     if task.truth is not None and tuple(scores.shape) == task.truth.shape:
         rec = analysis.recovery_metrics(scores, task.truth)
         out.update({f"recovery_{k}": v for k, v in rec.items()})
-        x = task.field_inputs("train") if hasattr(task, "field_inputs") else None
+        x = task.field_inputs("train")
         if x is not None and x.shape[-1] == task.truth.shape[1]:  # the field's input is the observed state
             jac = analysis.jacobian_recovery(model, x, task.truth)
             out.update({f"recovery_jacobian_{k}": v for k, v in jac.items()})
@@ -234,10 +231,19 @@ def stack_key(config: dict[str, Any]) -> str | None:
     if config.get("model", {}).get("kind") == "sindy" or config.get("lottery"):
         return None
     cfg = {k: v for k, v in config.items() if k not in ("seed", "name", "warm_start")}
-    cfg["methods"] = [{k: v for k, v in spec.items()
-                       if not (k in STACKABLE_STRENGTHS and isinstance(v, (int, float)) and not isinstance(v, bool))}
+    cfg["methods"] = [{k: v for k, v in spec.items() if not (k in _stackable_params(spec) and _is_number(v))}
                       for spec in config.get("methods", [])]
     return fingerprint(cfg)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _stackable_params(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The numbers in which members of one stacked job may differ, as the spec's method declares them."""
+    cls = METHODS.get(spec.get("name"))
+    return cls.stackable_params if cls is not None else ()
 
 
 def run_stacked(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,14 +96,17 @@ class DivergenceError(RuntimeError):
     """Raised inside the loop when training diverges; handled by :meth:`Trainer.fit`."""
 
 
-class Task(Protocol):
-    """What the trainer needs from a task."""
+class TrainableTask(Protocol):
+    """What the trainers (this module's and :mod:`~sparsedyn.train_stacked`'s) need from a task; every
+    :class:`sparsedyn.tasks.base.Task` provides it (stacking: a default that declines)."""
 
     monitor: str
 
     def train_batches(self, batch_size: int, generator: torch.Generator): ...
     def loss(self, model: nn.Module, batch: Any) -> Tensor: ...
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+    def can_stack(self, models: Sequence[nn.Module], batches: Sequence[Any]) -> bool: ...
+    def stacked_loss(self, models: Sequence[nn.Module], batches: Sequence[Any]) -> list[Tensor]: ...
 
 
 _STOP = threading.Event()
@@ -133,7 +136,7 @@ class Trainer:
     """Train ``model`` on ``task`` with ``method``'s hooks; write to ``run_dir`` if given."""
 
     def __init__(
-        self, model: nn.Module, method: Method, task: Task, settings: TrainSettings | None = None,
+        self, model: nn.Module, method: Method, task: TrainableTask, settings: TrainSettings | None = None,
         run_dir: Path | None = None, seed: int = 0,
     ) -> None:
         settings = settings or TrainSettings()
@@ -171,7 +174,8 @@ class Trainer:
             optimizer: torch.optim.Optimizer = torch.optim.SGD(groups)
         else:
             mixed = any(g.get("heavy_ball") for g in groups)
-            optimizer = AdamWithHeavyBall(groups) if mixed else torch.optim.Adam(groups)
+            # foreach: one kernel per step for all of a group's tensors (on CPU Adam defaults to a loop over them)
+            optimizer = AdamWithHeavyBall(groups, foreach=True) if mixed else torch.optim.Adam(groups, foreach=True)
         # For step sizes: the group's *index*. ``Optimizer.load_state_dict`` replaces the group dicts, so a
         # reference to a dict would keep the pre-resume learning rate after a scheduler moved it.
         self._group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}

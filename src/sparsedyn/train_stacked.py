@@ -34,8 +34,7 @@ _MISSING = object()
 def _stacked_task_losses(trainers: Sequence[Trainer], batches: Sequence) -> list[Tensor] | None:
     """The members' losses from one stacked forecast, or None when this step cannot be stacked."""
     task, models = trainers[0].task, [t.model for t in trainers]
-    can_stack = getattr(task, "can_stack", None)
-    if can_stack is None or not can_stack(models, batches):
+    if not task.can_stack(models, batches):
         return None
     for t in trainers:  # each member draws its gate sample as its own forward would, from its own state
         if t.model.training:

@@ -68,6 +68,10 @@ class Method:
     """Base class: every hook is a no-op. Subclasses override what they need."""
 
     name: ClassVar[str] = "method"
+    # Declared once per method, read by paths, relative strengths and stacked sweeps (no probing):
+    strength: ClassVar[str | None] = None  # the parameter a path raises (None: the method has none)
+    penalty_strength: ClassVar[bool] = True  # it weighs a penalty, so a relative strength rescales it
+    stackable_params: ClassVar[tuple[str, ...]] = ()  # numbers that change no shape: stacked members may differ
 
     def prepare(self, model: nn.Module) -> nn.Module:
         return model

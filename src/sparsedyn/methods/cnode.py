@@ -20,6 +20,8 @@ class CNODE(Method):
     """``lam * || |W_{L+1}| ... |W_1| ||_{1,1}``; ``linear=True`` uses the signed product."""
 
     name = "cnode"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, lam: float = 1e-3, linear: bool = False, reduction: str = "sum") -> None:
         self.lam = check_nonnegative("lam", lam)

@@ -29,6 +29,8 @@ class GroupLasso(Method):
     """
 
     name = "group_lasso"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, lam: float = 1e-3, hidden: tuple[int, ...] | None = None, proximal: bool = True) -> None:
         self.lam = check_nonnegative("lam", lam)

@@ -34,6 +34,8 @@ class L0(Method):
     """``lam * sum P(z != 0)``: the expected number of open gates of the vector field."""
 
     name = "l0"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, lam: float = 1e-3, layout: GateLayout = "weight", init_drop: float = 0.5) -> None:
         self.lam = check_nonnegative("lam", lam)

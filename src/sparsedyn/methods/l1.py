@@ -16,6 +16,8 @@ class L1(Method):
     """
 
     name = "l1"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, lam: float = 1e-3, include: str = "all") -> None:
         self.lam = check_nonnegative("lam", lam)

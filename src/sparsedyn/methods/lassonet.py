@@ -25,6 +25,8 @@ class LassoNet(Method):
     """
 
     name = "lassonet"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, lam: float = 1e-3, M: float = 10.0, mode: str = "inner") -> None:
         self.lam = check_nonnegative("lam", lam)

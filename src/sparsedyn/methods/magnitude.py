@@ -77,6 +77,9 @@ class MagnitudePruning(Method):
     """
 
     name = "magnitude"
+    strength = "sparsity"
+    penalty_strength = False
+    stackable_params = ("sparsity",)
 
     def __init__(
         self, sparsity: float = 0.9, scope: str = "global", schedule: str = "oneshot", start: int = 1,

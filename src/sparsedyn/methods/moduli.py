@@ -32,6 +32,8 @@ class Moduli(Method):
     """
 
     name = "moduli"
+    strength = "lam"
+    stackable_params = ("lam",)
 
     def __init__(self, manifold: str = "torus", inhibitor: str = "dog", lam: float = 0.1, ell: float = 1.0,
                  reduction: str = "mean", trainable: bool = False, permuted: bool = False,

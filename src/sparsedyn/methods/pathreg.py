@@ -31,6 +31,8 @@ class PathReg(Method):
     """
 
     name = "pathreg"
+    strength = "lambda_paths"
+    stackable_params = ("lambda_paths", "lambda_weights")
 
     def __init__(
         self, lambda_paths: float = 1e-3, lambda_weights: float = 0.0, layout: GateLayout = "weight",

@@ -23,19 +23,17 @@ from torch import nn
 
 from .base import Compose, Method
 
-STRENGTH_PARAMS = ("lam", "lambda_paths")  # the penalty strength a relative value rescales
-
 
 def strength_param(method: Method) -> str | None:
-    """The name of ``method``'s penalty strength attribute, or None if it has none."""
-    return next((p for p in STRENGTH_PARAMS if hasattr(method, p)), None)
+    """The name of ``method``'s penalty strength attribute (as the method declares it), or None."""
+    return method.strength if method.penalty_strength else None
 
 
 def unit_penalty(method: Method, model: nn.Module) -> float:
     """The method's penalty at strength 1 on ``model`` (its other settings as configured)."""
     param = strength_param(method)
     if param is None:
-        raise ValueError(f"{type(method).__name__} has no penalty strength ({', '.join(STRENGTH_PARAMS)})")
+        raise ValueError(f"{type(method).__name__} has no penalty strength")
     unit = copy.copy(method)
     setattr(unit, param, 1.0)
     return float(unit.penalty(model).detach())

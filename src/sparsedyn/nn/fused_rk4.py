@@ -45,11 +45,13 @@ def fusable(field: torch.nn.Module) -> bool:
 
 
 def _mlp(params: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """The MLP at ``u`` and its post-activation hidden states (for the backward)."""
+    """The MLP at ``u`` and its post-activation hidden states (for the backward). Weights ``(out, in)``
+    with ``u (B, in)``, or stacked members' ``(M, out, in)`` with ``u (M, B, in)``."""
     hidden, h = [], u
     last = len(params) // 2 - 1
     for i in range(last + 1):
-        h = torch.addmm(params[2 * i + 1], h, params[2 * i].t())
+        w, b = params[2 * i], params[2 * i + 1]
+        h = torch.addmm(b, h, w.t()) if w.dim() == 2 else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
         if i < last:
             h = torch.tanh(h)
             hidden.append(h)
@@ -63,7 +65,7 @@ def _mlp_vjp(params: tuple[Tensor, ...], u: Tensor, hidden: list[Tensor], g: Ten
     last = len(params) // 2 - 1
     for i in range(last, -1, -1):
         seen[i].append((g, hidden[i - 1] if i > 0 else u))
-        g = g @ params[2 * i]
+        g = torch.matmul(g, params[2 * i])  # (B, out) @ (out, in), or (M, B, out) @ (M, out, in)
         if i > 0:
             h = hidden[i - 1]
             g = torch.addcmul(g, g * h, h, value=-1.0)  # g * (1 - h^2): tanh's derivative
@@ -71,12 +73,13 @@ def _mlp_vjp(params: tuple[Tensor, ...], u: Tensor, hidden: list[Tensor], g: Ten
 
 
 def _weight_grads(seen: list[list[tuple[Tensor, Tensor]]]) -> list[Tensor]:
-    """Per layer, sum_s g_s^T x_s and sum_s g_s as one product over every evaluation of the solve."""
+    """Per layer, sum_s g_s^T x_s and sum_s g_s as one product over every evaluation of the solve
+    (per member, for stacked weights)."""
     grads = []
     for pairs in seen:
-        g = torch.cat([p[0] for p in pairs])
-        x = torch.cat([p[1] for p in pairs])
-        grads += [g.t() @ x, g.sum(0)]
+        g = torch.cat([p[0] for p in pairs], dim=-2)
+        x = torch.cat([p[1] for p in pairs], dim=-2)
+        grads += [torch.matmul(g.transpose(-1, -2), x), g.sum(-2)]
     return grads
 
 
@@ -152,4 +155,15 @@ def fused_rk4_solve(field: MLP, y0: Tensor, t: Tensor, step_size: float | None,
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
     params = tuple(p for layer in field.layers for p in (layer.weight, layer.bias))
+    return _FusedRK4.apply(plan, keep, y0, *params)
+
+
+def fused_rk4_stacked(fields: list[MLP], y0: Tensor, t: Tensor, step_size: float | None,
+                      keep: Tensor | None = None) -> Tensor:
+    """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
+    weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
+    times = tuple(float(v) for v in t.detach().cpu().tolist())
+    plan = _plan(times, None if step_size is None else float(step_size))
+    params = tuple(torch.stack([getattr(f.layers[i], name) for f in fields])
+                   for i in range(len(fields[0].layers)) for name in ("weight", "bias"))
     return _FusedRK4.apply(plan, keep, y0, *params)

@@ -9,6 +9,7 @@ the runner and ``sparsedyn list``; nothing else names tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,6 +67,20 @@ class Task:
     def trivial_baselines(self) -> dict[str, dict[str, float]]:
         """Scores of predictors that learn nothing (persistence, mean, ...), by predictor."""
         return {}
+
+    def can_stack(self, models: Sequence[nn.Module], batches: Sequence[Any]) -> bool:
+        """Whether these members' losses on these batches can come from one stacked forward
+        (:mod:`sparsedyn.train_stacked`); then :meth:`stacked_loss` computes them. Default: no."""
+        return False
+
+    def stacked_loss(self, models: Sequence[nn.Module], batches: Sequence[Any]) -> list[Tensor]:
+        """Every member's loss on its batch from one stacked forward (only called when :meth:`can_stack`)."""
+        raise NotImplementedError(f"task {self.name!r} has no stacked forward")
+
+    def field_inputs(self, split: str = "train") -> Tensor | None:
+        """States at which a continuous-depth model's vector field is read for the Jacobian graph read-out
+        (None: the task has none)."""
+        return None
 
     def figure_data(self, model: nn.Module) -> dict[str, np.ndarray] | None:
         """Arrays a report figure draws (e.g. truth and forecast of one test sequence), written with the
