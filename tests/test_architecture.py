@@ -4,6 +4,7 @@ that reads run directories only, and every registered task listed and exported."
 import ast
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import sparsedyn
@@ -93,21 +94,29 @@ def test_every_task_config_builds_through_its_registered_class():
         assert cls.model_kinds, name
 
 
-def test_every_task_constructor_default_is_its_config_default():
-    """One experiment per name: a task built in Python with its defaults is the one its YAML config's
-    defaults build (SystemTask once defaulted to t_end 5.0 / 50 points against the config's 3.0 / 30)."""
-    import inspect
-
-    def norm(v):
-        return list(v) if isinstance(v, tuple) else v
+def test_every_task_is_built_from_its_config_only():
+    """One experiment per name: no task overrides the constructor or keeps a ``from_config``, so Python
+    keywords and a YAML section validate through the same Config (SystemTask once defaulted to t_end 5.0 /
+    50 points in Python against the config's 3.0 / 30)."""
+    from sparsedyn.tasks.base import Task
 
     for name, cls in TASKS.items():
-        fields = cls.Config.model_fields
-        for p in inspect.signature(cls.__init__).parameters.values():
-            if p.name in fields and p.default is not inspect.Parameter.empty:
-                f = fields[p.name]
-                config_default = f.default_factory() if f.default_factory else f.default
-                assert norm(p.default) == norm(config_default), (name, p.name, p.default, config_default)
+        assert cls.__init__ is Task.__init__, name
+        assert not hasattr(cls, "from_config"), name
+
+
+def test_a_task_built_by_keywords_has_the_config_a_yaml_section_gives():
+    from sparsedyn.config import parse_config
+    from sparsedyn.tasks import SystemTask
+
+    task = SystemTask(system="lotka_volterra", n_train=3, n_val=2, n_test=2)
+    assert task.config == parse_config({"task": {"system": "lotka_volterra", "n_train": 3, "n_val": 2,
+                                                 "n_test": 2}}).task
+    assert task.splits["train"].y.shape[:2] == (3, 30)  # the config's default n_points
+    with pytest.raises(ValueError, match="n_points"):
+        SystemTask(system="lotka_volterra", n_points=1)
+    with pytest.raises(TypeError, match="not both"):
+        SystemTask(task.config, n_train=4)
 
 
 def test_every_method_declares_its_strength_and_stackable_numbers_among_its_parameters():

@@ -22,7 +22,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def task(data):
-    return HematopoiesisTask(data)
+    return HematopoiesisTask(data_dir=data)
 
 
 def test_interpolation_matches_numpy():
@@ -80,11 +80,11 @@ def test_spurious_sparsity_counts_zero_dependencies_on_non_tfs(task):
 
 def test_missing_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="hematopoiesis file not found"):
-        HematopoiesisTask(tmp_path)
+        HematopoiesisTask(data_dir=tmp_path)
 
 
 def test_initial_state_noise_perturbs_only_the_training_starts_repeatably(data, task):
-    noisy_task = HematopoiesisTask(data, test_donors=("24",), steps_per_epoch=3, x0_noise=0.05)
+    noisy_task = HematopoiesisTask(data_dir=data, test_donors=["24"], steps_per_epoch=3, x0_noise=0.05)
     train = noisy_task.splits["train"]
     batches = list(noisy_task.train_batches(3, torch.Generator().manual_seed(7)))
     again = list(noisy_task.train_batches(3, torch.Generator().manual_seed(7)))
@@ -99,4 +99,4 @@ def test_initial_state_noise_perturbs_only_the_training_starts_repeatably(data, 
     plain = list(task.train_batches(3, torch.Generator().manual_seed(7)))
     assert all(b is task.splits["train"] for b in plain)
     with pytest.raises(ValueError, match="x0_noise"):
-        HematopoiesisTask(data, test_donors=("24",), x0_noise=-0.1)
+        HematopoiesisTask(data_dir=data, test_donors=["24"], x0_noise=-0.1)

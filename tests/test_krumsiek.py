@@ -40,11 +40,13 @@ def test_scanpys_myeloid_model_has_11_factors_and_30_couplings(scanpy):
     assert G[i["Gata2"], i["Pu.1"]] and G[i["EKLF"], i["Fli1"]] and not G[i["Gata2"], i["EKLF"]]
 
 
-def test_task_cuts_seeded_windows_from_the_simulation(scanpy, tmp_path):
+def test_task_cuts_seeded_windows_from_the_simulation(scanpy, tmp_path, monkeypatch):
     from sparsedyn.tasks.krumsiek import KrumsiekTask, simulate
 
-    a = KrumsiekTask(n_realizations=8, window=20, stride=10, seed=3, cache_dir=tmp_path)
-    b = KrumsiekTask(n_realizations=8, window=20, stride=10, seed=3, cache_dir=tmp_path / "fresh")
+    monkeypatch.setenv("SPARSEDYN_CACHE", str(tmp_path))
+    a = KrumsiekTask(n_realizations=8, window=20, stride=10, data_seed=3)
+    monkeypatch.setenv("SPARSEDYN_CACHE", str(tmp_path / "fresh"))
+    b = KrumsiekTask(n_realizations=8, window=20, stride=10, data_seed=3)
     steps = simulate(8, 3, tmp_path).shape[1]  # saved steps per realisation of scanpy's krumsiek11 model
     per = (steps - 20) // 10 + 1
     assert a.splits["train"].y.shape == (6 * per, 20, 11) and a.splits["test"].y.shape == (per, 20, 11)

@@ -15,7 +15,7 @@ PATTERN = LINE * 60
 
 def _task():
     corpus = build_corpus({"train": PATTERN, "valid": LINE * 15, "test": LINE * 15})
-    return LanguageTask(corpus, bptt=12, eval_batch_size=2)
+    return LanguageTask.from_corpus(corpus, bptt=12, eval_batch_size=2)
 
 
 def test_tiny_corpus_is_overfit_perplexity_falls_toward_one():

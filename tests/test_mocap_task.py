@@ -56,7 +56,7 @@ def test_walkjog_separates_23_walks_from_10_jogs(data):
 
 
 def test_mocap35_protocol_of_a_persistence_model_equals_a_hand_computation(data):
-    task = MocapTask(data, "mocap35")
+    task = MocapTask(data_dir=data, source="mocap35")
     assert task.eval_splits == ("val", "test") and task.horizon == 300
     assert task.splits["test"].y.shape == (4, 300, 50) and len(task.train_seqs) == 16
     # a zero vector field holds frame 0: the protocol's MSE of repeating frame 0 for 297 frames
@@ -73,7 +73,8 @@ def test_mocap35_protocol_of_a_persistence_model_equals_a_hand_computation(data)
 
 
 def test_training_windows_start_at_observed_frames_and_noise_stays_off_the_test(data):
-    task = MocapTask(data, "mocap35", window=10, windows_per_epoch=40, noise=0.5, irregular=0.5, data_seed=3)
+    task = MocapTask(data_dir=data, source="mocap35", window=10, windows_per_epoch=40, noise=0.5, irregular=0.5,
+                     data_seed=3)
     batches = list(task.train_batches(16, torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [16, 16, 8]
     assert all(b.y.shape[1:] == (10, 50) and bool(b.mask[:, 0].all()) for b in batches)
@@ -81,13 +82,13 @@ def test_training_windows_start_at_observed_frames_and_noise_stays_off_the_test(
     assert 0.45 < float(hidden) < 0.55
     observed = int(sum(int(s.mask.sum()) for s in task.train_seqs))
     assert task.field_inputs().shape == (observed, 50)  # every training sequence's observed frames
-    clean = MocapTask(data, "mocap35")
+    clean = MocapTask(data_dir=data, source="mocap35")
     assert torch.equal(task.splits["test"].y, clean.splits["test"].y)
     assert not torch.equal(task.splits["val"].y, clean.splits["val"].y)
 
 
 def test_walkjog_task_scores_walks_and_jogs_over_the_shortest_jog(data):
-    task = MocapTask(data, "walkjog")
+    task = MocapTask(data_dir=data, source="walkjog")
     assert task.eval_splits == ("val", "test", "test_jog")
     # the shortest jog has 35 frames, i.e. 34 root displacements
     assert task.splits["test_jog"].y.shape[0] == 10 and task.horizon == task.splits["test"].y.shape[1] == 34
@@ -99,7 +100,7 @@ def test_a_sonode_with_a_velocity_network_ignores_the_frames_and_trains_the_netw
     network's weights get gradients from the forecast loss."""
     from sparsedyn.config import ModelConfig
 
-    task = MocapTask(data, window=5, windows_per_epoch=4, velocity="network")
+    task = MocapTask(data_dir=data, window=5, windows_per_epoch=4, velocity="network")
     model = task.build_model(ModelConfig(kind="sonode", hidden=[8], velocity_hidden=[8]))
     assert isinstance(model, SecondOrderODE) and model.init_velocity is not None
     test = task.splits["test"]
@@ -109,17 +110,17 @@ def test_a_sonode_with_a_velocity_network_ignores_the_frames_and_trains_the_netw
         assert torch.equal(task.predict(model, test), task.predict(model, moved))
     task.loss(model, next(iter(task.train_batches(4, torch.Generator().manual_seed(0))))).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.init_velocity.parameters())
-    frames = MocapTask(data, window=5, windows_per_epoch=4)  # the default: velocity from the frames
+    frames = MocapTask(data_dir=data, window=5, windows_per_epoch=4)  # the default: velocity from the frames
     assert frames.build_model(ModelConfig(kind="sonode", hidden=[8])).init_velocity is None
-    with pytest.raises(ValueError, match="velocity must be"):
-        MocapTask(data, velocity="guess")
+    with pytest.raises(ValueError, match="velocity\n.*'frames' or 'network'"):
+        MocapTask(data_dir=data, velocity="guess")
 
 
 def test_bad_mocap_options_are_named(data):
-    with pytest.raises(ValueError, match="unknown mocap source"):
-        MocapTask(data, "dance")
+    with pytest.raises(ValueError, match="source\n.*'mocap35' or 'walkjog'"):
+        MocapTask(data_dir=data, source="dance")
     with pytest.raises(ValueError, match="irregular"):
-        MocapTask(data, irregular=1.0)
+        MocapTask(data_dir=data, irregular=1.0)
 
 
 def test_a_mocap_report_carries_the_cmu_acknowledgement(data, tmp_path):

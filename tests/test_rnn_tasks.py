@@ -36,13 +36,14 @@ def test_place_cell_codes_are_distributions_and_decode_back(dog):
 
 
 def test_always_predicting_the_centre_gives_about_84_cm():
-    task = NavigationTask(64, sequence_length=10, n_val=2000, n_test=10)
+    task = NavigationTask(n_place_cells=64, sequence_length=10, n_val=2000, n_test=10)
     err_cm = 100 * task.splits["val"].positions.norm(dim=-1).mean().item()
     assert err_cm == pytest.approx(84.2, abs=2.0)  # E|p| for p uniform in a 2.2 m square
 
 
 def test_navigation_trivial_baselines_equal_models_that_ignore_velocity():
-    task = NavigationTask(256, sequence_length=20, n_val=300, n_test=200, dog=False)  # nav_cpu's cells
+    task = NavigationTask(n_place_cells=256, sequence_length=20, n_val=300, n_test=200,
+                          place_cell_dog=False)  # nav_cpu's cells
     base = task.trivial_baselines()
     test = task.splits["test"]
 

@@ -59,8 +59,8 @@ def test_intervention_holds_variable_and_its_velocity():
 
 
 def test_task_splits_noise_irregular_extrapolation():
-    task = SystemTask(make_system("sparse_tanh", n=4), n_train=5, n_test=3, t_end=2.0, n_points=11,
-                      noise=0.1, irregular=0.5, seed=0)
+    task = SystemTask(system="sparse_tanh", system_params={"n": 4}, n_train=5, n_test=3, t_end=2.0,
+                      n_points=11, noise=0.1, irregular=0.5, data_seed=0)
     train, test, ext = task.splits["train"], task.splits["test"], task.splits["test_extrap"]
     assert train.mask[:, 0].all() and 0.3 < train.mask.float().mean() < 0.75
     assert test.mask.all()
@@ -70,9 +70,9 @@ def test_task_splits_noise_irregular_extrapolation():
 
 
 def test_same_seed_same_data_different_seed_different_data():
-    a = SystemTask(make_system("lotka_volterra"), seed=3).splits["train"].y
-    b = SystemTask(make_system("lotka_volterra"), seed=3).splits["train"].y
-    c = SystemTask(make_system("lotka_volterra"), seed=4).splits["train"].y
+    a = SystemTask(system="lotka_volterra", data_seed=3).splits["train"].y
+    b = SystemTask(system="lotka_volterra", data_seed=3).splits["train"].y
+    c = SystemTask(system="lotka_volterra", data_seed=4).splits["train"].y
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -87,17 +87,18 @@ def test_bad_system_parameters_are_named(name, params, field):
 
 
 def test_bad_task_parameters_are_named():
-    s = make_system("sparse_tanh", n=3)
+    s = {"system": "sparse_tanh", "system_params": {"n": 3}}
     with pytest.raises(ValueError, match="noise"):
-        SystemTask(s, noise=-1)
+        SystemTask(**s, noise=-1)
     with pytest.raises(ValueError, match="irregular"):
-        SystemTask(s, irregular=1.0)
+        SystemTask(**s, irregular=1.0)
     with pytest.raises(ValueError, match="intervention"):
-        SystemTask(s, intervention={7: 1.0})
+        SystemTask(**s, intervention={7: 1.0})
 
 
 def test_trivial_baselines_are_the_tasks_metrics_of_holding_x0_and_of_the_training_mean():
-    task = SystemTask(make_system("sparse_tanh", n=4), n_train=8, t_end=1.0, n_points=6, irregular=0.3)
+    task = SystemTask(system="sparse_tanh", system_params={"n": 4}, n_train=8, t_end=1.0, n_points=6,
+                      irregular=0.3)
     got = task.trivial_baselines()
     test, train = task.splits["test"], task.splits["train"]
     held = ((test.y - test.x0[:, None]) ** 2)[test.mask].mean()  # by hand, over observed points

@@ -66,7 +66,7 @@ def test_an_npz_reads_back_exactly_with_its_mask_and_runs_through_the_cli(tmp_pa
     series = load_series(tmp_path / "data.npz")
     assert np.isnan(series.values[2][5]).all() and not np.isnan(series.values[2][4]).any()
     np.testing.assert_array_equal(series.values[0], X[0])
-    task = TrajectoriesTask(series, val_fraction=0.2, test_fraction=0.2)
+    task = TrajectoriesTask.from_series(series, val_fraction=0.2, test_fraction=0.2)
     where = [i for i, s in enumerate(("train", "val", "test")) if "2" in task.splits[s].meta["names"]]
     split = task.splits[("train", "val", "test")[where[0]]]
     row = split.meta["names"].index("2")
@@ -102,7 +102,7 @@ def test_an_h5ad_sorts_cells_by_time_within_each_lineage_and_runs_through_the_cl
 def test_window_cuts_one_long_series_into_pieces_that_start_at_time_zero():
     t = np.linspace(0, 9.9, 100)
     X = np.stack([np.sin(t), np.cos(t)], axis=1)
-    task = TrajectoriesTask(from_arrays(X, t), window=10, val_fraction=0.2, test_fraction=0.2)
+    task = TrajectoriesTask.from_series(from_arrays(X, t), window=10, val_fraction=0.2, test_fraction=0.2)
     sizes = {s: len(task.splits[s]) for s in ("train", "val", "test")}
     assert sizes == {"train": 6, "val": 2, "test": 2}
     assert task.splits["train"].t[0] == 0 and len(task.splits["train"].t) == 10
@@ -139,7 +139,7 @@ def test_bad_files_and_splits_are_refused_with_the_problem_named(tmp_path):
     with pytest.raises(DataError, match="no array 'x'"):
         load_series(tmp_path / "d.npz")
     with pytest.raises(DataError, match="too few trajectories for the split: 2"):
-        TrajectoriesTask(from_arrays(np.random.rand(2, 5, 3)))
+        TrajectoriesTask.from_series(from_arrays(np.random.rand(2, 5, 3)))
     with pytest.raises(DataError, match="X: non-numeric values"):
         from_arrays(np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(DataError, match="must be \\(T, n\\), \\(B, T, n\\)"):

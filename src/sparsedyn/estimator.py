@@ -106,7 +106,8 @@ class SparseODE(_Base):
         from .tasks.trajectories_task import TrajectoriesTask, cut_windows
 
         pieces = cut_windows(series, self.window) if self.window is not None else series
-        return TrajectoriesTask(pieces, None, self.val_fraction if len(pieces) >= 2 else 0.0, 0.0, self.seed)
+        return TrajectoriesTask.from_series(pieces, val_fraction=self.val_fraction if len(pieces) >= 2 else 0.0,
+                                            test_fraction=0.0, split_seed=self.seed)
 
     def _model_config(self):
         from .config import ModelConfig

@@ -36,7 +36,7 @@ class Experiment:
 
 def build_task(cfg: ExperimentConfig) -> Task:
     """The registered task named by ``cfg.task.name``, built from its config section."""
-    return TASKS[cfg.task.name].from_config(cfg.task)
+    return TASKS[cfg.task.name](cfg.task)
 
 
 def build_model(model_cfg: Any, task: Task) -> nn.Module:

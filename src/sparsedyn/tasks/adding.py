@@ -43,7 +43,7 @@ class AddingTaskConfig(TaskConfig):
 
 
 @register_task
-class AddingTask(Task):
+class AddingTask(Task[AddingTaskConfig]):
     """The adding problem: the sum of the two marked numbers of a sequence, scored by MSE."""
 
     name = "adding"
@@ -52,21 +52,11 @@ class AddingTask(Task):
 
     monitor = "val_mse"
 
-    def __init__(self, sequence_length: int = 50, steps_per_epoch: int = 100, n_val: int = 1000,
-                 n_test: int = 1000, seed: int = 0) -> None:
-        if sequence_length < 2:
-            raise ValueError(f"sequence_length must be >= 2 (two markers), got {sequence_length}")
-        for name, v in [("steps_per_epoch", steps_per_epoch), ("n_val", n_val), ("n_test", n_test)]:
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        self.T, self.steps_per_epoch = sequence_length, steps_per_epoch
-        self.splits = {"val": adding_batch(np.random.default_rng(seed + 1), n_val, sequence_length),
-                       "test": adding_batch(np.random.default_rng(seed + 2), n_test, sequence_length)}
-
-    @classmethod
-    def from_config(cls, cfg: AddingTaskConfig) -> AddingTask:
-        return cls(sequence_length=cfg.sequence_length, steps_per_epoch=cfg.steps_per_epoch, n_val=cfg.n_val,
-                   n_test=cfg.n_test, seed=cfg.data_seed)
+    def setup(self) -> None:
+        c = self.config
+        self.T, self.steps_per_epoch = c.sequence_length, c.steps_per_epoch
+        self.splits = {"val": adding_batch(np.random.default_rng(c.data_seed + 1), c.n_val, c.sequence_length),
+                       "test": adding_batch(np.random.default_rng(c.data_seed + 2), c.n_test, c.sequence_length)}
 
     def build_model(self, m) -> nn.Module:
         return SequenceRegressor(2, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)

@@ -1,20 +1,25 @@
 """The task contract: what the runner, trainer and report may ask of a task, and the task registry.
 
 A task class declares, as class attributes, its ``name`` (the config's ``task.name``), its
-``Config`` (a pydantic model, the config's ``task`` section) and the ``model_kinds`` it trains;
-it builds itself from its config with :meth:`Task.from_config` (keywords, never positions) and
-builds its models with :meth:`Task.build_model`. ``@register_task`` makes it known to configs,
-the runner and ``sparsedyn list``; nothing else names tasks.
+``Config`` (a pydantic model, the config's ``task`` section) and the ``model_kinds`` it trains.
+Its config is its only constructor input: ``Task(config)`` takes a validated section, ``Task(**fields)``
+validates the keywords into one exactly as a config file's section is validated (so the Python and
+YAML defaults and bounds are one definition), and :meth:`Task.setup` builds the data from
+``self.config``. It builds its models with :meth:`Task.build_model`. ``@register_task`` makes it
+known to configs, the runner and ``sparsedyn list``; nothing else names tasks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+
+IN_MEMORY = "<in memory>"  # a config's data path when the data was handed over as an object
 
 
 class TaskConfig(BaseModel):
@@ -29,9 +34,12 @@ def PathField(default: Any, keywords: tuple[str, ...] = ()) -> Any:  # noqa: N80
     return Field(default, json_schema_extra={"path": True, "keywords": list(keywords)})
 
 
-class Task:
-    """Base of every task. Subclasses set the class attributes and implement the three methods
-    the trainer calls (``train_batches``, ``loss``, ``evaluate``) and :meth:`build_model`."""
+ConfigT = TypeVar("ConfigT", bound=TaskConfig)
+
+
+class Task(Generic[ConfigT]):
+    """Base of every task. Subclasses set the class attributes and implement :meth:`setup`, the three
+    methods the trainer calls (``train_batches``, ``loss``, ``evaluate``) and :meth:`build_model`."""
 
     name: ClassVar[str]
     Config: ClassVar[type[TaskConfig]]
@@ -42,10 +50,39 @@ class Task:
     truth: np.ndarray | None = None  # the true dependency graph (out, in), where one is known
     feature_names: list[str] | None = None  # names of the observed variables, where the data has them
 
+    config: ConfigT
+
+    def __init__(self, config: ConfigT | None = None, /, **fields: Any) -> None:
+        """The task for ``config`` (a validated ``Config``) or for ``fields`` (validated into one:
+        unknown names and out-of-range values are errors that name the field)."""
+        self.config = self.make_config(config, fields)
+        self.setup()
+
     @classmethod
-    def from_config(cls, cfg: TaskConfig) -> Task:
-        """The task for a validated config section (default: its fields as keywords)."""
-        return cls(**cfg.model_dump(exclude={"name"}))
+    def make_config(cls, config: ConfigT | None = None, fields: dict[str, Any] | None = None) -> ConfigT:
+        """``config`` itself, or the ``Config`` validated from ``fields`` (not both)."""
+        if config is None:  # paths may be given as Path objects; the config records strings
+            given = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in (fields or {}).items()}
+            return cls.Config(**{"name": cls.name, **given})  # type: ignore[return-value]
+        if fields:
+            raise TypeError(f"{cls.__name__} takes a config or keywords, not both (got {sorted(fields)})")
+        if not isinstance(config, cls.Config):
+            raise TypeError(f"{cls.__name__} takes a {cls.Config.__name__}, got {type(config).__name__}")
+        return config
+
+    def setup(self) -> None:
+        """Build the task's data and state from ``self.config`` (called once by the constructor)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _handed_over(cls, data_field: str, data: Any, fields: dict[str, Any]) -> Any:
+        """The task on data handed over as an object instead of read from the config's ``data_field``
+        (recorded as ``"<in memory>"``); the subclass's ``_build(data)`` does what ``setup`` does after
+        loading."""
+        task = cls.__new__(cls)
+        task.config = cls.make_config(None, {data_field: IN_MEMORY, **fields})
+        task._build(data)  # type: ignore[attr-defined]
+        return task
 
     def train_batches(self, batch_size: int, generator) -> Any:
         raise NotImplementedError

@@ -11,7 +11,7 @@ from ..nn.fields import MLP
 from ..nn.modes import eval_mode
 from ..nn.ode import NeuralODE, SecondOrderODE
 from ..nn.stacked import stackable, stacked_forecast
-from .base import Task
+from .base import ConfigT, Task
 from .trajectories import Trajectories, masked_mse
 
 
@@ -40,7 +40,7 @@ def node_model(n: int, m) -> NeuralODE:
                      step_size=m.step_size, adjoint=m.adjoint, fixed_grid_loop=m.fixed_grid_loop)
 
 
-class ForecastTask(Task):
+class ForecastTask(Task[ConfigT]):
     """Base of the forecasting tasks (synthetic systems, motion capture, hematopoiesis).
 
     A subclass fills ``self.splits`` (``val`` and its test splits, and ``train`` unless it

@@ -76,7 +76,7 @@ class HematopoiesisTaskConfig(TaskConfig):
 
     name: Literal["hematopoiesis"]
     data_dir: str | None = PathField(None)
-    test_donors: list[str] = Field(default_factory=lambda: ["11", "21", "24", "36"], min_length=1)
+    test_donors: list[str] = Field(default_factory=lambda: list(TEST_DONORS), min_length=1)
     steps_per_epoch: int = Field(10, gt=0)
     grid_points: int = Field(51, ge=2)  # solver output grid on [0, 1], interpolated to the cells' times
     start: Literal["reference", "lineage_z"] = "reference"  # initial state (sparsedyn.tasks.hematopoiesis)
@@ -84,7 +84,7 @@ class HematopoiesisTaskConfig(TaskConfig):
 
 
 @register_task
-class HematopoiesisTask(ForecastTask):
+class HematopoiesisTask(ForecastTask[HematopoiesisTaskConfig]):
     """Train on donor 12's three lineages; ``test_<donor>_mse`` and their mean ``test_mse``."""
 
     name = "hematopoiesis"
@@ -93,31 +93,20 @@ class HematopoiesisTask(ForecastTask):
 
     monitor = "train_mse"
 
-    def __init__(self, path: str | Path | None = None, test_donors: tuple[str, ...] = TEST_DONORS,
-                 steps_per_epoch: int = 10, grid_points: int = 51, start: str = "reference",
-                 x0_noise: float = 0.0) -> None:
-        chosen = path or os.environ.get(ENV_VAR)
+    def setup(self) -> None:
+        c = self.config
+        chosen = c.data_dir or os.environ.get(ENV_VAR)
         if not chosen:
-            raise FileNotFoundError(f"no hematopoiesis data directory: pass one or set ${ENV_VAR}")
-        if steps_per_epoch < 1 or grid_points < 2:
-            raise ValueError(f"steps_per_epoch must be >= 1 and grid_points >= 2, got {steps_per_epoch}, "
-                             f"{grid_points}")
-        if not x0_noise >= 0:
-            raise ValueError(f"x0_noise must be a standard deviation >= 0, got {x0_noise}")
-        self.grid_points, self.start, self.x0_noise = grid_points, start, float(x0_noise)
-        self.path, self.steps_per_epoch = Path(chosen), steps_per_epoch
+            raise FileNotFoundError(f"no hematopoiesis data directory: pass data_dir or set ${ENV_VAR}")
+        self.grid_points, self.start, self.x0_noise = c.grid_points, c.start, float(c.x0_noise)
+        self.path, self.steps_per_epoch = Path(chosen), c.steps_per_epoch
         self.genes: list[str] | None = None
         self.splits = {"train": self._donor(TRAIN_DONOR)}
-        for donor in test_donors:
+        for donor in c.test_donors:
             self.splits[f"test_{donor}"] = self._donor(donor)
-        self.test_donors = tuple(test_donors)
+        self.test_donors = tuple(c.test_donors)
         tfs = transcription_factors(self.path)
         self.tf_mask = np.array([g in tfs for g in self.genes])
-
-    @classmethod
-    def from_config(cls, cfg: HematopoiesisTaskConfig) -> HematopoiesisTask:
-        return cls(path=cfg.data_dir, test_donors=tuple(cfg.test_donors), steps_per_epoch=cfg.steps_per_epoch,
-                   grid_points=cfg.grid_points, start=cfg.start, x0_noise=cfg.x0_noise)
 
     def _donor(self, donor: str) -> Trajectories:
         lineages = list(load_donor(self.path, donor, self.start).values())

@@ -96,20 +96,20 @@ class KrumsiekTaskConfig(TaskConfig):
 
 
 @register_task
-class KrumsiekTask(ForecastTask):
+class KrumsiekTask(ForecastTask[KrumsiekTaskConfig]):
     """Learn the myeloid network's dynamics from simulated windows; ``truth`` is its 30-edge graph."""
 
     name = "krumsiek"
     Config = KrumsiekTaskConfig
     model_kinds = ("node", "sindy")
 
-    def __init__(self, n_realizations: int = 16, window: int = 20, stride: int = 10, dt: float = 0.1,
-                 seed: int = 0, cache_dir: str | Path | None = None) -> None:
-        if n_realizations < 3 or window < 2 or stride < 1:
-            raise ValueError(f"need n_realizations >= 3, window >= 2, stride >= 1; got {n_realizations}, "
-                             f"{window}, {stride}")
+    def setup(self) -> None:
+        """Windows of the simulated realisations (cached under ``$SPARSEDYN_CACHE``, default
+        ``~/.cache/sparsedyn``): the last eighth of realisations for test, the eighth before for val."""
+        c = self.config
+        n_realizations, window, stride, dt = c.n_realizations, c.window, c.stride, c.dt
         self.genes, self._truth = parse_couplings(model_file().read_text())
-        X = simulate(n_realizations, seed, cache_dir)
+        X = simulate(n_realizations, c.data_seed)
         n_val = n_test = max(1, n_realizations // 8)
         groups = {"train": X[:n_realizations - n_val - n_test], "val": X[n_realizations - n_val - n_test:
                   n_realizations - n_test], "test": X[n_realizations - n_test:]}
@@ -119,11 +119,6 @@ class KrumsiekTask(ForecastTask):
             wins = np.stack([r[s:s + window] for r in reals for s in range(0, r.shape[0] - window + 1, stride)])
             y = torch.tensor(wins, dtype=torch.float32)
             self.splits[name] = Trajectories(t, y, torch.ones(y.shape[:2], dtype=torch.bool))
-
-    @classmethod
-    def from_config(cls, cfg: KrumsiekTaskConfig) -> KrumsiekTask:
-        return cls(n_realizations=cfg.n_realizations, window=cfg.window, stride=cfg.stride, dt=cfg.dt,
-                   seed=cfg.data_seed)
 
     @property
     def n_observed(self) -> int:

@@ -52,7 +52,7 @@ def all_interventions(n: int) -> list[dict[int, float]]:
 
 
 @register_task
-class KrumsiekInterventionsTask(ForecastTask):
+class KrumsiekInterventionsTask(ForecastTask[KrumsiekInterventionsConfig]):
     """Forecast the myeloid network under observed and held-out interventions; ``truth`` is its 30 edges."""
 
     name = "krumsiek_interventions"
@@ -60,9 +60,11 @@ class KrumsiekInterventionsTask(ForecastTask):
     model_kinds = ("node", "sindy")
     eval_splits = ("val", "test", "test_intervention")
 
-    def __init__(self, n_per_condition: int = 16, n_val_per_condition: int = 4, n_test: int = 32,
-                 n_test_per_held_out: int = 16, held_out: int = 6, t_end: float = 4.0, n_points: int = 21,
-                 noise: float = 0.01, seed: int = 0) -> None:
+    def setup(self) -> None:
+        c = self.config
+        n_per_condition, n_val_per_condition, n_test = c.n_per_condition, c.n_val_per_condition, c.n_test
+        n_test_per_held_out, held_out, t_end, n_points = c.n_test_per_held_out, c.held_out, c.t_end, c.n_points
+        noise, seed = c.noise, c.data_seed
         self.network = BooleanODE()
         self.genes = self.feature_names = list(self.network.genes)
         n = self.network.n
@@ -93,12 +95,6 @@ class KrumsiekInterventionsTask(ForecastTask):
         }
         self.splits = {"train": self.conditions["train"][0], "val": self.conditions["val"][0],
                        "test": make(n_test, None)}
-
-    @classmethod
-    def from_config(cls, cfg: KrumsiekInterventionsConfig) -> KrumsiekInterventionsTask:
-        return cls(n_per_condition=cfg.n_per_condition, n_val_per_condition=cfg.n_val_per_condition,
-                   n_test=cfg.n_test, n_test_per_held_out=cfg.n_test_per_held_out, held_out=cfg.held_out,
-                   t_end=cfg.t_end, n_points=cfg.n_points, noise=cfg.noise, seed=cfg.data_seed)
 
     @property
     def n_observed(self) -> int:

@@ -12,7 +12,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -163,7 +163,7 @@ class LanguageTaskConfig(TaskConfig):
 
 
 @register_task
-class LanguageTask(Task):
+class LanguageTask(Task[LanguageTaskConfig]):
     """Next-word prediction with truncated BPTT; the hidden state is carried across windows.
 
     Training walks the batchified training stream (``max_train_tokens`` caps it, for CPU
@@ -179,24 +179,25 @@ class LanguageTask(Task):
 
     monitor = "val_loss"
 
-    def __init__(self, corpus: Corpus, bptt: int = 35, eval_batch_size: int = 10,
-                 max_train_tokens: int | None = None, max_eval_tokens: int | None = None) -> None:
-        if bptt < 1 or eval_batch_size < 1:
-            raise ValueError(f"bptt and eval_batch_size must be >= 1, got {bptt}, {eval_batch_size}")
-        self.corpus, self.bptt = corpus, bptt
-        self.train_stream = corpus.train[:max_train_tokens]  # a None bound keeps everything
-        self.eval = {"val": batchify(corpus.valid[:max_eval_tokens], eval_batch_size),
-                     "test": batchify(corpus.test[:max_eval_tokens], eval_batch_size)}
+    def setup(self) -> None:
+        c = self.config
+        self._build(load_ptb() if c.corpus == "ptb" else load_corpus_dir(c.corpus))
+
+    @classmethod
+    def from_corpus(cls, corpus: Corpus, **fields: Any) -> LanguageTask:
+        """The task on an in-memory corpus (its config records ``corpus: "<in memory>"``)."""
+        return cls._handed_over("corpus", corpus, fields)
+
+    def _build(self, corpus: Corpus) -> None:
+        c = self.config
+        self.corpus, self.bptt = corpus, c.bptt
+        self.train_stream = corpus.train[:c.max_train_tokens]  # a None bound keeps everything
+        self.eval = {"val": batchify(corpus.valid[:c.max_eval_tokens], c.eval_batch_size),
+                     "test": batchify(corpus.test[:c.max_eval_tokens], c.eval_batch_size)}
         self._state = None
         # the trivial baseline on exactly the tokens that evaluate() predicts (rows 1: of each column)
         self.unigram_ppl = {split: unigram_perplexity(self.train_stream, source[1:], self.vocab_size)
                             for split, source in self.eval.items()}
-
-    @classmethod
-    def from_config(cls, cfg: LanguageTaskConfig) -> LanguageTask:
-        corpus = load_ptb() if cfg.corpus == "ptb" else load_corpus_dir(cfg.corpus)
-        return cls(corpus, bptt=cfg.bptt, eval_batch_size=cfg.eval_batch_size,
-                   max_train_tokens=cfg.max_train_tokens, max_eval_tokens=cfg.max_eval_tokens)
 
     def build_model(self, m) -> nn.Module:
         return RNNLanguageModel(self.vocab_size, m.embedding_size or m.hidden[0], m.hidden, m.cell,

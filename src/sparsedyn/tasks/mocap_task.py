@@ -93,7 +93,7 @@ class MocapTaskConfig(TaskConfig):
     name: Literal["mocap"]
     data_dir: str | None = PathField(None)
     source: Literal["mocap35", "walkjog"] = "mocap35"
-    window: int = Field(20, ge=3)  # training window (frames), started at an observed frame
+    window: int = Field(20, ge=GIVEN)  # training window (frames), started at an observed frame
     windows_per_epoch: int = Field(256, gt=0)
     noise: float = Field(0.0, ge=0)  # observation noise sd, as a fraction of each dim's sd (train, val)
     irregular: float = Field(0.0, ge=0, lt=1)  # fraction of training frames hidden
@@ -107,7 +107,7 @@ class MocapTaskConfig(TaskConfig):
 
 
 @register_task
-class MocapTask(ForecastTask):
+class MocapTask(ForecastTask[MocapTaskConfig]):
     """Forecast CMU subject 35's motion from its first frames (see the module docstring)."""
 
     name = "mocap"
@@ -118,20 +118,13 @@ class MocapTask(ForecastTask):
     velocity_from_data = True
     supports_sonode = True
 
-    def __init__(self, path: str | Path | None = None, source: str = "mocap35", window: int = 20,
-                 windows_per_epoch: int = 256, noise: float = 0.0, irregular: float = 0.0,
-                 horizon: int | None = None, dt: float = 0.1, data_seed: int = 0, velocity: str = "frames") -> None:
-        if source not in SOURCES:
-            raise ValueError(f"unknown mocap source {source!r}; choose from {SOURCES}")
-        if window < GIVEN or windows_per_epoch < 1:
-            raise ValueError(f"window must be >= {GIVEN} and windows_per_epoch >= 1, got {window}, "
-                             f"{windows_per_epoch}")
-        if velocity not in ("frames", "network"):
-            raise ValueError(f"velocity must be 'frames' or 'network', got {velocity!r}")
-        self.velocity_from_data = velocity == "frames"
-        if not noise >= 0 or not 0 <= irregular < 1:
-            raise ValueError(f"noise must be >= 0 and irregular in [0, 1), got {noise}, {irregular}")
-        path = data_dir(path)
+    def setup(self) -> None:
+        c = self.config
+        source, window, windows_per_epoch, noise, irregular = c.source, c.window, c.windows_per_epoch, c.noise, \
+            c.irregular
+        horizon, dt, data_seed = c.horizon, c.dt, c.data_seed
+        self.velocity_from_data = c.velocity == "frames"
+        path = data_dir(c.data_dir)
         if source == "mocap35":
             raw = load_mocap35(path)
             seqs = {k: list(v) for k, v in raw.items()}
@@ -162,12 +155,6 @@ class MocapTask(ForecastTask):
         self.train_seqs = [trajectories([a], len(a), True, irregular) for a in seqs["train"]]
         self.splits = {k: trajectories(seqs[k], horizon, noisy=(k == "val")) for k in self.eval_splits}
         self.horizon = horizon
-
-    @classmethod
-    def from_config(cls, cfg: MocapTaskConfig) -> MocapTask:
-        return cls(path=cfg.data_dir, source=cfg.source, window=cfg.window, windows_per_epoch=cfg.windows_per_epoch,
-                   noise=cfg.noise, irregular=cfg.irregular, horizon=cfg.horizon, dt=cfg.dt,
-                   data_seed=cfg.data_seed, velocity=cfg.velocity)
 
     @property
     def n_observed(self) -> int:

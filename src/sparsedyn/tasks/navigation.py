@@ -106,7 +106,7 @@ class NavigationTaskConfig(TaskConfig):
 
 
 @register_task
-class NavigationTask(Task):
+class NavigationTask(Task[NavigationTaskConfig]):
     """Path integration. ``monitor = "val_loss"``; metrics include the decoding error in cm."""
 
     name = "navigation"
@@ -115,24 +115,13 @@ class NavigationTask(Task):
 
     monitor = "val_loss"
 
-    def __init__(self, n_place_cells: int = 512, sequence_length: int = 20, steps_per_epoch: int = 100,
-                 n_val: int = 500, n_test: int = 500, place_cell_sigma: float = 0.12, surround_scale: float = 2.0,
-                 box: float = 2.2, seed: int = 0, dog: bool = True) -> None:
-        for name, v in [("sequence_length", sequence_length), ("steps_per_epoch", steps_per_epoch),
-                        ("n_val", n_val), ("n_test", n_test)]:
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        self.box, self.T, self.steps_per_epoch = box, sequence_length, steps_per_epoch
-        self.place_cells = PlaceCells(n_place_cells, place_cell_sigma, surround_scale, box, seed, dog)
-        self.splits = {"val": self.batch(np.random.default_rng(seed + 1), n_val),
-                       "test": self.batch(np.random.default_rng(seed + 2), n_test)}
-
-    @classmethod
-    def from_config(cls, cfg: NavigationTaskConfig) -> NavigationTask:
-        return cls(n_place_cells=cfg.n_place_cells, sequence_length=cfg.sequence_length,
-                   steps_per_epoch=cfg.steps_per_epoch, n_val=cfg.n_val, n_test=cfg.n_test,
-                   place_cell_sigma=cfg.place_cell_sigma, surround_scale=cfg.surround_scale, box=cfg.box,
-                   seed=cfg.data_seed, dog=cfg.place_cell_dog)
+    def setup(self) -> None:
+        c = self.config
+        self.box, self.T, self.steps_per_epoch = c.box, c.sequence_length, c.steps_per_epoch
+        self.place_cells = PlaceCells(c.n_place_cells, c.place_cell_sigma, c.surround_scale, c.box, c.data_seed,
+                                      c.place_cell_dog)
+        self.splits = {"val": self.batch(np.random.default_rng(c.data_seed + 1), c.n_val),
+                       "test": self.batch(np.random.default_rng(c.data_seed + 2), c.n_test)}
 
     def build_model(self, m) -> nn.Module:
         return PathIntegrationRNN(self.n_place_cells, m.hidden, m.cell, m.nonlinearity, m.rnn_bias)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -11,7 +10,7 @@ from pydantic import Field, field_validator
 
 from .base import TaskConfig, register_task
 from .forecast import ForecastTask
-from .systems import SYSTEMS, DynamicalSystem, make_system
+from .systems import SYSTEMS, make_system
 from .trajectories import Trajectories
 
 OOD_SPLITS = ("test", "test_shift", "test_extrap", "test_intervention")
@@ -48,7 +47,7 @@ class SystemTaskConfig(TaskConfig):
 
 
 @register_task
-class SystemTask(ForecastTask):
+class SystemTask(ForecastTask[SystemTaskConfig]):
     """Data and metrics for learning a system's dynamics from trajectories.
 
     Splits: ``train`` (noisy, optionally irregular), ``val``, ``test`` (clean, in
@@ -61,27 +60,14 @@ class SystemTask(ForecastTask):
     Config = SystemTaskConfig
     model_kinds = ("node", "sonode", "sindy")
 
-    def __init__(
-        self, system: DynamicalSystem, n_train: int = 32, n_val: int = 8, n_test: int = 16,
-        t_end: float = 3.0, n_points: int = 30, noise: float = 0.0, irregular: float = 0.0,
-        shift: float = 1.0, extrapolate: float = 2.0, intervention: Mapping[int, float] | None = None,
-        seed: int = 0,
-    ) -> None:
-        for name, v in [("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_points", n_points)]:
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if not t_end > 0:
-            raise ValueError(f"t_end must be > 0, got {t_end}")
-        if not noise >= 0:
-            raise ValueError(f"noise must be >= 0, got {noise}")
-        if not 0.0 <= irregular < 1.0:
-            raise ValueError(f"irregular (fraction of points dropped) must be in [0, 1), got {irregular}")
-        if not extrapolate > 1.0:
-            raise ValueError(f"extrapolate must be > 1, got {extrapolate}")
-        self.system = system
-        self.intervention = dict(intervention) if intervention is not None else {0: 1.0}
+    def setup(self) -> None:
+        c = self.config
+        n_train, n_val, n_test, t_end, n_points = c.n_train, c.n_val, c.n_test, c.t_end, c.n_points
+        noise, irregular, shift, extrapolate = c.noise, c.irregular, c.shift, c.extrapolate
+        self.system = system = make_system(c.system, **c.system_params)
+        self.intervention = dict(c.intervention) if c.intervention is not None else {0: 1.0}
         system.intervened_indices(self.intervention)  # validates the variable index
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(c.data_seed)
         t = np.linspace(0.0, t_end, n_points)
         dt = t[1] - t[0] if n_points > 1 else t_end
         t_long = np.arange(0.0, extrapolate * t_end + dt / 2, dt)
@@ -106,13 +92,6 @@ class SystemTask(ForecastTask):
         }
 
     eval_splits = ("val", *OOD_SPLITS)
-
-    @classmethod
-    def from_config(cls, cfg: SystemTaskConfig) -> SystemTask:
-        return cls(make_system(cfg.system, **cfg.system_params), n_train=cfg.n_train, n_val=cfg.n_val,
-                   n_test=cfg.n_test, t_end=cfg.t_end, n_points=cfg.n_points, noise=cfg.noise,
-                   irregular=cfg.irregular, shift=cfg.shift, extrapolate=cfg.extrapolate,
-                   intervention=cfg.intervention, seed=cfg.data_seed)
 
     @property
     def n_observed(self) -> int:

@@ -11,7 +11,7 @@ the result (``dependency.pt`` in the run directory, the feature names in ``featu
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -68,18 +68,25 @@ def to_trajectories(series: Series, idx: list[int]) -> Trajectories:
 
 
 @register_task
-class TrajectoriesTask(ForecastTask):
+class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
     """A user's trajectories split into train / val / test (see the module docstring)."""
 
     name = "trajectories"
     Config = TrajectoriesTaskConfig
     model_kinds = ("node",)
 
-    def __init__(self, series: Series, window: int | None = None, val_fraction: float = 0.2,
-                 test_fraction: float = 0.2, split_seed: int = 0) -> None:
+    def setup(self) -> None:
+        c = self.config
+        self._build(load_series(c.path, c.time, c.group, c.features))
+
+    @classmethod
+    def from_series(cls, series: Series, **fields: Any) -> TrajectoriesTask:
+        """The task on in-memory trajectories (its config records ``path: "<in memory>"``)."""
+        return cls._handed_over("path", series, fields)
+
+    def _build(self, series: Series) -> None:
+        window, val_fraction, test_fraction = self.config.window, self.config.val_fraction, self.config.test_fraction
         if window is not None:
-            if window < 2:
-                raise DataError(f"window must be >= 2 points, got {window}")
             series = cut_windows(series, window)
         self.series, self.feature_names = series, list(series.features)
         n = len(series)
@@ -89,18 +96,13 @@ class TrajectoriesTask(ForecastTask):
             raise DataError(f"too few trajectories for the split: {n} (val {n_val}, test {n_test}, train needs at "
                             "least 1); lower val_fraction / test_fraction or set window to cut long "
                             "trajectories into pieces")
-        perm = np.random.default_rng(split_seed).permutation(n).tolist()
+        perm = np.random.default_rng(self.config.split_seed).permutation(n).tolist()
         test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
         self.splits = {"train": to_trajectories(series, sorted(train))}
         self.splits["val"] = to_trajectories(series, sorted(val)) if val else self.splits["train"]
         if test:
             self.splits["test"] = to_trajectories(series, sorted(test))
         self.eval_splits = ("val", "test") if test else ("val",)
-
-    @classmethod
-    def from_config(cls, cfg: TrajectoriesTaskConfig) -> TrajectoriesTask:
-        series = load_series(cfg.path, cfg.time, cfg.group, cfg.features)
-        return cls(series, cfg.window, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
 
     @property
     def n_observed(self) -> int:
