@@ -128,3 +128,20 @@ def test_every_method_declares_its_strength_and_stackable_numbers_among_its_para
         params = parameters_of(name)
         assert cls.strength in params, (name, cls.strength)
         assert cls.strength in cls.stackable_params and set(cls.stackable_params) <= set(params), name
+
+
+def test_a_runs_record_is_exactly_its_results_file_and_the_model_travels_beside_it(tmp_path):
+    """The runner returns a typed outcome (record + experiment), never a live object inside the record."""
+    import json
+
+    from sparsedyn.config import parse_config
+    from sparsedyn.runner import Experiment, train_experiment
+
+    cfg = parse_config({"task": {"system": "sparse_tanh", "system_params": {"n": 3}, "n_train": 4, "n_val": 2,
+                                 "n_test": 2, "n_points": 5, "t_end": 1.0},
+                        "model": {"hidden": [4], "solver": "euler", "step_size": 0.5},
+                        "trainer": {"epochs": 1, "finetune_epochs": 0, "batch_size": 4, "progress": False}})
+    outcome = train_experiment(cfg, tmp_path / "r")
+    assert isinstance(outcome.experiment, Experiment)
+    written = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert json.dumps(outcome.record, sort_keys=True) == json.dumps(written, sort_keys=True)  # NaN-safe equality

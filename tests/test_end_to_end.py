@@ -4,7 +4,7 @@ import pytest
 
 from sparsedyn.analysis import dependency_matrix, jacobian_scores, recovery_metrics
 from sparsedyn.config import parse_config
-from sparsedyn.runner import run_experiment
+from sparsedyn.runner import train_experiment
 from sparsedyn.tasks.trajectories import masked_mse
 
 BASE = {
@@ -20,8 +20,8 @@ BASE = {
 def _run(methods):
     """Metrics, plus two numbers to judge them by: the persistence predictor's test MSE and the
     fraction of the dependencies the model cut that are truly absent."""
-    res = run_experiment(parse_config({**BASE, "methods": methods}))
-    task, model = res["_experiment"].task, res["_experiment"].model
+    outcome = train_experiment(parse_config({**BASE, "methods": methods}))
+    res, task, model = outcome.record, outcome.experiment.task, outcome.experiment.model
     test = task.splits["test"]
     persistence = float(masked_mse(test.x0[:, None, :].expand_as(test.y), test))  # x(t) = x0
     cut = dependency_matrix(model).numpy() == 0

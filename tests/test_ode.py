@@ -3,7 +3,7 @@ import torch
 
 from sparsedyn.config import parse_config
 from sparsedyn.nn import MLP, NeuralODE, SecondOrderODE
-from sparsedyn.runner import run_experiment
+from sparsedyn.runner import RunOutcome, train_experiment
 
 
 class _Linear(torch.nn.Module):
@@ -70,7 +70,7 @@ def test_bad_shapes_and_solver_are_rejected():
         SecondOrderODE(MLP(3, 3), MLP(3, 3))
 
 
-def _oscillator_run(kind: str, seed: int = 0) -> dict:
+def _oscillator_run(kind: str, seed: int = 0) -> RunOutcome:
     cfg = parse_config({
         "name": f"osc-{kind}", "seed": seed,
         "task": {"system": "oscillators", "system_params": {"observe_velocities": kind == "node"},
@@ -79,15 +79,16 @@ def _oscillator_run(kind: str, seed: int = 0) -> dict:
         "trainer": {"epochs": 150, "lr": 0.02, "batch_size": 8, "lr_schedule": "cosine",
                     "eval_every": 150, "progress": False},
     })
-    return run_experiment(cfg)
+    return train_experiment(cfg)
 
 
 def test_sonode_and_node_fit_the_coupled_oscillators_with_fixed_seeds():
     """SONODE sees positions only; the NODE sees the full first-order state [X, V]."""
     so, node = _oscillator_run("sonode"), _oscillator_run("node")
-    for res in (so, node):
-        zero = res["_experiment"].task.splits["test"].y.pow(2).mean().item()  # predicting 0
+    for outcome in (so, node):
+        res = outcome.record
+        zero = outcome.experiment.task.splits["test"].y.pow(2).mean().item()  # predicting 0
         assert res["metrics"]["test_mse"] < 0.2 * zero
         assert res["status"] == "completed"
     again = _oscillator_run("sonode")
-    assert again["metrics"] == so["metrics"]  # same seed, same numbers
+    assert again.record["metrics"] == so.record["metrics"]  # same seed, same numbers

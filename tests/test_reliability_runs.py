@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_RUN
 from sparsedyn.config import parse_config
 from sparsedyn.rundir import RunDirectory, RunDirError, fingerprint
-from sparsedyn.runner import build_experiment, run_experiment
+from sparsedyn.runner import build_experiment, run_experiment, train_experiment
 
 TINY = {**TINY_RUN, "trainer": {**TINY_RUN["trainer"], "eval_every": 6}}
 
@@ -39,12 +39,13 @@ def test_a_nan_at_epoch_one_restores_the_epoch_0_checkpoint_that_exists(tmp_path
     # probe: ReLU, lr 1e6 -> NaN at epoch 1, said "restored the best checkpoint (epoch 0)" with no best.pt
     cfg = _cfg(trainer={"lr": 1e6, "eval_every": 1}, model={"activation": "relu", "hidden": [64, 64]},
                methods=[])
-    res = run_experiment(cfg, tmp_path / "r")
+    outcome = train_experiment(cfg, tmp_path / "r")
+    res = outcome.record
     assert res["status"] == "diverged" and "restored the best checkpoint (epoch 0)" in res["message"]
     best = torch.load(tmp_path / "r" / "best.pt", weights_only=False)
     assert best["epoch"] == 0
     untrained = build_experiment(cfg).model.state_dict()  # same seed -> the same initial weights
-    restored = res["_experiment"].model.state_dict()
+    restored = outcome.experiment.model.state_dict()
     assert all(torch.equal(untrained[k], restored[k]) for k in untrained)
 
 

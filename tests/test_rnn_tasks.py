@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sparsedyn.config import parse_config
-from sparsedyn.runner import run_experiment
+from sparsedyn.runner import run_experiment, train_experiment
 from sparsedyn.tasks.adding import MEAN_PREDICTOR_MSE, AddingTask, adding_batch
 from sparsedyn.tasks.navigation import NavigationTask, PlaceCells, random_walk
 
@@ -112,8 +112,8 @@ def test_navigation_run_trains_and_reports_decoding_error():
            "model": {"kind": "rnn", "nonlinearity": "relu", "rnn_bias": False, "hidden": [32]},
            "methods": [{"name": "moduli", "manifold": "klein"}],
            "trainer": {"epochs": 10, "lr": 0.01, "batch_size": 20, "progress": False}}
-    res = run_experiment(parse_config(cfg))
-    task = res["_experiment"].task
+    outcome = train_experiment(parse_config(cfg))
+    res, task = outcome.record, outcome.experiment.task
     test = task.splits["test"]
     # the trivial guess: the box centre at every step (what an untrained decoder drifts to)
     centre_cm = 100.0 * float(test.positions.norm(dim=-1).mean())

@@ -5,7 +5,7 @@ import torch
 
 from conftest import TINY_RUN as TINY
 from sparsedyn.config import parse_config
-from sparsedyn.runner import build_experiment, run_experiment
+from sparsedyn.runner import build_experiment, run_experiment, train_experiment
 from sparsedyn.train import Trainer, TrainSettings
 
 
@@ -102,8 +102,9 @@ def test_gradual_pruning_through_the_trainer_reaches_target(tmp_path, schedule):
     cfg = _cfg(trainer__epochs=5)
     raw = cfg.model_dump()
     raw["methods"] = [{"name": "magnitude", "sparsity": 0.8, "schedule": schedule, "start": 1, "end": 4}]
-    res = run_experiment(parse_config(raw))
-    n = sum(p.numel() for name, p in res["_experiment"].model.named_parameters() if "original" in name)
+    outcome = train_experiment(parse_config(raw))
+    res = outcome.record
+    n = sum(p.numel() for name, p in outcome.experiment.model.named_parameters() if "original" in name)
     assert res["metrics"]["weight_sparsity"] == pytest.approx(round(0.8 * n) / n)
 
 

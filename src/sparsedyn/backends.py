@@ -48,7 +48,6 @@ def execute_point(config: dict[str, Any], run_dir: str, overwrite: bool = False)
     try:
         resume = (run_dir_p / "last.pt").exists() and not overwrite
         res = run_experiment(parse_config(config), run_dir_p, resume=resume, overwrite=overwrite)
-        res.pop("_experiment", None)
         (run_dir_p / "error.json").unlink(missing_ok=True)
         return {"run_dir": run_dir, "status": res["status"], "resumed": resume}
     except Exception as e:  # recorded, never propagated: one bad point must not stop a sweep

@@ -17,7 +17,7 @@ import torch
 
 from . import analysis
 from .config import parse_config
-from .runner import load_run, run_experiment
+from .runner import Experiment, load_run, run_experiment
 
 BASE = {
     "task": {"system": "sparse_tanh", "system_params": {"n": 6, "parents": 2, "seed": 0},
@@ -37,9 +37,7 @@ def _configs(epochs: int) -> dict[str, dict]:
 
 
 def _train(raw: dict, run_dir: Path) -> dict:
-    res = run_experiment(parse_config(raw), run_dir, overwrite=True)  # the demo owns its folder
-    res.pop("_experiment")
-    return res
+    return run_experiment(parse_config(raw), run_dir, overwrite=True)  # the demo owns its folder
 
 
 def epochs_done(run_dir: Path) -> int:
@@ -73,8 +71,7 @@ def run_demo(out: Path, epochs: int = 1000) -> dict[str, dict]:
                   flush=True)
         print("\r" + progress_line({k: out / k for k in configs}, total, time.perf_counter() - start), flush=True)
         results = {label: f.result() for label, f in futures.items()}
-    for label in results:
-        results[label]["_experiment"] = load_run(out / label)
+    experiments = {label: load_run(out / label) for label in results}
     print(f"done in {time.perf_counter() - start:.0f} s")
     header = (f"{'model':10s} {'test MSE':>9s} {'val MSE':>8s} {'weight sp.':>10s} {'feature sp.':>11s} "
               f"{'AUROC':>6s}")
@@ -86,18 +83,17 @@ def run_demo(out: Path, epochs: int = 1000) -> dict[str, dict]:
     print("(weight/feature sparsity: fraction of zero effective weights / of absent input->output "
           "dependencies; AUROC: recovery of the true graph from path weights)")
     path = out / "demo.png"
-    plot_demo(results, path)
+    plot_demo(results, experiments, path)
     print(f"\nwrote {path}")
     return results
 
 
-def plot_demo(results: dict[str, dict], path: Path) -> None:
+def plot_demo(results: dict[str, dict], exps: dict[str, Experiment], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    exps = {k: r["_experiment"] for k, r in results.items()}
     task = next(iter(exps.values())).task
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
     panels = [("true graph", torch.as_tensor(task.truth, dtype=torch.float32))]

@@ -71,7 +71,6 @@ def run_path(config: dict[str, Any], out_dir: str | Path, values: list[float], m
             res = json.loads((run_dir / "results.json").read_text())  # a finished point of this very config
         else:
             res = run_experiment(cfg, run_dir, resume=(run_dir / "last.pt").exists(), overwrite=True)
-            res.pop("_experiment", None)
         rows.append({param: value, "status": res["status"], **res["metrics"]})
         previous = run_dir
     io.write_csv(out / "path.csv", rows)

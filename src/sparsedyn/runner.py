@@ -34,6 +34,15 @@ class Experiment:
     strengths: dict[str, float] | None = None  # the absolute strengths of a relative-strength run
 
 
+@dataclass
+class RunOutcome:
+    """What one run gives back: ``record``, exactly what ``results.json`` holds (status, metrics,
+    baselines, ...), and the trained ``experiment`` (None for the SINDy baseline, which has no torch model)."""
+
+    record: dict[str, Any]
+    experiment: Experiment | None
+
+
 def build_task(cfg: ExperimentConfig) -> Task:
     """The registered task named by ``cfg.task.name``, built from its config section."""
     return TASKS[cfg.task.name](cfg.task)
@@ -163,6 +172,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "model.pt", task: Task | Non
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False,
                    overwrite: bool = False) -> dict[str, Any]:
+    """Train and evaluate one experiment and return its results record (what ``results.json`` holds);
+    :func:`train_experiment` also gives the trained model."""
+    return train_experiment(cfg, out_dir, resume, overwrite).record
+
+
+def train_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, resume: bool = False,
+                     overwrite: bool = False) -> RunOutcome:
     """Train and evaluate one experiment; with ``out_dir``, write config, metrics, checkpoints, results.
 
     The run uses ``cfg.trainer.threads`` torch threads (restored afterwards), so ``sparsedyn run``
@@ -182,7 +198,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, res
         torch.set_num_threads(threads)
 
 
-def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> RunOutcome:
     start = time.perf_counter()
     if cfg.model.kind == "sindy":
         return _run_sindy(cfg, out, start)
@@ -199,7 +215,7 @@ def _prepare(cfg: ExperimentConfig, out: Path | None, task: Task | None = None) 
 
 
 def _report(cfg: ExperimentConfig, out: Path | None, exp: Experiment, result: TrainResult,
-            start: float) -> dict[str, Any]:
+            start: float) -> RunOutcome:
     """A trained run's results (evaluated, analysed, written to ``out``)."""
     results = {
         "name": cfg.name, "seed": cfg.seed, "status": result.status, "message": result.message,
@@ -209,8 +225,7 @@ def _report(cfg: ExperimentConfig, out: Path | None, exp: Experiment, result: Tr
     if exp.strengths is not None:
         results["strengths"] = exp.strengths
     if result.status == "interrupted":  # no results.json: the run is resumed, not reported
-        results["_experiment"] = exp
-        return results
+        return RunOutcome(results, exp)
     results["metrics"] = {**exp.task.evaluate(exp.model), **analyse(exp.model, exp.task)}
     if result.sparsified is not None:  # the same scores before fine-tuning, for "after sparsification" columns
         results["metrics"].update({f"sparsified_{k}": v for k, v in result.sparsified.items()})
@@ -220,8 +235,7 @@ def _report(cfg: ExperimentConfig, out: Path | None, exp: Experiment, result: Tr
         dependency = analysis.dependency_matrix(exp.model) if exp.task.has_vector_field else None
         io.save_torch(out / "model.pt", {"model": exp.model.state_dict(), "phase": result.phase})
         _write_outputs(out, exp.task, results, dependency, exp.task.figure_data(exp.model))
-    results["_experiment"] = exp
-    return results
+    return RunOutcome(results, exp)
 
 
 def stack_key(config: dict[str, Any]) -> str | None:
@@ -249,6 +263,13 @@ def _stackable_params(spec: dict[str, Any]) -> tuple[str, ...]:
 def run_stacked(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,
                 resume: bool | list[bool] = False, overwrite: bool | list[bool] = False,
                 progress: bool = False) -> list[dict[str, Any]]:
+    """The results records of :func:`train_stacked_experiments` (what each ``results.json`` holds)."""
+    return [o.record for o in train_stacked_experiments(cfgs, out_dirs, resume, overwrite, progress)]
+
+
+def train_stacked_experiments(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,
+                              resume: bool | list[bool] = False, overwrite: bool | list[bool] = False,
+                              progress: bool = False) -> list[RunOutcome]:
     """Train several experiments as one lockstep job (:func:`~sparsedyn.train_stacked.train_stacked`);
     each gets the run directory, files and numbers it would get from :func:`run_experiment` (up to float
     rounding of the batched products). Members must share everything but seed and method strengths
@@ -302,7 +323,7 @@ def _write_outputs(out: Path, task: Task, results: dict[str, Any], dependency: t
     io.write_json(out / "results.json", results)
 
 
-def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dict[str, Any]:
+def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> RunOutcome:
     """The pysindy baseline: fit, forecast on every split, score the coefficient-support graph."""
     from .baselines.sindy import SindyModel, fit_sindy
 
@@ -321,4 +342,4 @@ def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> dic
         out = Path(out_dir)
         io.write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         _write_outputs(out, task, results, torch.as_tensor((scores > 0).astype("float32")), None)
-    return results
+    return RunOutcome(results, None)
