@@ -145,3 +145,15 @@ def test_a_runs_record_is_exactly_its_results_file_and_the_model_travels_beside_
     assert isinstance(outcome.experiment, Experiment)
     written = json.loads((tmp_path / "r" / "results.json").read_text())
     assert json.dumps(outcome.record, sort_keys=True) == json.dumps(written, sort_keys=True)  # NaN-safe equality
+
+
+def test_capabilities_are_declared_not_probed():
+    """The runner, the trainers, the strength calibration and the continuous-depth code ask declared
+    contracts (Method.strength, Task defaults, ContinuousDepth, LayerChain), never getattr/hasattr probes."""
+    files = ["runner.py", "train.py", "train_stacked.py", "methods/strength.py", "methods/gated.py",
+             "methods/l0.py", "methods/pathreg.py", "methods/lassonet.py", "nn/ode.py"]
+    for rel in files:
+        tree = ast.parse((PKG / rel).read_text())
+        probes = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                  and n.func.id in ("getattr", "hasattr", "setattr")]
+        assert not probes, (rel, probes)

@@ -73,6 +73,19 @@ class Method:
     penalty_strength: ClassVar[bool] = True  # it weighs a penalty, so a relative strength rescales it
     stackable_params: ClassVar[tuple[str, ...]] = ()  # numbers that change no shape: stacked members may differ
 
+    @property
+    def strength_value(self) -> float:
+        """The current value of the declared ``strength`` parameter."""
+        if self.strength is None:
+            raise ValueError(f"{type(self).__name__} declares no strength")
+        return float(vars(self)[self.strength])
+
+    @strength_value.setter
+    def strength_value(self, value: float) -> None:
+        if self.strength is None:
+            raise ValueError(f"{type(self).__name__} declares no strength")
+        vars(self)[self.strength] = float(value)
+
     def prepare(self, model: nn.Module) -> nn.Module:
         return model
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..nn.fields import SkipField
 from ..nn.masks import freeze_pattern, raw_parameter
-from ..nn.ode import replace_field, vector_field
+from ..nn.ode import ContinuousDepth, replace_field, vector_field
 from .base import Method, StepSize, check_choice, check_nonnegative, step_of
 from .hier_prox import hier_prox
 
@@ -40,7 +40,7 @@ class LassoNet(Method):
             if isinstance(field, SkipField):
                 return model
             return replace_field(model, SkipField(field).to(device))
-        if not hasattr(model, "outer_skip"):
+        if not isinstance(model, ContinuousDepth):
             raise TypeError("outer LassoNet needs a continuous-depth model (NeuralODE/SecondOrderODE)")
         if model.outer_skip is None:
             n = model.n_state
@@ -52,7 +52,7 @@ class LassoNet(Method):
         if self.mode == "inner":
             skip = field.skip if isinstance(field, SkipField) else None
         else:
-            skip = getattr(model, "outer_skip", None)
+            skip = model.outer_skip if isinstance(model, ContinuousDepth) else None
         if skip is None:
             raise RuntimeError(f"LassoNet ({self.mode}): no skip found; call prepare(model) first")
         # For a SONODE the field reads [x, v]: the hierarchy binds the x columns only.

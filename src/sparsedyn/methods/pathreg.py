@@ -6,9 +6,9 @@ from torch import Tensor, nn
 
 from ..nn.gates import GateLayout, gate_of
 from ..nn.ode import vector_field
-from .base import Method, ParamError, check_choice, check_nonnegative, reduce_matrix
+from .base import check_choice, check_nonnegative, reduce_matrix
 from .cnode import path_weight_matrix
-from .l0 import freeze_gates, gate_field, gate_parameters
+from .gated import GatedMethod
 
 
 def _prob_nonzero(layer: nn.Module) -> Tensor:
@@ -23,7 +23,7 @@ def expected_paths(model: nn.Module) -> Tensor:
     return vector_field(model).chain_product(_prob_nonzero)
 
 
-class PathReg(Method):
+class PathReg(GatedMethod):
     """``lambda_paths * ||A_z|| + lambda_weights * || |W z| ... ||`` (C-NODE on gated weights).
 
     Uses the gate probabilities (deterministic, differentiable), one gate per weight by
@@ -38,23 +38,10 @@ class PathReg(Method):
         self, lambda_paths: float = 1e-3, lambda_weights: float = 0.0, layout: GateLayout = "weight",
         init_drop: float = 0.5, reduction: str = "sum",
     ) -> None:
+        super().__init__(layout, init_drop)
         self.lambda_paths = check_nonnegative("lambda_paths", lambda_paths)
         self.lambda_weights = check_nonnegative("lambda_weights", lambda_weights)
-        self.layout = check_choice("layout", layout, ("weight", "input"))
-        if not 0.0 < float(init_drop) < 1.0:
-            raise ParamError("init_drop", f"init_drop must be in (0, 1), got {init_drop}")
-        self.init_drop = float(init_drop)
         self.reduction = check_choice("reduction", reduction, ("sum", "mean"))
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        gate_field(model, self.layout, self.init_drop)
-        return model
-
-    def parameter_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        return gate_parameters(model)
-
-    def finalize(self, model: nn.Module) -> None:
-        freeze_gates(model)
 
     def penalty(self, model: nn.Module) -> Tensor:
         total = self.lambda_paths * reduce_matrix(expected_paths(model), self.reduction)

@@ -35,7 +35,7 @@ def unit_penalty(method: Method, model: nn.Module) -> float:
     if param is None:
         raise ValueError(f"{type(method).__name__} has no penalty strength")
     unit = copy.copy(method)
-    setattr(unit, param, 1.0)
+    unit.strength_value = 1.0
     return float(unit.penalty(model).detach())
 
 
@@ -53,6 +53,6 @@ def calibrate(method: Method, model: nn.Module, data_loss: float) -> dict[str, f
         if not unit > 0:
             raise ValueError(f"methods.{i} ({m.name}): its penalty at strength 1 is {unit} at initialisation; "
                              "a relative strength cannot be calibrated (use trainer.strength: absolute)")
-        setattr(m, param, getattr(m, param) * data_loss / unit)
-        out[f"{m.name}.{param}"] = getattr(m, param)
+        m.strength_value = m.strength_value * data_loss / unit
+        out[f"{m.name}.{param}"] = m.strength_value
     return out

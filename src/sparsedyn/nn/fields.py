@@ -11,11 +11,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 LayerTransform = Callable[[nn.Module], Tensor]
+
+
+@runtime_checkable
+class LayerChain(Protocol):
+    """The field contract the path-based methods and read-outs rely on (gates, PathReg, C-NODE,
+    LassoNet): the weighted layers input to output, and the product of a per-layer transform over them."""
+
+    n_in: int
+    n_out: int
+
+    def chain(self) -> list[nn.Module]: ...
+
+    def chain_product(self, transform: LayerTransform) -> Tensor: ...
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus,

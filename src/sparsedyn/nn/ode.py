@@ -44,8 +44,14 @@ def _apply_intervention(x0: Tensor, intervention: Intervention | None) -> Tensor
     return x0
 
 
-class _Solver(nn.Module):
-    """Shared solver options and the one-sample-per-forward rule."""
+class ContinuousDepth(nn.Module):
+    """Base of the continuous-depth models (NeuralODE, SecondOrderODE): a vector ``field``, an optional
+    ``outer_skip`` (``S x0`` added to every predicted state, set by outer LassoNet), the shared solver
+    options and the one-sample-per-forward rule. Methods and read-outs test ``isinstance`` against this
+    class instead of probing attributes."""
+
+    field: nn.Module
+    outer_skip: nn.Linear | None
 
     def __init__(
         self, solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-4,
@@ -58,6 +64,7 @@ class _Solver(nn.Module):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
         self.solver, self.rtol, self.atol = solver, rtol, atol
         self.step_size, self.adjoint = step_size, adjoint
+        self.outer_skip = None
         self.fixed_grid_loop = fixed_grid_loop
 
     def _solve(self, func: nn.Module, y0: Tensor, t: Tensor) -> Tensor:
@@ -78,10 +85,9 @@ class _Solver(nn.Module):
 
     def _add_skip(self, x: Tensor, x0: Tensor, keep: Tensor | None) -> Tensor:
         """``x + S x0`` (outer LassoNet's skip), zero on intervened variables (they stay at their value)."""
-        skip = getattr(self, "outer_skip", None)
-        if skip is None:
+        if self.outer_skip is None:
             return x
-        s = skip(x0)
+        s = self.outer_skip(x0)
         return x + (s if keep is None else s * keep)[:, None, :]
 
 
@@ -105,7 +111,7 @@ class _FirstOrder(nn.Module):
         return dx if self.keep is None else dx * self.keep
 
 
-class NeuralODE(_Solver):
+class NeuralODE(ContinuousDepth):
     """``dX/dt = field(X)``; ``forward(x0 (B, n), t (T,)) -> X (B, T, n)``.
 
     ``outer_skip`` (set by outer LassoNet) adds ``S x0`` to every predicted state.
@@ -115,7 +121,6 @@ class NeuralODE(_Solver):
     def __init__(self, field: nn.Module, **solver_options) -> None:
         super().__init__(**solver_options)
         self.field = field
-        self.outer_skip: nn.Linear | None = None
 
     @property
     def n_state(self) -> int:
@@ -147,7 +152,7 @@ class _SecondOrder(nn.Module):
         return torch.cat([v, a], dim=-1)
 
 
-class SecondOrderODE(_Solver):
+class SecondOrderODE(ContinuousDepth):
     """SONODE (Norcliffe et al. 2020): ``x' = v``, ``v' = field([x, v])``, ``v0 = init_velocity(x0)``.
 
     ``field`` maps ``2n -> n``; ``init_velocity`` maps ``n -> n`` and is trained end to end.
@@ -161,7 +166,6 @@ class SecondOrderODE(_Solver):
         if field.n_in != 2 * field.n_out:
             raise ValueError(f"a SONODE field maps 2n -> n, got {field.n_in} -> {field.n_out}")
         self.field, self.init_velocity = field, init_velocity
-        self.outer_skip: nn.Linear | None = None
 
     @property
     def n_state(self) -> int:
@@ -195,12 +199,12 @@ class SecondOrderODE(_Solver):
 
 def vector_field(model: nn.Module) -> nn.Module:
     """The vector field of a continuous-depth model (the model itself if it is a field)."""
-    return getattr(model, "field", model)
+    return model.field if isinstance(model, ContinuousDepth) else model
 
 
 def replace_field(model: nn.Module, new_field: nn.Module) -> nn.Module:
     """Put ``new_field`` in place of ``model``'s field (or return it if model is a field)."""
-    if hasattr(model, "field"):
+    if isinstance(model, ContinuousDepth):
         model.field = new_field
         return model
     return new_field
