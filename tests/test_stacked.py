@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sparsedyn.config import parse_config
-from sparsedyn.nn import MLP, GroupedMLP, NeuralODE, RecurrentLayer, SecondOrderODE, SkipField, add_gate, add_mask
+from sparsedyn.nn import MLP, GroupedMLP, NeuralODE, RecurrentLayer, SecondOrderODE, add_gate, add_mask
 from sparsedyn.nn.gates import hold_gates
-from sparsedyn.nn.stacked import stackable, stacked_forecast, stacked_recurrent
+from sparsedyn.nn.stacked import STACKED_FORMS, stackable, stacked_forecast, stacked_recurrent
 from sparsedyn.runner import build_experiment, run_experiment, run_stacked, stack_key
 from sparsedyn.sweep import parse_sweep, stack_groups
 from sparsedyn.tasks.forecast import ForecastTask
@@ -135,13 +135,8 @@ def _node(field, **kw):
 
 
 def _fields(kind: str, seed: int):
+    """Members whose weights go through parametrizations (gates, masks) on top of a registered form."""
     torch.manual_seed(seed)
-    if kind == "mlp":
-        return _node(MLP(3, 3, (5, 4)))
-    if kind == "grouped":
-        return _node(GroupedMLP(3, 3, (4, 2)))
-    if kind == "skip":
-        return _node(SkipField(MLP(3, 3, (5,), "elu")))
     if kind == "gated":
         model = _node(MLP(3, 3, (5,)))
         for layer in model.field.layers:
@@ -153,17 +148,24 @@ def _fields(kind: str, seed: int):
         mask = add_mask(model.field.layers[0])
         mask.mask.copy_((torch.rand_like(mask.mask) > 0.5).float())
         return model
-    if kind == "sonode":
-        return SecondOrderODE(MLP(6, 3, (5,)), MLP(3, 3, (4,)), solver="midpoint", step_size=0.1)
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("intervention", [None, {1: 0.5}], ids=["free", "intervened"])
-@pytest.mark.parametrize("kind", ["mlp", "grouped", "skip", "gated", "masked_outer", "sonode"])
-def test_stacked_forecast_equals_each_members_forecast_and_gradients(kind, intervention):
-    # every field kind x {no intervention, do(x_1 = 0.5)}: a stacked form that ignores interventions fails
-    models = [_fields(kind, seed) for seed in range(3)]
-    x0 = torch.randn(3, 4, 3)
+def _example_model(kind: type, order: str, outer: bool, seed: int):
+    """A small model around the registered example field of ``kind``."""
+    torch.manual_seed(seed)
+    form = STACKED_FORMS[kind]
+    if order == "first":
+        model = _node(form.example(3, 3))
+    else:
+        model = SecondOrderODE(form.example(6, 3), MLP(3, 3, (4,)), solver="midpoint", step_size=0.1)
+    if outer:
+        model.outer_skip = torch.nn.Linear(3, 3, bias=False)
+    return model
+
+
+def _assert_stacked_equals_alone(models, intervention) -> None:
+    x0 = torch.randn(len(models), 4, 3)
     t = torch.linspace(0, 1, 6)
     for m in models:
         hold_gates(m)  # a training forward's one gate sample, drawn before the solve
@@ -179,6 +181,23 @@ def test_stacked_forecast_equals_each_members_forecast_and_gradients(kind, inter
     torch.testing.assert_close(stacked, torch.stack(alone), rtol=1e-5, atol=1e-6)
     for a, b in zip(grads, alone_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("intervention", [None, {1: 0.5}], ids=["free", "intervened"])
+@pytest.mark.parametrize("outer", [False, True], ids=["no_skip", "outer_skip"])
+@pytest.mark.parametrize("order", ["first", "second"])
+@pytest.mark.parametrize("kind", sorted(STACKED_FORMS, key=lambda k: k.__name__), ids=lambda k: k.__name__)
+def test_every_registered_stacked_form_equals_each_members_forecast_and_gradients(kind, order, outer,
+                                                                                intervention):
+    """Generated from the registry: every field kind x NODE/SONODE x outer skip x intervention (a stacked
+    second-order solve that ignored interventions, or a new kind without its form tested, fails here)."""
+    _assert_stacked_equals_alone([_example_model(kind, order, outer, seed) for seed in range(3)], intervention)
+
+
+@pytest.mark.parametrize("intervention", [None, {1: 0.5}], ids=["free", "intervened"])
+@pytest.mark.parametrize("kind", ["gated", "masked_outer"])
+def test_stacked_forecast_reads_each_members_gates_and_masks(kind, intervention):
+    _assert_stacked_equals_alone([_fields(kind, seed) for seed in range(3)], intervention)
 
 
 @pytest.mark.parametrize("cell,nonlinearity", [("elman", "tanh"), ("elman", "relu"), ("gru", "tanh"),
@@ -208,14 +227,15 @@ def test_stacked_recurrent_layers_equal_each_member_layer_and_gradients(cell, no
 
 
 def test_stackable_names_why_members_cannot_stack():
-    assert stackable([_fields("mlp", 0), _fields("mlp", 1)]) is None
+    mlp = [_example_model(MLP, "first", False, seed) for seed in (0, 1)]
+    assert stackable(mlp) is None
     assert "adaptive" in stackable([NeuralODE(MLP(3, 3, (4,)), solver="dopri5")])
-    assert "field" in stackable([_fields("mlp", 0), _fields("grouped", 0)])
+    assert "field" in stackable([mlp[0], _example_model(GroupedMLP, "first", False, 0)])
     t = torch.linspace(0, 1, 3)
     with pytest.raises(ValueError, match="members differ in shape"):
         stacked_forecast([_node(MLP(3, 3, (4,))), _node(MLP(3, 3, (5,)))], torch.randn(2, 4, 3), t)
     with pytest.raises(ValueError, match=r"x0 must have shape \(2, batch, 3\)"):
-        stacked_forecast([_fields("mlp", 0), _fields("mlp", 1)], torch.randn(3, 4, 3), torch.linspace(0, 1, 3))
+        stacked_forecast(mlp, torch.randn(3, 4, 3), torch.linspace(0, 1, 3))
 
 
 # -- runs, sweeps ------------------------------------------------------------------------------

@@ -13,11 +13,16 @@ with :class:`MLP`, :class:`GroupedMLP` and :class:`SkipField` fields, outer skip
 solved on a fixed grid (``rk4``, ``euler``, ``midpoint``: an adaptive solver would choose one
 step size for all members, so members would no longer be independent); and the recurrent
 layers (:func:`stacked_recurrent`). :func:`stackable` says whether a list of models qualifies.
+
+Each field kind's stacked form is registered in :data:`STACKED_FORMS` (``@stacked_form``) with a small
+example field; the tests are generated from that registry (every kind x first/second order x outer skip
+x intervention), so a new field kind cannot go untested.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +48,27 @@ def _stack(tensors: Sequence[Tensor | None]) -> Tensor | None:
     return torch.stack(list(tensors))
 
 
+@dataclass(frozen=True)
+class StackedForm:
+    """How members with fields of one kind evaluate as one: ``build(fields)`` gives the stacked function;
+    ``example(n_in, n_out)`` is a small field of the kind, for the tests generated from the registry."""
+
+    build: Callable[[Sequence[nn.Module]], StackedFn]
+    example: Callable[[int, int], nn.Module]
+
+
+STACKED_FORMS: dict[type[nn.Module], StackedForm] = {}
+
+
+def stacked_form(kind: type[nn.Module], example: Callable[[int, int], nn.Module]) -> Callable:
+    """Decorator: register ``build`` as the stacked form of fields of type ``kind``."""
+    def register(build: Callable[[Sequence[nn.Module]], StackedFn]) -> Callable[[Sequence[nn.Module]], StackedFn]:
+        STACKED_FORMS[kind] = StackedForm(build, example)
+        return build
+    return register
+
+
+@stacked_form(MLP, example=lambda n_in, n_out: MLP(n_in, n_out, (5, 4)))
 def _stacked_mlp(fields: Sequence[MLP]) -> StackedFn:
     """``x (M, B, in) -> (M, B, out)`` with every layer a batched product over members."""
     n_layers = len(fields[0].layers)
@@ -60,6 +86,7 @@ def _stacked_mlp(fields: Sequence[MLP]) -> StackedFn:
     return forward
 
 
+@stacked_form(GroupedMLP, example=lambda n_in, n_out: GroupedMLP(n_in, n_out, (4, 2)))
 def _stacked_grouped_mlp(fields: Sequence[GroupedMLP]) -> StackedFn:
     """Per-output networks of every member: weights ``(M, groups, out, in)``."""
     n_layers = len(fields[0].layers)
@@ -86,6 +113,13 @@ def _stacked_linear_no_bias(layers: Sequence[nn.Module]) -> StackedFn:
     return lambda x: torch.bmm(x, w)
 
 
+@stacked_form(SkipField, example=lambda n_in, n_out: SkipField(MLP(n_in, n_out, (5,), "elu")))
+def _stacked_skip_field(fields: Sequence[SkipField]) -> StackedFn:
+    skip = _stacked_linear_no_bias([f.skip for f in fields])
+    net = stacked_field([f.net for f in fields])
+    return lambda x: skip(x) + net(x)
+
+
 def stacked_field(fields: Sequence[nn.Module]) -> StackedFn:
     """One function ``x (M, B, n_in) -> (M, B, n_out)`` computing every member's field on its own
     slice; reads each member's effective weights now (call it once per forward)."""
@@ -93,15 +127,9 @@ def stacked_field(fields: Sequence[nn.Module]) -> StackedFn:
     if len(kinds) != 1:
         raise ValueError(f"members have different field types: {sorted(k.__name__ for k in kinds)}")
     kind = kinds.pop()
-    if kind is MLP:
-        return _stacked_mlp(fields)
-    if kind is GroupedMLP:
-        return _stacked_grouped_mlp(fields)
-    if kind is SkipField:
-        skip = _stacked_linear_no_bias([f.skip for f in fields])
-        net = stacked_field([f.net for f in fields])
-        return lambda x: skip(x) + net(x)
-    raise TypeError(f"no stacked form for a {kind.__name__} field")
+    if kind not in STACKED_FORMS:
+        raise TypeError(f"no stacked form for a {kind.__name__} field")
+    return STACKED_FORMS[kind].build(fields)
 
 
 def _solver_options(model: nn.Module) -> tuple:
@@ -122,7 +150,7 @@ def stackable(models: Sequence[nn.Module]) -> str | None:
         return f"solver {first.solver!r} is adaptive: one step-size sequence would be shared by all members"
     if first.adjoint:
         return "the adjoint solve is not stacked"
-    if len({type(m.field) for m in models}) != 1 or type(first.field) not in (MLP, GroupedMLP, SkipField):
+    if len({type(m.field) for m in models}) != 1 or type(first.field) not in STACKED_FORMS:
         return f"no stacked form for a {type(first.field).__name__} field"
     if len({m.outer_skip is None for m in models}) != 1:
         return "some members have an outer skip and others not"
