@@ -178,3 +178,32 @@ def test_a_changed_sweep_file_re_runs_the_changed_points_only(tmp_path):
     assert (tmp_path / "a" / "seed0" / "results.json").stat().st_mtime_ns == a_mtime
     cfg = yaml.safe_load((tmp_path / "b" / "seed0" / "config.yaml").read_text())
     assert cfg["trainer"]["lr"] == 0.02
+
+
+def test_a_worker_killed_from_outside_fails_its_point_and_the_rest_of_the_sweep_runs(tmp_path):
+    """The local pool (concurrent.futures): a worker killed by the OOM killer or a user breaks its pool;
+    its point is reported failed with the reason, and a new pool runs the points not yet dispatched."""
+    import threading
+
+    from sparsedyn.backends import run_local
+
+    slow, fast = tmp_path / "slow", tmp_path / "fast"
+
+    def kill_the_worker_once_the_slow_point_trains():
+        if not _wait_for(lambda: (slow / "best.pt").exists(), 120):
+            return
+        for pid in _children(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker_once_the_slow_point_trains, daemon=True)
+    killer.start()
+    out = run_local([[(SLOW, str(slow), False)], [(BASE, str(fast), False)]], workers=1)
+    killer.join(timeout=5)
+    status = {Path(s["run_dir"]).name: s for s in out}
+    assert status["slow"]["status"] == "failed" and "worker process died" in status["slow"]["error"]
+    assert status["fast"]["status"] == "completed"

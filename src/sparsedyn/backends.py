@@ -12,6 +12,7 @@ parent dies, even by ``kill -9``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -20,6 +21,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ class SweepInterrupted(Exception):
     def __init__(self, summaries: list[Summary], not_started: int, hard: bool) -> None:
         super().__init__("sweep interrupted")
         self.summaries, self.not_started, self.hard = summaries, not_started, hard
+        self.counts: dict[str, int] | None = None  # the sweep's status counts, set where it is caught
 
 
 def execute_point(config: dict[str, Any], run_dir: str, overwrite: bool = False) -> Summary:
@@ -107,106 +111,111 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker(tasks, results, parent: int) -> None:
-    from .train import request_stop, stop_requested
+_STOP_EVENT: Any = None  # in a pool worker: the parent's "stop after the current epoch" event
+
+
+def _init_worker(parent: int, stop: Any, pids: Any) -> None:
+    """Start of a pool worker: Ctrl-C is the parent's to handle (its first one sets ``stop``, which asks
+    the running point to checkpoint and stop); the worker dies with its parent and tells its pid (so a
+    second Ctrl-C can kill it at once)."""
+    global _STOP_EVENT
+    from .train import request_stop
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
-    signal.signal(signal.SIGUSR1, lambda *_: request_stop())
     _die_with_parent(parent)
+    _STOP_EVENT = stop
+    pids.put(os.getpid())
+
+    def relay() -> None:
+        stop.wait()
+        request_stop()
+
+    threading.Thread(target=relay, daemon=True).start()
+
+
+def _run_group(group: Group) -> list[Summary]:
+    """A pool worker's job: the group's points, unless a stop came first (then none is started)."""
+    from .train import stop_requested
+
+    if stop_requested() or (_STOP_EVENT is not None and _STOP_EVENT.is_set()):
+        return [{"run_dir": run_dir, "status": "not started"} for _, run_dir, _ in group]
+    return execute_group(group)
+
+
+def _kill_workers(pids: Any) -> None:
     while True:
-        group = tasks.get()
-        if group is None:
+        try:
+            pid = pids.get_nowait()
+        except queue.Empty:
             return
-        run_dirs = [run_dir for _, run_dir, _ in group]
-        if stop_requested():
-            results.put(("done", os.getpid(), [{"run_dir": d, "status": "not started"} for d in run_dirs]))
-            continue
-        results.put(("started", os.getpid(), run_dirs))
-        results.put(("done", os.getpid(), execute_group(group)))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def run_local(jobs: Iterable[Group], workers: int | None = None,
               on_done: Callable[[Summary], None] | None = None) -> list[Summary]:
     """Run groups of jobs ``(config, run_dir, overwrite)`` on ``workers`` processes (default: CPU count);
-    ``on_done`` hears of every point."""
+    ``on_done`` hears of every point. At most ``workers`` groups are dispatched at a time, so a stop
+    leaves the rest undispatched. A worker killed from outside breaks the pool: the groups it was
+    running alongside are reported failed (they resume from their checkpoints) and a new pool runs the rest."""
     from tqdm.auto import tqdm
 
     pending = list(jobs)
     n = max(1, min(workers or os.cpu_count() or 1, len(pending) or 1))
     ctx = get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-
-    def start():
-        p = ctx.Process(target=_worker, args=(tasks, results, os.getpid()), daemon=True)
-        p.start()
-        return p
-
-    procs = [start() for _ in range(n)]
-    running: dict[int, list[str]] = {}  # worker pid -> its group's run directories
+    stop, pids = ctx.Event(), ctx.Queue()
     out: list[Summary] = []
-    in_flight, members_in_flight, interrupts = 0, 0, 0
+    interrupts = 0
 
-    def on_sigint(*_):
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), stop, pids))
+
+    def on_sigint(*_: Any) -> None:
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
             raise KeyboardInterrupt
         tqdm.write("sparsedyn: stopping: no new points; running points checkpoint after their current epoch "
                    "(Ctrl-C again to stop at once)", file=sys.stderr)
-        for p in procs:
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGUSR1)
+        stop.set()
 
-    def finish(summary: Summary) -> None:
-        out.append(summary)
-        if on_done:
-            on_done(summary)
+    def finish(summaries: list[Summary]) -> None:
+        for summary in summaries:
+            out.append(summary)
+            if on_done:
+                on_done(summary)
 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if main else None
+    pool, hard = new_pool(), False
+    running: dict[Future, tuple[Group, ProcessPoolExecutor]] = {}  # future -> its group and the pool running it
     try:
-        while pending or in_flight:
-            while pending and in_flight < n and not interrupts:
+        while pending or running:
+            while pending and len(running) < n and not interrupts:
                 group = pending.pop(0)
-                tasks.put(group)
-                in_flight += 1
-                members_in_flight += len(group)
-            if in_flight == 0:
+                running[pool.submit(_run_group, group)] = (group, pool)
+            if not running:
                 break
-            try:
-                kind, pid, payload = results.get(timeout=0.2)
-            except queue.Empty:
-                for i, p in enumerate(procs):  # a worker killed from outside: its point failed
-                    if not p.is_alive():
-                        if p.pid in running:
-                            in_flight -= 1
-                            members_in_flight -= len(running[p.pid])
-                            for run_dir in running.pop(p.pid):
-                                finish({"run_dir": run_dir, "status": "failed",
-                                        "error": f"worker process died (exit code {p.exitcode})"})
-                        procs[i] = start()
-                continue
-            if kind == "started":
-                running[pid] = payload
-            else:
-                running.pop(pid, None)
-                in_flight -= 1
-                members_in_flight -= len(payload)
-                for summary in payload:
-                    finish(summary)
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                group, its_pool = running.pop(future)
+                try:
+                    finish(future.result())
+                except BrokenProcessPool as e:  # a worker died: this pool takes no more work
+                    finish([{"run_dir": run_dir, "status": "failed", "error": f"a worker process died ({e})"}
+                            for _, run_dir, _ in group])
+                    if its_pool is pool:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = new_pool()
     except KeyboardInterrupt:
-        for p in procs:
-            p.kill()
-        raise SweepInterrupted(out, sum(map(len, pending)) + members_in_flight, hard=True) from None
+        hard = True
+        _kill_workers(pids)
+        in_flight = sum(len(group) for group, _ in running.values())
+        raise SweepInterrupted(out, sum(map(len, pending)) + in_flight, hard=True) from None
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
-        for _ in procs:
-            tasks.put(None)
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
+        pool.shutdown(wait=not hard, cancel_futures=True)
     if interrupts:
         raise SweepInterrupted(out, sum(map(len, pending)), hard=False)
     return out
