@@ -76,9 +76,10 @@ def test_report_writes_tables_csv_and_figures(report):
 def test_html_is_self_contained(report):
     _, html = report
     text = html.read_text()
-    # selected points, the trivial predictors beside them, the Pareto comparison, all points; figures:
-    # error vs weight and feature sparsity, dependency matrices, Pareto fronts
-    assert text.count("<table>") == 4 and text.count("data:image/png;base64,") == 4
+    # selected points, the trivial predictors beside them, the paired comparisons with the baseline, the
+    # Pareto comparison, all points; figures: error vs weight and feature sparsity, dependency matrices, Pareto
+    # fronts
+    assert text.count("<table>") == 5 and text.count("data:image/png;base64,") == 4
     assert "Pareto comparison: tanh" in text
     assert "<td>initial_state</td>" in text and "<td>train_mean</td>" in text
     assert "http://" not in text and "https://" not in text
@@ -105,7 +106,7 @@ def test_html_report_renders_tables_and_images_in_headless_chromium(report, tmp_
     dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                           "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<table>") == 4 and "<td>pathreg</td>" in dom
+    assert dom.count("<table>") == 5 and "<td>pathreg</td>" in dom
     widths = [int(w) for w in re.findall(r'data-decoded-width="(\d+)"', dom)]
     assert len(widths) == 4 and all(w > 100 for w in widths)  # every image decoded by the browser
     shot = tmp_path / "shot.png"
@@ -217,3 +218,19 @@ def test_recurrent_runs_are_compared_on_w_hh_sparsity_and_flagged_against_their_
     flag_trivial(tables, chosen, {"all": {"stay": {"test_error_cm": 8.0}, "centre": {"test_error_cm": 80.0}}},
                  "test_error_cm")
     assert tables["all"][0][-1] == "beats trivial (test_error_cm)" and tables["all"][1][0][-1] == "yes"
+
+
+def test_comparison_table_pairs_seeds_against_the_baseline_by_hand():
+    from sparsedyn.report import comparison_tables
+
+    recs = [_rec("vanilla", None, s, 1.0, test=t) for s, t in zip(range(5), (1.0, 1.2, 0.9, 1.1, 1.0))]
+    recs += [_rec("l1", 0.1, s, 1.0, test=t, order=1) for s, t in zip(range(5), (0.8, 1.0, 0.8, 0.9, 0.7))]
+    recs += [_rec("l1", 0.1, 5, 0, status="diverged", order=1)]  # a failure with no pair
+    chosen = select(aggregate(recs), by="task", within=0.10)
+    header, rows = comparison_tables(chosen, "vanilla", ["test_mse"])["A"]
+    assert header == ["method", "test_mse − vanilla [95% CI], p", "failed / finished [95% CI]"]
+    by = {r[0]: r for r in rows}
+    assert by["vanilla"][1] == "(baseline)" and by["vanilla"][2].startswith("0/5 [0.00, 0.43]")
+    # differences -0.2, -0.2, -0.1, -0.2, -0.3: mean -0.2, all negative -> exact p = 2/32
+    assert by["l1"][1].startswith("-0.2 [") and "p = 0.062 (n = 5)" in by["l1"][1]
+    assert by["l1"][2].startswith("1/6 [0.03, 0.56]")

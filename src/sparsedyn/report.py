@@ -16,6 +16,7 @@ import numpy as np
 
 from .report_pareto import pareto_tables, plot_fronts
 from .run_records import Group, ReportError, _read_json, aggregate, block_of, collect
+from .stats import paired_comparison, wilson_interval
 
 __all__ = ["Group", "ReportError", "aggregate", "collect", "select", "build_report"]
 
@@ -54,6 +55,9 @@ COLUMN_SETS = [
 ]
 
 
+STATS_NOTE = ("Paired by seed (the seeds both runs finished): mean difference from the baseline with a 95% "
+              "bootstrap interval and a two-sided sign-flip p-value (with n pairs the smallest possible p is "
+              "2/2^n: 0.25 for 3 seeds, 0.0625 for 5); failure rates with 95% Wilson intervals.")
 PARETO_NOTE = ("Each method over all its strengths (mean over seeds per strength): the highest sparsity and "
                "best AUROC among its points whose mean {metric} is within {within:.0%} of {baseline}'s, and the "
                "lowest mean {error} among its points at least as sparse as each level (AUROC of that point). "
@@ -134,6 +138,29 @@ def selected_tables(chosen: dict[str, dict[str, Group]], by: str | None,
         for variant, g in variants.items():
             params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in g.labels.items() if k != by) or "—"
             rows.append([variant, params, *[g.cell(c[0]) for c in columns], _fail_cell(g, trivial)])
+        tables[block] = (header, rows)
+    return tables
+
+
+def comparison_tables(chosen: dict[str, dict[str, Group]], baseline: str | None, metrics: list[str]
+                      ) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per block: each chosen variant against the baseline variant, paired by seed, for every metric in
+    ``metrics``: mean difference, 95% bootstrap interval and sign-flip p-value (:mod:`sparsedyn.stats`);
+    and every variant's failure rate with its 95% Wilson interval."""
+    tables = {}
+    for block, variants in chosen.items():
+        base = variants.get(baseline) if baseline else None
+        compared = [f"{m} − {baseline} [95% CI], p" for m in metrics] if base is not None else []
+        header = ["method", *compared, "failed / finished [95% CI]"]
+        rows = []
+        for variant, g in variants.items():
+            lo, hi = wilson_interval(g.failures, g.finished)
+            fail = f"{g.failures}/{g.finished} [{lo:.2f}, {hi:.2f}]" if g.finished else "—"
+            cells = []
+            if base is not None:
+                cells = ["(baseline)" if g is base else paired_comparison(g.by_seed(m), base.by_seed(m)).cell()
+                         for m in metrics]
+            rows.append([variant, *cells, fail])
         tables[block] = (header, rows)
     return tables
 
@@ -262,10 +289,13 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
             f"lowest mean {metric} (no baseline variant among these runs).")
     missing = f"; {n_missing} not run yet" if n_missing else ""
     md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
+    compared = [m for m in (error, "recovery_auroc") if any(m in r["metrics"] for r in records)]
+    stats = comparison_tables(chosen, baseline, compared)
     for block, (header, rows) in tables.items():
         md += [f"### {block}", "", markdown_table(header, rows), ""]
         if block in baselines:
             md += [markdown_table(*baselines[block]), ""]
+        md += [STATS_NOTE, "", markdown_table(*stats[block]), ""]
     if pareto:
         note = (PARETO_NOTE.format(metric=metric, within=within, baseline=baseline, error=error) if baseline
                 else PARETO_NOTE_NO_BASELINE.format(error=error))
@@ -281,8 +311,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     md += ["", *thanks] if thanks else []
     io.write_text(out / "report.md", "\n".join(md) + "\n")
     if html_path is not None:
-        sections = [(f"Selected points: {b}", table_html(h, r) + (table_html(*baselines[b]) if b in baselines else ""))
-                    for b, (h, r) in tables.items()]
+        sections = [(f"Selected points: {b}", table_html(h, r) + (table_html(*baselines[b]) if b in baselines else "")
+                     + table_html(*stats[b])) for b, (h, r) in tables.items()]
         sections += [(f"Pareto comparison: {b}", table_html(h, r)) for b, (h, r) in pareto.items()]
         sections += [("All points", table_html(all_header, all_rows))]
         if fail_rows:

@@ -45,6 +45,11 @@ class Group:
     def values(self, metric: str) -> np.ndarray:
         return np.array([r["metrics"][metric] for r in self.ok if metric in r["metrics"]], dtype=float)
 
+    def by_seed(self, metric: str) -> dict[int, float]:
+        """``{seed: value}`` of ``metric`` over the completed runs (for comparisons paired by seed)."""
+        return {int(r["seed"]): float(r["metrics"][metric]) for r in self.ok
+                if metric in r["metrics"] and r.get("seed") is not None}
+
     def mean(self, metric: str) -> float:
         v = self.values(metric)
         return float(np.mean(v)) if v.size else math.nan
@@ -90,7 +95,7 @@ def collect(runs_dir: str | Path) -> list[dict[str, Any]]:
     order = (_read_json(manifest)[0] or {}).get("points", []) if manifest.exists() else []
     rank = {p: i for i, p in enumerate(order)}
     dirs = {f.parent for f in runs_dir.rglob("point.json")} | {f.parent for f in runs_dir.rglob("results.json")}
-    records = []
+    records: list[dict[str, Any]] = []
     for d in sorted(dirs):
         point, _ = _read_json(d / "point.json") if (d / "point.json").exists() else (None, None)
         rel = str(d.relative_to(runs_dir))
