@@ -6,6 +6,8 @@ numbers here never depend on a random gate sample.
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -43,7 +45,7 @@ def path_scores(model: nn.Module) -> Tensor:
 
 
 def _path_weights(model: nn.Module, transform) -> Tensor:
-    owner = model if hasattr(model, "path_weights") else vector_field(model)
+    owner: typing.Any = model if hasattr(model, "path_weights") else vector_field(model)
     if not hasattr(owner, "path_weights"):
         raise TypeError(f"{type(model).__name__} exposes no layer chain; use kind='jacobian'")
     return owner.path_weights(transform)

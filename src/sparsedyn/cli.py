@@ -282,6 +282,16 @@ def rescore(
                                                               if res["metrics"] else ""))
 
 
+@app.command()
+def reference(out: Path = typer.Option(Path("docs/reference.md"), help="Markdown file to write.")) -> None:
+    """Write the API and configuration reference, rendered from the docstrings and the pydantic configs."""
+    from . import io
+    from .reference import render_reference
+
+    io.write_text(out, render_reference(app))
+    typer.echo(f"wrote {out}")
+
+
 @app.command("list")
 def list_() -> None:
     """List the available methods, tasks (with the model kinds each takes) and systems."""

@@ -47,6 +47,12 @@ class PathFit:
 class HybridField(torch.nn.Module):
     """``M`` independent hybrid fields on ``n`` standardised variables (see the module docstring)."""
 
+    pj: Tensor  # buffers: the quadratic terms' variable pairs, group membership, identity masks
+    pk: Tensor
+    membership: Tensor
+    eye: Tensor
+    off_diagonal: Tensor
+
     def __init__(self, members: int, n: int, hidden: int = 8, poly: bool = True,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -165,8 +171,9 @@ class _Adam:
         b1, b2 = self.betas
         steps = []
         for p, m, v in zip(self.params, self.m, self.v):
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
             size = self.lr / ((v / (1 - b2**self.t)).sqrt() + self.eps)
             p.sub_(size * m / (1 - b1**self.t))
             steps.append(size)

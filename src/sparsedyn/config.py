@@ -8,7 +8,7 @@ so a method's own checks (``lam must be >= 0``) are the single source of truth.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,7 @@ from .methods.registry import build_method
 from .nn.ode import SOLVERS
 from .tasks import TASKS  # every task module registers itself on import
 from .tasks.base import PathField
+from .tasks.base import TaskConfig as BaseTaskConfig
 from .train import TrainSettings
 
 
@@ -36,7 +37,7 @@ def resolve_paths(model: BaseModel, root: Path) -> None:
         if isinstance(value, BaseModel):
             resolve_paths(value, root)
             continue
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        extra: dict[str, Any] = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if not extra.get("path") or not isinstance(value, str) or value in extra.get("keywords", ()):
             continue
         path = Path(value).expanduser()
@@ -44,7 +45,10 @@ def resolve_paths(model: BaseModel, root: Path) -> None:
             setattr(model, name, str((root / path).resolve()))
 
 
-TaskConfig = Annotated[Union[tuple(t.Config for t in TASKS.values())], Field(discriminator="name")]  # noqa: UP007
+if TYPE_CHECKING:  # the union is built from the registry at import time; checkers see the common base
+    TaskConfig = BaseTaskConfig
+else:
+    TaskConfig = Annotated[Union[tuple(t.Config for t in TASKS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 class LotteryConfig(_Strict):
@@ -96,7 +100,7 @@ class ExperimentConfig(_Strict):
 
     name: str = "experiment"
     seed: int = Field(0, ge=0)
-    task: TaskConfig = Field(default_factory=lambda: TASKS["systems"].Config())
+    task: TaskConfig = Field(default_factory=lambda: TASKS["systems"].Config(name="systems"))
     model: ModelConfig = Field(default_factory=ModelConfig)
     methods: list[dict[str, Any]] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)

@@ -12,14 +12,16 @@ import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import analysis
 from .config import parse_config
 from .runner import Experiment, load_run, run_experiment
+from .tasks.forecast import ForecastTask
 
-BASE = {
+BASE: dict[str, Any] = {
     "task": {"system": "sparse_tanh", "system_params": {"n": 6, "parents": 2, "seed": 0},
              "n_train": 32, "t_end": 3.0, "n_points": 30, "noise": 0.01},
     "model": {"kind": "node", "hidden": [16, 16], "solver": "rk4", "step_size": 0.1},
@@ -105,6 +107,7 @@ def plot_demo(results: dict[str, dict], exps: dict[str, Experiment], path: Path)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("input x_j")
         ax.set_ylabel("output dx_i/dt")
+    assert isinstance(task, ForecastTask)
     data = task.splits["test"]
     with torch.no_grad():
         preds = {k: e.model.eval()(data.x0[:1], data.t)[0] for k, e in exps.items()}

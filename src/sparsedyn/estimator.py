@@ -36,6 +36,7 @@ import torch
 from .methods.base import Compose
 from .methods.registry import METHODS, build_method
 from .nn.modes import eval_mode
+from .nn.ode import vector_field
 from .path import default_param
 from .tasks.user_data import DataError, Series, _numeric, from_arrays
 
@@ -171,7 +172,7 @@ class SparseODE(_Base):
         self.weight_sparsity_ = float(weight_sparsity(self.model_)["global"])
         if states is not None:
             self.jacobian_scores_ = jacobian_scores(self.model_, thin(states, 1000)).numpy()
-            off = ~np.eye(*self.graph_.shape, dtype=bool)
+            off = np.eye(*self.graph_.shape) == 0
             if not self.graph_[off].any():
                 warnings.warn(f"SparseODE: the fitted graph has no edge between variables (method {self.method!r} "
                               f"at strength {self.strength:g} cut every input); lower the strength, use "
@@ -199,7 +200,7 @@ class SparseODE(_Base):
                             "X[None] for one state)")
         x, _ = self._states(X, "X")
         with eval_mode(self.model_), torch.no_grad():
-            return self.model_.field(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)
+            return vector_field(self.model_)(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n)) at times ``t`` ((T,), starting at x0's

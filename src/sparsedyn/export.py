@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +42,8 @@ class SparseLinear(nn.Module):
         self.nnz = int((weight != 0).sum())
         self.density = self.nnz / weight.numel()
         self.csr = sp.csr_matrix(weight.numpy()) if fmt == "csr" else None
+        self.weight: Tensor | None
+        self.bias: Tensor | None
         self.register_buffer("weight", None if fmt == "csr" else weight)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
@@ -49,6 +52,7 @@ class SparseLinear(nn.Module):
             xn = x.detach().numpy()
             y = torch.from_numpy(self.csr @ xn[0])[None] if x.shape[0] == 1 else torch.from_numpy((self.csr @ xn.T).T)
         else:
+            assert self.weight is not None
             y = x @ self.weight.T
         return y if self.bias is None else y + self.bias
 
@@ -66,7 +70,7 @@ def fastest_format(weight: Tensor, batch: int = 1, repeats: int = 30) -> str:
         for _ in range(repeats):
             op()
         best[name] = time.perf_counter() - t0
-    return min(best, key=best.get)
+    return min(best, key=lambda name: best[name])
 
 
 class SparseRecurrentLayer(nn.Module):
@@ -150,7 +154,8 @@ class SparseMLP(nn.Module):
     def __init__(self, mlp: MLP, fmt: str = "auto", batch: int = 1) -> None:
         super().__init__()
         with eval_mode(mlp), torch.no_grad():
-            self.layers = nn.ModuleList(SparseLinear(layer.weight, layer.bias, fmt, batch) for layer in mlp.layers)
+            linears: list[Any] = list(mlp.layers)
+            self.layers = nn.ModuleList(SparseLinear(la.weight, la.bias, fmt, batch) for la in linears)
         self.act = activation(mlp.activation_name)
 
     @torch.no_grad()
@@ -164,7 +169,8 @@ class SparseMLP(nn.Module):
 def export(model: nn.Module, fmt: str = "auto", batch: int = 1) -> nn.Module:
     """Export a pruned :class:`RNNStack`, :class:`RecurrentLayer` or :class:`MLP` (e.g. a NODE field)."""
     if isinstance(model, RNNStack):
-        return SparseRNNStack([SparseRecurrentLayer(layer, fmt, batch) for layer in model.layers])
+        layers: list[Any] = list(model.layers)
+        return SparseRNNStack([SparseRecurrentLayer(layer, fmt, batch) for layer in layers])
     if isinstance(model, RecurrentLayer):
         return SparseRecurrentLayer(model, fmt, batch)
     if isinstance(model, MLP):

@@ -105,6 +105,7 @@ def _klein(p: Tensor) -> Tensor:
         for k in (-1.0, 0.0, 1.0):
             d = _norm(torch.stack([x[:, None] - qx, y[:, None] - (qy + k * L_SIDE)], dim=-1))
             best = d if best is None else torch.minimum(best, d)
+    assert best is not None
     return best
 
 

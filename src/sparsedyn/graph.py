@@ -48,11 +48,11 @@ try:  # scikit-learn's own classes where it is installed: its tags, `except skle
     from sklearn.base import BaseEstimator as _Base
     from sklearn.exceptions import NotFittedError as _NotFittedBase
 except ImportError:  # pragma: no cover - scikit-learn is optional
-    _Base = object  # type: ignore[assignment,misc]
-    _NotFittedBase = RuntimeError  # type: ignore[assignment,misc]
+    _Base = object
+    _NotFittedBase = RuntimeError
 
 
-class NotFittedError(_NotFittedBase):  # type: ignore[valid-type,misc]
+class NotFittedError(_NotFittedBase):
     """Raised by a :class:`SparseGraph` method that needs ``fit`` first."""
 
 
@@ -60,7 +60,7 @@ class GraphWarning(UserWarning):
     """A fit whose graph or forecasts should not be trusted as they are (the message says why)."""
 
 
-class SparseGraph(_Base):  # type: ignore[misc,valid-type]
+class SparseGraph(_Base):
     """Self-tuning sparse hybrid vector field for graph recovery (see the module docstring).
 
     Parameters: ``hidden`` units of each output's neural residual (0: library only), ``poly`` degree-2

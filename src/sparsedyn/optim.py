@@ -19,7 +19,7 @@ class AdamWithHeavyBall(torch.optim.Adam):
     ``b <- momentum b + g;  p <- p - lr b`` (PyTorch's SGD with momentum, no dampening)."""
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -28,7 +28,7 @@ def default_param(spec: dict[str, Any]) -> str:
     or pruning's ``sparsity``."""
     from .methods.registry import METHODS
 
-    cls = METHODS.get(spec.get("name"))
+    cls = METHODS.get(str(spec.get("name")))
     if cls is None or cls.strength is None:
         raise ConfigError(f"method {spec.get('name')!r} declares no strength parameter; pass --param")
     return cls.strength

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,8 +110,9 @@ def forecast_figure(chosen: dict[str, dict[str, Group]], path: Path, footer: str
     wrote them in ``forecasts.npz``) for the dims with the largest variance; one column per block
     (condition), up to ``max_methods`` methods each. None if no run wrote forecasts."""
     plt = _plt()
-    found = {b: [(v, _first_forecast(g)) for v, g in chosen[b].items()] for b in chosen}
-    found = {b: [(v, f) for v, f in fs if f is not None][:max_methods] for b, fs in found.items()}
+    candidates = {b: [(v, _first_forecast(g)) for v, g in chosen[b].items()] for b in chosen}
+    found: dict[str, list[tuple[Any, Any]]] = {b: [(v, f) for v, f in fs if f is not None][:max_methods]
+                                                  for b, fs in candidates.items()}
     blocks = [b for b in found if found[b]]
     if not blocks:
         return None

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import io
 
@@ -72,7 +72,7 @@ class RunDirectory:
                  info: dict[str, Any] | None = None) -> None:
         self.path, self.fp, self.resume, self.overwrite = Path(path), fp, resume, overwrite
         self.info = info or {}
-        self._lock_file = None
+        self._lock_file: IO[str] | None = None
 
     def __enter__(self) -> RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,7 @@ def _prepare(cfg: ExperimentConfig, out: Path | None, task: Task | None = None) 
 def _report(cfg: ExperimentConfig, out: Path | None, exp: Experiment, result: TrainResult,
             start: float) -> RunOutcome:
     """A trained run's results (evaluated, analysed, written to ``out``)."""
-    results = {
+    results: dict[str, Any] = {
         "name": cfg.name, "seed": cfg.seed, "status": result.status, "message": result.message,
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "threads": cfg.trainer.threads,
         "seconds": time.perf_counter() - start, "metrics": {},
@@ -256,18 +257,18 @@ def _is_number(v: Any) -> bool:
 
 def _stackable_params(spec: dict[str, Any]) -> tuple[str, ...]:
     """The numbers in which members of one stacked job may differ, as the spec's method declares them."""
-    cls = METHODS.get(spec.get("name"))
+    cls = METHODS.get(str(spec.get("name")))
     return cls.stackable_params if cls is not None else ()
 
 
-def run_stacked(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,
+def run_stacked(cfgs: list[ExperimentConfig], out_dirs: Sequence[str | Path | None] | None = None,
                 resume: bool | list[bool] = False, overwrite: bool | list[bool] = False,
                 progress: bool = False) -> list[dict[str, Any]]:
     """The results records of :func:`train_stacked_experiments` (what each ``results.json`` holds)."""
     return [o.record for o in train_stacked_experiments(cfgs, out_dirs, resume, overwrite, progress)]
 
 
-def train_stacked_experiments(cfgs: list[ExperimentConfig], out_dirs: list[str | Path | None] | None = None,
+def train_stacked_experiments(cfgs: list[ExperimentConfig], out_dirs: Sequence[str | Path | None] | None = None,
                               resume: bool | list[bool] = False, overwrite: bool | list[bool] = False,
                               progress: bool = False) -> list[RunOutcome]:
     """Train several experiments as one lockstep job (:func:`~sparsedyn.train_stacked.train_stacked`);
@@ -293,7 +294,8 @@ def train_stacked_experiments(cfgs: list[ExperimentConfig], out_dirs: list[str |
                     info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "stacked": n}
                     dirs.enter_context(RunDirectory(out, fingerprint(cfg.model_dump()), res, over, info))
             start = time.perf_counter()
-            members, tasks = [], {}
+            members: list[tuple[Experiment, Trainer]] = []
+            tasks: dict[str, Task] = {}
             for cfg, out in zip(cfgs, outs):
                 key = fingerprint(cfg.task.model_dump())
                 exp, trainer = _prepare(cfg, None if out is None else Path(out), tasks.get(key))
@@ -330,6 +332,8 @@ def _run_sindy(cfg: ExperimentConfig, out_dir: Path | None, start: float) -> Run
     if cfg.methods:
         raise ValueError("methods: the sindy baseline takes no sparsity methods (its own threshold sparsifies)")
     task = build_task(cfg)
+    if not isinstance(task, ForecastTask) or task.truth is None:
+        raise ValueError(f"model.kind: sindy needs a forecasting task with a known graph, not {task.name!r}")
     model = SindyModel(fit_sindy(task.splits["train"], cfg.model.sindy_degree, cfg.model.sindy_threshold))
     scores = model.scores()
     metrics = {**task.evaluate(model), "feature_sparsity": analysis.feature_sparsity(scores),

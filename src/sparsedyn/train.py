@@ -100,7 +100,8 @@ class TrainableTask(Protocol):
     """What the trainers (this module's and :mod:`~sparsedyn.train_stacked`'s) need from a task; every
     :class:`sparsedyn.tasks.base.Task` provides it (stacking: a default that declines)."""
 
-    monitor: str
+    @property
+    def monitor(self) -> str: ...
 
     def train_batches(self, batch_size: int, generator: torch.Generator): ...
     def loss(self, model: nn.Module, batch: Any) -> Tensor: ...
@@ -152,7 +153,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.25, patience=0)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
-        self.best_value, self.best_epoch, self.start_epoch = math.inf, None, 0
+        self.best_epoch: int | None = None
+        self.best_value, self.start_epoch = math.inf, 0
         self.sparsified: dict[str, float] | None = None
         self._best_state: dict[str, Tensor] | None = None
         self.rng_state: Tensor | None = None  # set by a lockstep job: this run's own torch random state

@@ -63,7 +63,7 @@ class SindyModel(nn.Module):
         def blow_up(_, s):  # stop when the fitted equations diverge
             return 1e6 - np.max(np.abs(s))
 
-        blow_up.terminal = True
+        blow_up.terminal = True  # type: ignore[attr-defined]  # scipy's event flag
         for x in x0.double().numpy():
             x = x.copy()
             for k, c in (intervention or {}).items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -47,7 +49,7 @@ class GroupLasso(Method):
         return replace_field(model, grouped.to(next(field.parameters()).device))
 
     @staticmethod
-    def _first_weight(model: nn.Module) -> tuple[nn.Module, Tensor]:
+    def _first_weight(model: nn.Module) -> tuple[nn.Module, Any]:
         field = vector_field(model)
         if not isinstance(field, GroupedMLP):
             raise RuntimeError("GroupLasso needs a GroupedMLP field: call prepare(model) first")

@@ -7,6 +7,8 @@ The paper's Eq. 8 is ambiguous about the outer form; this is the reading sparsed
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -47,7 +49,7 @@ class LassoNet(Method):
             model.outer_skip = nn.Linear(n, n, bias=False).to(device)
         return model
 
-    def _skip_and_first(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    def _skip_and_first(self, model: nn.Module) -> tuple[Any, Any]:
         field = vector_field(model)
         if self.mode == "inner":
             skip = field.skip if isinstance(field, SkipField) else None

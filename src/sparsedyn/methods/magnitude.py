@@ -58,8 +58,10 @@ def prune_to(model: nn.Module, sparsity: float, scope: str = "global", include: 
             offset = 0
             for i in group:
                 size = mags[i].numel()
-                new = keep[offset:offset + size].view_as(masks[i].mask)
-                masks[i].mask.mul_(new)  # monotone: never revive a pruned weight
+                mask = masks[i]
+                assert mask is not None
+                new = keep[offset:offset + size].view_as(mask.mask)
+                mask.mask.mul_(new)  # monotone: never revive a pruned weight
                 offset += size
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..nn.gates import GateLayout, gate_of
+from ..nn.masks import raw_parameter
 from ..nn.ode import vector_field
 from .base import check_choice, check_nonnegative, reduce_matrix
 from .cnode import path_weight_matrix
@@ -15,7 +16,7 @@ def _prob_nonzero(layer: nn.Module) -> Tensor:
     gate = gate_of(layer, "weight")
     if gate is None:
         raise RuntimeError("PathReg needs gated layers: call prepare(model) first")
-    return gate.prob_nonzero().expand(layer.weight.shape)
+    return gate.prob_nonzero().expand(tuple(raw_parameter(layer, "weight").shape))
 
 
 def expected_paths(model: nn.Module) -> Tensor:

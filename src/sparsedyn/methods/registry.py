@@ -39,7 +39,7 @@ def _typed(cls: type[Method], param: str, value: Any) -> Any:
 
 def parameters_of(name: str | None) -> set[str]:
     """The hyper-parameters method ``name`` takes (empty for an unknown name)."""
-    cls = METHODS.get(name)
+    cls = METHODS.get(name) if name is not None else None
     return set(inspect.signature(cls.__init__).parameters) - {"self"} if cls is not None else set()
 
 

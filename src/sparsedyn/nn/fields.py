@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -147,11 +147,13 @@ class GroupedMLP(nn.Module):
 class SkipField(nn.Module):
     """LassoNet's inner field ``f(x) = S x + h(x)``: a bias-free linear skip plus a net."""
 
+    net: Any  # the wrapped field (a LayerChain)
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.n_in, self.n_out = net.n_in, net.n_out
-        self.skip = nn.Linear(net.n_in, net.n_out, bias=False)
+        self.n_in, self.n_out = self.net.n_in, self.net.n_out
+        self.skip = nn.Linear(self.n_in, self.n_out, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.skip(x) + self.net(x)

@@ -45,10 +45,12 @@ def _plan(times: tuple[float, ...], step_size: float | None) -> tuple[tuple[floa
         grid = torch.arange(0, niters, dtype=t.dtype) * step_size + t[0]
         grid[-1] = t[-1]
     g = grid.tolist()
-    steps, outputs, j = [], [], 1
+    steps: list[float] = []
+    outputs: list[tuple[tuple[int, float | None], ...]] = []
+    j = 1
     for t0, t1 in zip(g[:-1], g[1:]):
         steps.append(float(np.float32(t1) - np.float32(t0)))
-        out = []
+        out: list[tuple[int, float | None]] = []
         while j < len(times) and t1 >= times[j]:
             if times[j] == t0:
                 out.append((j, 0.0))

@@ -85,7 +85,7 @@ def _weight_grads(seen: list[list[tuple[Tensor, Tensor]]]) -> list[Tensor]:
 
 class _FusedRK4(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, plan, keep, y0, *params):  # type: ignore[override]
+    def forward(ctx, plan, keep, y0, *params):
         steps, outputs = plan
         solution: list[Tensor | None] = [None] * (1 + sum(len(o) for o in outputs))
         solution[0] = y0
@@ -111,10 +111,10 @@ class _FusedRK4(torch.autograd.Function):
                 solution[j] = y1 if slope is None else (y if slope == 0.0 else y + slope * (y1 - y))
             y = y1
         ctx.plan, ctx.keep, ctx.saved, ctx.params = plan, keep, saved, params
-        return torch.stack(solution)  # type: ignore[arg-type]
+        return torch.stack(solution)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):
         steps, outputs = ctx.plan
         params, keep = ctx.params, ctx.keep
         seen: list[list[tuple[Tensor, Tensor]]] = [[] for _ in range(len(params) // 2)]

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .masks import parametrizations_of
+
 BETA = 2.0 / 3.0
 GAMMA = -0.1
 ZETA = 1.1
@@ -72,6 +74,7 @@ class HardConcrete(nn.Module):
             if self._u is None or self._u.shape != self.log_alpha.shape:
                 self.resample()
             u = self._u
+        assert u is not None
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / BETA)
         return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
 
@@ -94,7 +97,7 @@ def gate_of(module: nn.Module, name: str = "weight") -> HardConcrete | None:
     """The hard-concrete gate on ``module.<name>``, or None."""
     if not parametrize.is_parametrized(module, name):
         return None
-    for p in module.parametrizations[name]:
+    for p in parametrizations_of(module)[name]:
         if isinstance(p, HardConcrete):
             return p
     return None
@@ -116,7 +119,7 @@ def add_gate(
     parametrize.register_parametrization(module, name, gate)
     if not getattr(module, "_resamples_gates", False):
         module.register_forward_pre_hook(_resample_on_forward)
-        module._resamples_gates = True
+        setattr(module, "_resamples_gates", True)  # noqa: B010 - a flag torch's Module typing does not declare
     return gate
 
 

@@ -7,6 +7,8 @@ all-ones mask is a no-op, and ``state_dict`` round-trips (the mask is a buffer).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -14,6 +16,8 @@ from torch.nn.utils import parametrize
 
 class Mask(nn.Module):
     """A parametrization ``W -> W * mask`` with a 0/1 buffer ``mask``."""
+
+    mask: Tensor
 
     def __init__(self, shape: torch.Size | tuple[int, ...]) -> None:
         super().__init__()
@@ -27,7 +31,7 @@ def mask_of(module: nn.Module, name: str = "weight") -> Mask | None:
     """The mask on ``module.<name>``, or None."""
     if not parametrize.is_parametrized(module, name):
         return None
-    for p in module.parametrizations[name]:
+    for p in parametrizations_of(module)[name]:
         if isinstance(p, Mask):
             return p
     return None
@@ -47,8 +51,13 @@ def add_mask(module: nn.Module, name: str = "weight") -> Mask:
 def raw_parameter(module: nn.Module, name: str = "weight") -> nn.Parameter:
     """The trainable tensor behind ``module.<name>`` (the original if parametrized)."""
     if parametrize.is_parametrized(module, name):
-        return module.parametrizations[name].original
+        return parametrizations_of(module)[name].original
     return getattr(module, name)
+
+
+def parametrizations_of(module: nn.Module) -> Any:
+    """``module.parametrizations`` (a ModuleDict torch adds at run time; its type is not declared)."""
+    return module.parametrizations
 
 
 def squash(model: nn.Module) -> nn.Module:
@@ -60,7 +69,7 @@ def squash(model: nn.Module) -> nn.Module:
     model.eval()
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations.keys()):
+            for name in list(parametrizations_of(module).keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     model.train(was_training)
     return model

@@ -9,6 +9,7 @@ fixed function inside one solve and adaptive step control stays valid.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ class ContinuousDepth(nn.Module):
     options and the one-sample-per-forward rule. Methods and read-outs test ``isinstance`` against this
     class instead of probing attributes."""
 
-    field: nn.Module
+    field: Any  # a vector field module (MLP, GroupedMLP, SkipField, ...): read through its duck-typed API
     outer_skip: nn.Linear | None
 
     def __init__(
@@ -66,6 +67,11 @@ class ContinuousDepth(nn.Module):
         self.step_size, self.adjoint = step_size, adjoint
         self.outer_skip = None
         self.fixed_grid_loop = fixed_grid_loop
+
+    @property
+    def n_state(self) -> int:
+        """The number of observed state variables (the field's outputs)."""
+        return int(self.field.n_out)
 
     def _solve(self, func: nn.Module, y0: Tensor, t: Tensor) -> Tensor:
         if t.dim() != 1 or t.numel() < 2:
@@ -102,6 +108,8 @@ def integrate(func: nn.Module, y0: Tensor, t: Tensor, solver: str, rtol: float, 
 
 
 class _FirstOrder(nn.Module):
+    field: Any
+
     def __init__(self, field: nn.Module, keep: Tensor | None) -> None:
         super().__init__()
         self.field, self.keep = field, keep
@@ -121,10 +129,6 @@ class NeuralODE(ContinuousDepth):
     def __init__(self, field: nn.Module, **solver_options) -> None:
         super().__init__(**solver_options)
         self.field = field
-
-    @property
-    def n_state(self) -> int:
-        return self.field.n_out
 
     def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None) -> Tensor:
         if x0.dim() != 2 or x0.shape[1] != self.n_state:
@@ -161,15 +165,12 @@ class SecondOrderODE(ContinuousDepth):
     Only positions are returned: ``forward(x0 (B, n), t) -> (B, T, n)``.
     """
 
-    def __init__(self, field: nn.Module, init_velocity: nn.Module | None, **solver_options) -> None:
+    def __init__(self, field: Any, init_velocity: nn.Module | None, **solver_options) -> None:
         super().__init__(**solver_options)
         if field.n_in != 2 * field.n_out:
             raise ValueError(f"a SONODE field maps 2n -> n, got {field.n_in} -> {field.n_out}")
-        self.field, self.init_velocity = field, init_velocity
-
-    @property
-    def n_state(self) -> int:
-        return self.field.n_out
+        self.field = field
+        self.init_velocity: Any = init_velocity  # None: v0 is given to forward
 
     def forward(self, x0: Tensor, t: Tensor, intervention: Intervention | None = None,
                 v0: Tensor | None = None) -> Tensor:
@@ -197,7 +198,7 @@ class SecondOrderODE(ContinuousDepth):
         return torch.cat([out[:, :n] + transform(self.outer_skip), out[:, n:]], dim=1)
 
 
-def vector_field(model: nn.Module) -> nn.Module:
+def vector_field(model: nn.Module) -> Any:
     """The vector field of a continuous-depth model (the model itself if it is a field)."""
     return model.field if isinstance(model, ContinuousDepth) else model
 

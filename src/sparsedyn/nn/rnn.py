@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -59,8 +60,8 @@ class RecurrentLayer(nn.Module):
         if self.bias is not None:
             xp = xp + self.bias
         state = self.initial_state(x.shape[1], x) if state is None else state
-        step = {"elman": self._elman, "gru": self._gru, "lstm": self._lstm}[self.cell]
-        outs = []
+        step: Any = {"elman": self._elman, "gru": self._gru, "lstm": self._lstm}[self.cell]
+        outs: list[Any] = []
         for xp_t in xp.unbind(0):  # one unbind: indexing xp[t] made backward build a full-size zero grad per step
             state = step(xp_t, state, w_hh)
             outs.append(state[0] if self.cell == "lstm" else state)
@@ -111,7 +112,8 @@ class RNNStack(nn.Module):
 
     @property
     def hidden_size(self) -> int:
-        return self.layers[-1].hidden_size
+        last: RecurrentLayer = self.layers[-1]  # type: ignore[assignment]  # ModuleList items are Modules
+        return last.hidden_size
 
     def forward(self, x: Tensor, states: list[State] | None = None) -> tuple[Tensor, list[State]]:
         finals = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,10 @@ FIXED_GRID_SOLVERS = ("rk4", "euler", "midpoint")
 StackedFn = Callable[[Tensor], Tensor]
 
 
-def _stack(tensors: Sequence[Tensor | None]) -> Tensor | None:
+def _stack(tensors: Sequence[Any]) -> Any:
+    """The members' tensors stacked along a new leading axis (None if every member has None: a bias-free
+    layer); a member that differs in structure or shape is an error. Members' attributes are read
+    dynamically (``nn.Module.__getattr__``), hence ``Any``."""
     if all(t is None for t in tensors):
         return None
     if any(t is None for t in tensors):
@@ -159,7 +163,7 @@ def stackable(models: Sequence[nn.Module]) -> str | None:
     return None  # parameter shapes are checked as the weights are stacked (a clear error names them)
 
 
-def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, intervention=None,
+def stacked_forecast(models: Sequence[Any], x0: Tensor, t: Tensor, intervention: Any = None,
                      v0: Tensor | None = None) -> Tensor:
     """Every member's forecast ``model_m(x0[m], t, intervention)`` as one solve: ``(M, B, T, n)``.
 
@@ -185,7 +189,7 @@ def stacked_forecast(models: Sequence[nn.Module], x0: Tensor, t: Tensor, interve
                 v0 = stacked_field([m.init_velocity for m in models])(x0)
             if keep is not None:
                 v0 = v0 * keep
-            func = _StackedSecondOrder(field, n, keep)
+            func: nn.Module = _StackedSecondOrder(field, n, keep)
             y0 = torch.cat([x0, v0], -1)
         else:
             func = _StackedFirstOrder(field, keep)
@@ -227,7 +231,7 @@ class _StackedSecondOrder(nn.Module):
 
 
 def stacked_recurrent(layers: Sequence[RecurrentLayer], x: Tensor,
-                      state: State | None = None) -> tuple[Tensor, State]:
+                      state: Any = None) -> tuple[Tensor, State]:
     """Every member layer over its own sequence: ``x (M, T, B, in) -> (outputs (M, T, B, H), final state)``.
 
     The same recurrence as :meth:`RecurrentLayer.forward` with effective weights ``(M, gates*H, .)``

@@ -23,9 +23,11 @@ IN_MEMORY = "<in memory>"  # a config's data path when the data was handed over 
 
 
 class TaskConfig(BaseModel):
-    """Base of every task's config section (unknown fields are errors)."""
+    """Base of every task's config section (unknown fields are errors); each subclass narrows ``name``
+    to its task's literal name (the discriminator of the config's ``task`` union)."""
 
     model_config = ConfigDict(extra="forbid")
+    name: str
 
 
 def PathField(default: Any, keywords: tuple[str, ...] = ()) -> Any:  # noqa: N802 - reads like pydantic's Field
@@ -47,7 +49,6 @@ class Task(Generic[ConfigT]):
     monitor: ClassVar[str] = "val_loss"  # the metric of ``evaluate`` that selects the best checkpoint
     acknowledgement: ClassVar[str | None] = None  # printed wherever results on the data are shown
     has_vector_field: ClassVar[bool] = False  # models are continuous-depth: dependencies can be read off
-    truth: np.ndarray | None = None  # the true dependency graph (out, in), where one is known
     feature_names: list[str] | None = None  # names of the observed variables, where the data has them
 
     config: ConfigT
@@ -83,6 +84,11 @@ class Task(Generic[ConfigT]):
         task.config = cls.make_config(None, {data_field: IN_MEMORY, **fields})
         task._build(data)  # type: ignore[attr-defined]
         return task
+
+    @property
+    def truth(self) -> np.ndarray | None:
+        """The true dependency graph (out, in), where one is known (default: none)."""
+        return None
 
     def train_batches(self, batch_size: int, generator) -> Any:
         raise NotImplementedError

@@ -52,11 +52,14 @@ class ForecastTask(Task[ConfigT]):
 
     monitor = "val_mse"
     has_vector_field = True
-    supports_sonode = False  # second-order data observed in positions only
     velocity_from_data = False  # a SONODE's initial velocity comes from the data, not a network
     eval_splits: tuple[str, ...] = ("val", "test")
-    truth = None
     splits: dict[str, Trajectories]
+
+    @property
+    def supports_sonode(self) -> bool:
+        """Whether the data is second-order and observed in positions only (default: no)."""
+        return False
 
     @property
     def n_observed(self) -> int:

@@ -11,6 +11,8 @@ of the true Jacobian (``dx_i/dt`` depends on ``x_j``), drawn at random from ``se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .systems import DynamicalSystem, _check_positive_int
@@ -134,6 +136,6 @@ class HyperRossler(DynamicalSystem):
         return base + rng.normal(0.0, 3.0, (k, 4)) * np.array([1, 1, 0.1, 1])
 
 
-GRAPH_SYSTEMS: dict[str, type[DynamicalSystem]] = {
+GRAPH_SYSTEMS: dict[str, Callable[..., DynamicalSystem]] = {
     cls.name: cls for cls in (HillNetwork, GeneralisedLV, CoupledRossler, HyperRossler)
 }

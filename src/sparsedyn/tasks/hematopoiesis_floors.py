@@ -52,8 +52,8 @@ def floors(data_dir: str | Path, donors: tuple[str, ...] = TEST_DONORS, window: 
                  "train_smoothed": {n: _transfer(train[n], train_smoothed[n], lin.times) for n, lin in own.items()}}
         for score, pred in preds.items():
             out[score][donor] = float(sum(np.mean((lin.X - pred[n]) ** 2) for n, lin in own.items()))
-    for score in out.values():
-        score["mean"] = float(np.mean([score[d] for d in donors]))
+    for by_donor in out.values():
+        by_donor["mean"] = float(np.mean([by_donor[d] for d in donors]))
     return out
 
 

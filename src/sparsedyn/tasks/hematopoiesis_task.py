@@ -100,7 +100,7 @@ class HematopoiesisTask(ForecastTask[HematopoiesisTaskConfig]):
             raise FileNotFoundError(f"no hematopoiesis data directory: pass data_dir or set ${ENV_VAR}")
         self.grid_points, self.start, self.x0_noise = c.grid_points, c.start, float(c.x0_noise)
         self.path, self.steps_per_epoch = Path(chosen), c.steps_per_epoch
-        self.genes: list[str] | None = None
+        self.genes: list[str] = []
         self.splits = {"train": self._donor(TRAIN_DONOR)}
         for donor in c.test_donors:
             self.splits[f"test_{donor}"] = self._donor(donor)

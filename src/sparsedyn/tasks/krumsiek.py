@@ -71,7 +71,7 @@ def parse_couplings(text: str) -> tuple[list[str], np.ndarray]:
 
 def simulate(n_realizations: int, seed: int, cache_dir: str | Path | None = None) -> np.ndarray:
     """``(n_realizations, steps, 11)`` trajectories from ``scanpy.tl.sim`` (cached on disk by seed)."""
-    cache = Path(cache_dir or os.environ.get("SPARSEDYN_CACHE", Path.home() / ".cache" / "sparsedyn"))
+    cache = Path(cache_dir or os.environ.get("SPARSEDYN_CACHE") or Path.home() / ".cache" / "sparsedyn")
     path = cache / f"{MODEL}_r{n_realizations}_s{seed}.npy"
     if path.exists():
         return np.load(path)

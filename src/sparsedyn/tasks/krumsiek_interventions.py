@@ -18,7 +18,7 @@ The SINDy baseline fits the observational training trajectories (pysindy has no 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -118,7 +118,7 @@ class KrumsiekInterventionsTask(ForecastTask[KrumsiekInterventionsConfig]):
         out = {}
         with eval_mode(model), torch.no_grad():
             for s in splits or self.eval_splits:
-                parts = self.conditions.get(s, [self.splits.get(s)])
+                parts: list[Any] = self.conditions.get(s, [self.splits.get(s)])
                 if parts[0] is None:
                     raise KeyError(f"no split {s!r}")
                 out[f"{s}_mse"] = float(np.mean([float(self.loss(model, d)) for d in parts]))

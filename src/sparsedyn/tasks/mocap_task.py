@@ -116,7 +116,10 @@ class MocapTask(ForecastTask[MocapTaskConfig]):
 
     acknowledgement = ACKNOWLEDGEMENT
     velocity_from_data = True
-    supports_sonode = True
+
+    @property
+    def supports_sonode(self) -> bool:
+        return True
 
     def setup(self) -> None:
         c = self.config

@@ -106,4 +106,4 @@ class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
 
     @property
     def n_observed(self) -> int:
-        return len(self.feature_names)
+        return len(self.feature_names or [])
