@@ -14,8 +14,8 @@ timing, the stacked losses of one batch are checked against each member's own fo
 Configurations: the systems sweep's model (MLP 16-16 tanh NODE on Lotka-Volterra, rk4 on the 20-point
 grid, batch 8) vanilla and with PathReg, M = 1, 9, 27, 81; the mocap sweep's NODE (MLP 64 on 50-d,
 rk4 step 0.1, batch 32; needs ../shared/data/mocap) at M = 1, 9; and the nav_cpu recurrent layer
-(Elman ReLU, 256 units, sequences of 20, batch 100), whose task is not stacked by the trainer: its
-layer's forward+backward is timed stacked (``nn.stacked.stacked_recurrent``) vs one at a time.
+(Elman ReLU, 256 units, sequences of 20, batch 100): its layer's forward+backward timed stacked
+(``nn.stacked.stacked_recurrent``, what the navigation task's stacked forward uses) vs one at a time.
 
     python bench/stacked_training.py [--rounds 3] [--quick]
 """

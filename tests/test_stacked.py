@@ -58,18 +58,22 @@ def _assert_same_training(alone, stacked_results, stacked_trainers, rtol=1e-4, a
             torch.testing.assert_close(state2[k], state1[k], rtol=rtol, atol=atol, msg=k)
 
 
-@pytest.fixture
-def count_stacked(monkeypatch):
-    """How many training steps went through one stacked forecast."""
+def _count_stacked_calls(monkeypatch, task_class) -> dict:
+    """How many training steps went through ``task_class``'s one stacked forward."""
     calls = {"n": 0}
-    original = ForecastTask.stacked_loss
+    original = task_class.stacked_loss
 
     def counted(self, models, batches):
         calls["n"] += 1
         return original(self, models, batches)
 
-    monkeypatch.setattr(ForecastTask, "stacked_loss", counted)
+    monkeypatch.setattr(task_class, "stacked_loss", counted)
     return calls
+
+
+@pytest.fixture
+def count_stacked(monkeypatch):
+    return _count_stacked_calls(monkeypatch, ForecastTask)
 
 
 METHODS = {
@@ -276,3 +280,58 @@ def test_sweep_points_stack_when_they_differ_only_in_seed_and_strengths(tmp_path
     assert sizes == {"vanilla": [3], "l1": [4, 2], "wide": [3], "sindy": [1, 1, 1]}
     assert all(len({stack_key(p.config) for p in g}) == 1 for g in groups)
     assert [len(g) for g in stack_groups(points, size=1)] == [1] * len(points)
+
+
+@pytest.mark.parametrize("cell,nonlinearity,hidden", [("elman", "relu", [8]), ("elman", "tanh", [8, 6]),
+                                                      ("gru", "tanh", [8]), ("lstm", "tanh", [6, 5])])
+def test_the_navigation_tasks_stacked_loss_equals_each_members_loss_and_gradients(cell, nonlinearity, hidden):
+    """The navigation task's stacked forward (encoder, recurrent layers, decoder as batched products; masked
+    recurrent weights read per member) gives every member its own loss and gradients."""
+    import numpy as np
+
+    from sparsedyn.config import ModelConfig
+    from sparsedyn.tasks import NavigationTask
+
+    task = NavigationTask(n_place_cells=16, sequence_length=5, n_val=4, n_test=4)
+    cfg = ModelConfig(kind="rnn", cell=cell, nonlinearity=nonlinearity, hidden=hidden, rnn_bias=cell != "elman")
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = task.build_model(cfg)
+        mask = add_mask(model.rnn.layers[0], "weight_hh")
+        mask.mask.copy_((torch.rand_like(mask.mask) > 0.3).float())
+        models.append(model)
+    batches = [task.batch(np.random.default_rng(seed), 4) for seed in range(3)]
+    assert task.can_stack(models, batches)
+    stacked = task.stacked_loss(models, batches)
+    grads = torch.autograd.grad(sum(stacked), [p for m in models for p in m.parameters()])
+    alone, alone_grads = [], []
+    for m, b in zip(models, batches):
+        loss = task.loss(m, b)
+        alone.append(loss)
+        alone_grads += torch.autograd.grad(loss, list(m.parameters()))
+    torch.testing.assert_close(torch.stack(stacked), torch.stack(alone), rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, alone_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    other = task.build_model(ModelConfig(kind="rnn", cell=cell, nonlinearity=nonlinearity, hidden=[7]))
+    assert not task.can_stack([models[0], other], batches[:2])  # another structure: each its own forward
+
+
+@pytest.mark.parametrize("methods", [[], [{"name": "moduli", "lam": 1e-3, "manifold": "torus"}],
+                                     [{"name": "magnitude", "sparsity": 0.5, "schedule": "cubic", "start": 1,
+                                       "end": 3}]], ids=["none", "moduli", "magnitude"])
+def test_navigation_members_train_the_same_stacked_as_alone(methods, monkeypatch):
+    from sparsedyn.tasks import NavigationTask
+
+    calls = _count_stacked_calls(monkeypatch, NavigationTask)
+    cfgs = [{"name": "nav", "seed": seed, "methods": methods,
+             "model": {"kind": "rnn", "cell": "elman", "nonlinearity": "relu", "hidden": [12], "rnn_bias": False},
+             "task": {"name": "navigation", "n_place_cells": 16, "sequence_length": 5, "steps_per_epoch": 3,
+                      "n_val": 8, "n_test": 8},
+             "trainer": {"epochs": 4, "finetune_epochs": 1, "batch_size": 6, "eval_every": 1, "progress": False}}
+            for seed in range(2)]
+    alone = [_alone(c) for c in cfgs]
+    trainers = [_trainer(c) for c in cfgs]
+    results = train_stacked(trainers, progress=False)
+    assert calls["n"] == 5 * 3  # every step of every epoch (both phases) was one stacked forward
+    _assert_same_training(alone, results, trainers)

@@ -11,8 +11,9 @@ member's parameters exactly as its own loss's gradient would (up to float roundi
 Supported: :class:`~sparsedyn.nn.ode.NeuralODE` and :class:`~sparsedyn.nn.ode.SecondOrderODE`
 with :class:`MLP`, :class:`GroupedMLP` and :class:`SkipField` fields, outer skips, interventions,
 solved on a fixed grid (``rk4``, ``euler``, ``midpoint``: an adaptive solver would choose one
-step size for all members, so members would no longer be independent); and the recurrent
-layers (:func:`stacked_recurrent`). :func:`stackable` says whether a list of models qualifies.
+step size for all members, so members would no longer be independent); the recurrent layers
+(:func:`stacked_recurrent`) and path-integration RNNs (:func:`stacked_path_integration`, the
+navigation task's stacked forward). :func:`stackable` says whether a list of NODEs qualifies.
 
 Each field kind's stacked form is registered in :data:`STACKED_FORMS` (``@stacked_form``) with a small
 example field; the tests are generated from that registry (every kind x first/second order x outer skip
@@ -263,3 +264,27 @@ def stacked_recurrent(layers: Sequence[RecurrentLayer], x: Tensor,
             state = lstm_step(xp_t, state[1], torch.bmm(state[0], w_hh))
         outs.append(state[0] if first.cell == "lstm" else state)
     return torch.stack(outs, 1), state
+
+
+def stacked_path_integration(models: Sequence[Any], velocity: Tensor, start_code: Tensor) -> Tensor:
+    """Every member's :class:`~sparsedyn.nn.sequence_models.PathIntegrationRNN` forward as one:
+    ``velocity (M, T, B, 2), start_code (M, B, Np) -> logits (M, T, B, Np)``: the encoder and decoder as
+    batched products, each recurrent layer by :func:`stacked_recurrent` (one batched recurrent product per
+    time step). Members must share their structure (cell, sizes, bias); effective weights are read once."""
+    m = len(models)
+    if velocity.dim() != 4 or velocity.shape[0] != m or start_code.dim() != 3 or start_code.shape[0] != m:
+        raise ValueError(f"velocity must be ({m}, T, B, 2) and start_code ({m}, B, Np), got "
+                         f"{tuple(velocity.shape)} and {tuple(start_code.shape)}")
+    with parametrize.cached():
+        encoder = _stacked_linear_no_bias([model.encoder for model in models])
+        decoder = _stacked_linear_no_bias([model.decoder for model in models])
+        h0 = encoder(start_code)  # (M, B, H)
+        x = velocity
+        for i in range(len(models[0].rnn.layers)):
+            layers = [model.rnn.layers[i] for model in models]
+            state: Any = None
+            if i == 0:
+                state = (h0, torch.zeros_like(h0)) if layers[0].cell == "lstm" else h0
+            x, _ = stacked_recurrent(layers, x, state)
+        _, steps, batch, hidden = x.shape
+        return decoder(x.reshape(m, steps * batch, hidden)).view(m, steps, batch, -1)

@@ -9,6 +9,7 @@ position; the decoded position is the mean centre of the top-3 place cells.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..analysis import eval_mode
+from ..nn.rnn import recurrent_layers
 from ..nn.sequence_models import PathIntegrationRNN
+from ..nn.stacked import stacked_path_integration
 from .base import Task, TaskConfig, register_task
 
 
@@ -144,6 +147,22 @@ class NavigationTask(Task[NavigationTaskConfig]):
 
     def loss(self, model: nn.Module, batch: NavBatch) -> Tensor:
         return _cross_entropy(model(batch.velocity, batch.start_code), batch.codes)
+
+    def can_stack(self, models: Sequence[nn.Module], batches: Sequence[NavBatch]) -> bool:
+        """Members stack (:func:`~sparsedyn.nn.stacked.stacked_path_integration`) when they are
+        path-integration RNNs of one structure and their batches have one shape."""
+        if not all(isinstance(m, PathIntegrationRNN) for m in models):
+            return False
+        structures = {tuple((la.cell, la.nonlinearity, la.input_size, la.hidden_size, la.bias is None)
+                            for la in recurrent_layers(m)) for m in models}
+        shapes = {(tuple(b.velocity.shape), tuple(b.start_code.shape)) for b in batches}
+        return len(structures) == 1 and len(shapes) == 1
+
+    def stacked_loss(self, models: Sequence[nn.Module], batches: Sequence[NavBatch]) -> list[Tensor]:
+        """Each member's :meth:`loss` on its batch from one stacked forward (check :meth:`can_stack`)."""
+        logits = stacked_path_integration(models, torch.stack([b.velocity for b in batches]),
+                                          torch.stack([b.start_code for b in batches]))
+        return [_cross_entropy(lg, b.codes) for lg, b in zip(logits, batches)]
 
     def error_cm(self, model: nn.Module, batch: NavBatch) -> float:
         return self._error_cm(model(batch.velocity, batch.start_code), batch)
