@@ -67,6 +67,10 @@ class ModelConfig(_Strict):
     tie_weights: bool = False
     hidden: list[int] = Field(default_factory=lambda: [32, 32], min_length=1)
     activation: Literal["tanh", "relu", "elu", "softplus", "sigmoid", "silu"] = "tanh"
+    # NODE/SONODE vector field: "shared" (one MLP for every output) or "per_output" (one network of ``hidden``
+    # per output variable, the architecture GroupLasso uses): any method on either, to separate the
+    # architecture's effect from the penalty's
+    field: Literal["shared", "per_output"] = "shared"
     velocity_hidden: list[int] = Field(default_factory=lambda: [16])
     solver: str = "rk4"
     step_size: float | None = Field(0.1, gt=0)

@@ -79,9 +79,11 @@ class LassoNet(Method):
         so ``lam`` is on the loss's scale whatever the optimizer and learning rate."""
         skip, first = self._skip_and_first(model)
         s_raw, w_raw = raw_parameter(skip, "weight"), raw_parameter(first, "weight")
+        # a per-output field's first layer is (n_out, hidden, n_in): input k's column spans every network
+        w_cols = w_raw.view(-1, w_raw.shape[-1])
         n = s_raw.shape[1]
         with torch.no_grad():
             threshold = step_of(step_size, lr, s_raw).mean(dim=0) * self.lam  # (n_in,)
-            new_s, new_w = hier_prox(s_raw, w_raw[:, :n], threshold, self.M)
+            new_s, new_w = hier_prox(s_raw, w_cols[:, :n], threshold, self.M)
             s_raw.copy_(new_s)
-            w_raw[:, :n].copy_(new_w)
+            w_cols[:, :n].copy_(new_w)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..nn.fields import MLP
+from ..nn.fields import MLP, GroupedMLP
 from ..nn.modes import eval_mode
 from ..nn.ode import NeuralODE, SecondOrderODE
 from ..nn.stacked import stackable, stacked_forecast
@@ -34,9 +34,17 @@ class _Constant(nn.Module):
         return state[:, None, :].expand(x0.shape[0], len(t), x0.shape[1])
 
 
+def vector_field_for(n_in: int, n_out: int, m) -> nn.Module:
+    """The vector field a config's ``model`` section ``m`` asks for: a shared MLP, or one network per output
+    (:class:`~sparsedyn.nn.fields.GroupedMLP`) with ``model.field: per_output``."""
+    if m.field == "per_output":
+        return GroupedMLP(n_in, n_out, m.hidden, m.activation)
+    return MLP(n_in, n_out, m.hidden, m.activation)
+
+
 def node_model(n: int, m) -> NeuralODE:
-    """A NODE with an MLP field on ``n`` variables, from a config's ``model`` section ``m``."""
-    return NeuralODE(MLP(n, n, m.hidden, m.activation), solver=m.solver, rtol=m.rtol, atol=m.atol,
+    """A NODE with a field on ``n`` variables (:func:`vector_field_for`), from a config's ``model`` section."""
+    return NeuralODE(vector_field_for(n, n, m), solver=m.solver, rtol=m.rtol, atol=m.atol,
                      step_size=m.step_size, adjoint=m.adjoint, fixed_grid_loop=m.fixed_grid_loop)
 
 
@@ -78,7 +86,7 @@ class ForecastTask(Task[ConfigT]):
             raise ValueError(f"model.kind: sonode needs second-order data observed in positions only; this "
                              f"{self.name} task's data are not")
         velocity = None if self.velocity_from_data else MLP(n, n, m.velocity_hidden, m.activation)
-        return SecondOrderODE(MLP(2 * n, n, m.hidden, m.activation), velocity, **solver)
+        return SecondOrderODE(vector_field_for(2 * n, n, m), velocity, **solver)
 
     def train_batches(self, batch_size: int, generator):
         """Shuffled mini-batches of the training trajectories."""
