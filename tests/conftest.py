@@ -11,6 +11,12 @@ settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
+# Under pytest-xdist (the README's command runs two workers on a 2-core machine) each worker keeps to one
+# torch thread: two workers with two threads each spin on each other's cores (a 20 s test took 116 s).
+# Runs set their own thread count from their config (trainer.threads), as everywhere.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 
 # A PathReg NODE on a 3-variable sparse tanh system: a whole run takes well under a second.

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .analysis import ranking_metrics
-from .tasks.graph_systems import GRAPH_SYSTEMS
+from .tasks.graph_systems import DYSTS_FLOWS, GRAPH_SYSTEMS, DystsFlow
 from .tasks.systems import DynamicalSystem, make_system
 from .tasks.user_data import Series
 
-# family -> (system factory from an instance seed, time span of a trajectory)
+# family -> (system factory from an instance seed, time span of a trajectory; None: the system's own ``span``)
 FAMILIES: dict[str, tuple] = {
     "sparse_tanh": (lambda s: make_system("sparse_tanh", n=10, parents=2, seed=s), 4.0),
     "lorenz96": (lambda s: make_system("lorenz96", n=10, F=8.0 + s % 3), 2.0),
@@ -25,6 +25,8 @@ FAMILIES: dict[str, tuple] = {
     "glv": (lambda s: GRAPH_SYSTEMS["glv"](n=12, parents=2, seed=s), 10.0),
     "coupled_rossler": (lambda s: GRAPH_SYSTEMS["coupled_rossler"](m=5, parents=1, seed=s), 6.0),
     "hyper_rossler": (lambda s: GRAPH_SYSTEMS["hyper_rossler"](), 6.0),
+    # instance k: the k-th flow of DYSTS_FLOWS (the package's published parameters; needs `pip install dysts`)
+    "dysts": (lambda s: DystsFlow(DYSTS_FLOWS[s % len(DYSTS_FLOWS)]), None),
 }
 
 
@@ -66,6 +68,7 @@ def make_dataset(family: str, instance: int, regime: Regime, seed: int) -> Datas
         raise ValueError(f"unknown family {family!r}; choose from {sorted(FAMILIES)}")
     factory, span = FAMILIES[family]
     system = factory(instance)
+    span = system.span if isinstance(system, DystsFlow) else span
     rng = np.random.default_rng([seed, instance, regime.trajectories, regime.points])
     x0 = system.sample_x0(rng, regime.trajectories)
     times, values = [], []

@@ -7,6 +7,7 @@ of the true Jacobian (``dx_i/dt`` depends on ``x_j``), drawn at random from ``se
 - :class:`GeneralisedLV`: a generalised Lotka-Volterra community (quadratic, positive states).
 - :class:`CoupledRossler`: chaotic Rossler oscillators coupled through ``x`` along a random graph.
 - :class:`HyperRossler`: the 4-D hyperchaotic Rossler flow (values in the hundreds).
+- :class:`DystsFlow`: a chaotic flow of the ``dysts`` package (optional dependency), by name.
 """
 
 from __future__ import annotations
@@ -134,6 +135,60 @@ class HyperRossler(DynamicalSystem):
     def _x0(self, rng, k):
         base = np.array([-10.0, -6.0, 0.0, 10.0])
         return base + rng.normal(0.0, 3.0, (k, 4)) * np.array([1, 1, 0.1, 1])
+
+
+# dysts flows of the benchmark's "dysts" family: 4-6 variables, a sparse true Jacobian, polynomial
+# (LorenzCoupled, HyperCai, HyperWang, NuclearQuadrupole, LorenzStenflo, HyperPang) and non-polynomial
+# (CellCycle, CircadianRhythm: Michaelis-Menten and Hill terms) interactions.
+DYSTS_FLOWS = ("LorenzCoupled", "CellCycle", "CircadianRhythm", "HyperCai", "HyperWang", "NuclearQuadrupole",
+               "LorenzStenflo", "HyperPang")
+
+
+class DystsFlow(DynamicalSystem):
+    """A chaotic flow of the ``dysts`` package (Gilpin 2021) with its published parameters.
+
+    ``adjacency`` is the support of the Jacobian measured by central differences at 40 points of the
+    attractor (an entry counts when it exceeds ``1e-6`` of the largest); initial states are points of the
+    attractor (a long reference run from the package's initial condition, after a transient of 10
+    periods), jittered by 1% of each variable's spread. ``span`` is three of the flow's dominant periods.
+    Needs ``pip install dysts``."""
+
+    name = "dysts"
+
+    def __init__(self, flow: str) -> None:
+        try:
+            import dysts.flows
+        except ImportError as err:  # pragma: no cover - optional dependency
+            raise ImportError("the dysts family needs the dysts package: pip install 'dysts>=0.9'") from err
+        if flow not in DYSTS_FLOWS:
+            raise ValueError(f"unknown dysts flow {flow!r}; choose from {', '.join(DYSTS_FLOWS)}")
+        self.flow = flow
+        self._system = getattr(dysts.flows, flow)()
+        ic = np.asarray(self._system.ic, dtype=float)
+        self.n = len(ic)
+        period = float(self._system.metadata["period"])
+        self.span = 3.0 * period
+        reference = super().simulate(ic[None], np.linspace(0.0, 40 * period, 2000))[0]
+        self._attractor = reference[500:]  # past a transient of 10 periods
+        self.adjacency = self._jacobian_support(self._attractor[::25])
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.array([self._system.rhs(row, 0.0) for row in x], dtype=float)
+
+    def _jacobian_support(self, points: np.ndarray) -> np.ndarray:
+        largest = np.zeros((self.n, self.n))
+        for x in points:
+            for j in range(self.n):
+                h = 1e-5 * (1.0 + abs(x[j]))
+                step = np.zeros(self.n)
+                step[j] = h
+                column = (self.f((x + step)[None]) - self.f((x - step)[None]))[0] / (2 * h)
+                largest[:, j] = np.maximum(largest[:, j], np.abs(column))
+        return largest > 1e-6 * largest.max()
+
+    def _x0(self, rng, k):
+        points = self._attractor[rng.integers(0, len(self._attractor), k)]
+        return points + 0.01 * self._attractor.std(axis=0) * rng.standard_normal(points.shape)
 
 
 GRAPH_SYSTEMS: dict[str, Callable[..., DynamicalSystem]] = {
