@@ -137,3 +137,24 @@ def test_lottery_original_reinit_restores_initial_weights_and_fresh_draws_new_on
         assert all(torch.equal(lot[k], v) for k, v in src_masks.items())  # the ticket's mask
         w = "rnn.layers.0.parametrizations.weight_hh.original"
         assert torch.equal(lot[w], untrained[w]) is same
+
+
+def test_the_random_ticket_keeps_each_masks_sparsity_and_moves_its_entries_by_seed(tmp_path):
+    from sparsedyn.runner import build_experiment
+
+    cfg = _adding_cfg(epochs=2)
+    cfg["methods"][1].update(start=1, end=2)
+    run_experiment(parse_config(cfg), tmp_path / "src")
+    src_masks = {k: v for k, v in torch.load(tmp_path / "src" / "last.pt", weights_only=False)["model"].items()
+                 if k.endswith(".mask")}
+    lottery = {"from_run": str(tmp_path / "src"), "mask": "random"}
+
+    def masks(seed):
+        state = build_experiment(parse_config({**cfg, "seed": seed, "lottery": lottery})).model.state_dict()
+        return {k: state[k] for k in src_masks}
+
+    first, again, other = masks(0), masks(0), masks(1)
+    for k, v in src_masks.items():
+        assert torch.equal(first[k].sum(), v.sum()) and first[k].shape == v.shape  # same number kept
+        assert not torch.equal(first[k], v) and torch.equal(first[k], again[k])  # moved, by the seed
+        assert not torch.equal(first[k], other[k])

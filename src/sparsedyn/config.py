@@ -52,10 +52,15 @@ else:
 
 
 class LotteryConfig(_Strict):
-    """Lottery-ticket control: retrain under the final mask of another run."""
+    """Lottery-ticket control: retrain under the final mask of another run.
+
+    ``reinit``: the weights start from the source run's initialisation (``original``) or another one
+    (``fresh``); ``mask``: the source run's final masks (``trained``) or, as the random-ticket control, each
+    mask's entries shuffled (same number kept in every masked tensor, positions drawn from this run's seed)."""
 
     from_run: str = PathField(...)  # run directory; "{seed}" is replaced by this run's seed
     reinit: Literal["original", "fresh"] = "original"
+    mask: Literal["trained", "random"] = "trained"
 
 
 class ModelConfig(_Strict):

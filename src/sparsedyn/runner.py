@@ -86,14 +86,16 @@ def build_experiment(cfg: ExperimentConfig, task: Task | None = None) -> Experim
     and the composed, prepared methods.
 
     With ``cfg.lottery`` the model is re-initialised (original: same seed; fresh: another
-    seed) and takes the final masks of the run ``lottery.from_run``.
+    seed) and takes the final masks of the run ``lottery.from_run`` (or, with ``mask: random``, those masks
+    with their entries shuffled from ``cfg.seed``: the random ticket of the same per-tensor sparsity).
     """
     task = build_task(cfg) if task is None else task
     fresh = cfg.lottery is not None and cfg.lottery.reinit == "fresh"
     model, method, strengths = assemble(task, cfg.model, cfg.methods, cfg.seed, cfg.trainer,
                                         init_seed=cfg.seed + (1_000_003 if fresh else 0))
     if cfg.lottery is not None:
-        _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)))
+        shuffle = torch.Generator().manual_seed(cfg.seed + 2_000_003) if cfg.lottery.mask == "random" else None
+        _load_masks(model, Path(cfg.lottery.from_run.format(seed=cfg.seed)), shuffle)
         seed_everything(cfg.seed)  # training draws the same random numbers as the source run
     if cfg.warm_start is not None:
         load_warm_start(model, cfg.warm_start)
@@ -119,7 +121,9 @@ def _seeded(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     return {**spec, "seed": seed} if takes_seed and "seed" not in spec else spec
 
 
-def _load_masks(model: nn.Module, run_dir: Path) -> None:
+def _load_masks(model: nn.Module, run_dir: Path, shuffle: torch.Generator | None = None) -> None:
+    """The final masks of the finished run ``run_dir``; with ``shuffle``, each mask's entries randomly
+    permuted (its number of kept entries unchanged)."""
     source = run_dir / "results.json"
     if not source.exists():
         raise FileNotFoundError(f"lottery.from_run: no finished run at {run_dir} (results.json missing)")
@@ -129,6 +133,9 @@ def _load_masks(model: nn.Module, run_dir: Path) -> None:
     if not masks or set(masks) != own:
         raise ValueError(f"lottery.from_run: masks of {run_dir} do not match this model's masks "
                          "(use the same model and pruning method)")
+    if shuffle is not None:
+        masks = {k: v.flatten()[torch.randperm(v.numel(), generator=shuffle)].view_as(v)
+                 for k, v in sorted(masks.items())}
     model.load_state_dict(masks, strict=False)
 
 
