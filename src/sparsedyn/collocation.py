@@ -251,13 +251,14 @@ def _feature_groups(field: HybridField) -> Tensor:
     return torch.cat([torch.zeros(1, field.n), torch.eye(field.n)] + ([field.membership] if field.poly else []))
 
 
-def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300
-                     ) -> PathFit:
+def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300,
+                     penalty_scale: Tensor | None = None) -> PathFit:
     """:func:`fit_path` for a field without residual (``hidden=0``): the loss is then quadratic in the
     library coefficients ``Theta`` (F, n) per member, so each member's Gram matrix ``Phi' W Phi`` is formed
     once and the path runs FISTA (accelerated proximal gradient, step ``1 / L`` with ``L`` the loss
     gradient's Lipschitz constant), with the same composed group soft-threshold, at the cost of small
-    (F x F) products per step whatever the number of data rows."""
+    (F x F) products per step whatever the number of data rows. ``penalty_scale``
+    (M, n, n): each member's factor on each group's penalty (the randomised lasso of stability selection)."""
     if field.hidden:
         raise ValueError("fit_library_path needs a field without residual (hidden=0)")
     phi = _library(field, z)
@@ -284,6 +285,8 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
     with torch.no_grad():
         for lam in lambdas.tolist():
             thresholds = (lam * step)[:, None, None] * field.off_diagonal
+            if penalty_scale is not None:
+                thresholds = thresholds * penalty_scale
             t_k = 1.0
             for _ in range(steps):
                 grad = gram @ momentum - rhs

@@ -75,8 +75,10 @@ class SparseGraph(_Base):
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
-                 expected_false: float = 2.0, smooth: bool = True, seed: int = 0, threads: int = 1) -> None:
+                 expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, seed: int = 0,
+                 threads: int = 1) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
+        self.randomize = randomize
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
         self.expected_false = expected_false
         self.smooth, self.seed, self.threads = smooth, seed, threads
@@ -100,7 +102,8 @@ class SparseGraph(_Base):
                   "n_stages": self.n_stages >= 2, "min_ratio": 0 < self.min_ratio < 1,
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
                   "n_subsamples": self.n_subsamples >= 0,
-                  "expected_false": self.expected_false > 0, "threads": self.threads >= 1}
+                  "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
+                  "threads": self.threads >= 1}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
@@ -148,12 +151,22 @@ class SparseGraph(_Base):
         if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
             top = library_lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-            path = fit_library_path(field, z, y, weights, lambdas, self.steps)
+            path = fit_library_path(field, z, y, weights, lambdas, self.steps, self._penalty_scale(n))
         else:
             top = lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr)
         return field, path, float(self._cv_curve(path)[0].min())
+
+    def _penalty_scale(self, n: int) -> torch.Tensor | None:
+        """The randomised lasso (Meinshausen & Buehlmann 2010, section 3.1) for the subsample members: each
+        group's penalty divided by a weight drawn uniformly from ``[randomize, 1]`` (1: no randomisation);
+        the folds' and the full data's members keep the plain penalty."""
+        if self.randomize >= 1.0 or not self.n_subsamples:
+            return None
+        generator = torch.Generator().manual_seed(self.seed + 7)
+        draws = self.randomize + (1 - self.randomize) * torch.rand(self.n_subsamples, n, n, generator=generator)
+        return torch.cat([torch.ones(self.n_folds_ + 1, n, n), 1.0 / draws])
 
     def _cv_groups(self, trajectory: np.ndarray) -> np.ndarray:
         """The units that folds and subsamples draw: the trajectories, or for one trajectory its
