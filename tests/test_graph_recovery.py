@@ -135,6 +135,22 @@ def test_sparse_graph_recovers_a_sparse_linear_system_and_is_confident_about_it(
     assert np.all(g.sign_[(A != 0) & off] == true_signs)
 
 
+def test_the_randomised_lasso_moves_only_the_subsamples():
+    A, t, X = _linear_data()
+    plain, randomised = _fit(X, t), _fit(X, t, randomize=0.3)
+    # the folds and the full data keep the plain penalty: the graph and the chosen stage are unchanged
+    np.testing.assert_array_equal(plain.graph_, randomised.graph_)
+    assert plain.stage_ == randomised.stage_
+    assert not np.array_equal(randomised.edge_probability_, plain.edge_probability_)
+    scale = randomised._penalty_scale(5)  # (folds + 1 + subsamples, n, n): ones, then 1 / U[0.3, 1]
+    assert scale.shape == (randomised.n_folds_ + 1 + 4, 5, 5)
+    assert torch.all(scale[: randomised.n_folds_ + 1] == 1)
+    assert torch.all((scale[randomised.n_folds_ + 1:] >= 1) & (scale[randomised.n_folds_ + 1:] <= 1 / 0.3))
+    np.testing.assert_array_equal(_fit(X, t, randomize=1.0).edge_probability_, plain.edge_probability_)
+    with pytest.raises(ValueError, match="randomize"):
+        _fit(X, t, randomize=0.0)
+
+
 def test_scaling_one_feature_by_1000_leaves_the_graph_unchanged():
     A, t, X = _linear_data()
     scaled = X.copy()
