@@ -147,7 +147,7 @@ DYSTS_FLOWS = ("LorenzCoupled", "CellCycle", "CircadianRhythm", "HyperCai", "Hyp
 class DystsFlow(DynamicalSystem):
     """A chaotic flow of the ``dysts`` package (Gilpin 2021) with its published parameters.
 
-    ``adjacency`` is the support of the Jacobian measured by central differences at 40 points of the
+    ``adjacency`` is the support of the Jacobian measured by central differences at 60 points of the
     attractor (an entry counts when it exceeds ``1e-6`` of the largest); initial states are points of the
     attractor (a long reference run from the package's initial condition, after a transient of 10
     periods), jittered by 1% of each variable's spread. ``span`` is three of the flow's dominant periods.
