@@ -7,6 +7,11 @@ Methods are timed interleaved, in several rounds, and the fastest round per meth
 the ratios compare runs that saw the same machine load. Target: <= 1.3x for every method.
 
     python bench/node_overhead.py [--steps 30] [--rounds 5]
+    python bench/node_overhead.py --n 529 --methods "group_lasso (1 per output)" --matched 256 256
+
+``--matched`` adds a dense (vanilla) row of other hidden sizes, and a column of every row's time divided by
+that row's: a per-output field has more weights than the shared MLP at any width, so its cost is compared
+with a dense network of about its parameter count.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
     p.add_argument("--threads", type=int, default=1, help="torch threads (part of the measurement)")
+    p.add_argument("--matched", type=int, nargs="+", default=None,
+                   help="hidden sizes of an extra dense row, to compare per-output fields at a matched weight count")
     p.add_argument("--methods", default="", help="comma-separated subset of the rows (vanilla is always run)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,6 +85,9 @@ def main() -> None:
     if unknown:
         p.error(f"unknown --methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     setups = {name: make(ms, args.n, args.hidden) for name, ms in METHODS.items() if name in chosen}
+    matched = f"vanilla ({'x'.join(map(str, args.matched))})" if args.matched else None
+    if matched:
+        setups[matched] = make([], args.n, args.matched)
     times: dict[str, list[float]] = {name: [] for name in setups}
     for s in setups.values():  # warm-up
         for _ in range(3):
@@ -93,12 +103,14 @@ def main() -> None:
           f"rk4 dt=0.1 on t in [0, 3]; {args.rounds} rounds x {args.steps} steps; "
           f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'method':32s} {'weights':>8s} {'ms/step':>8s} {'ratio':>6s} {'<=1.3x':>7s}")
+    print(f"{'method':32s} {'weights':>8s} {'ms/step':>8s} {'ratio':>6s} {'<=1.3x':>7s}"
+          + (f" {'/ ' + matched:>24s}" if matched else ""))
     for name, ts in times.items():
         med = min(ts)  # the least-disturbed round: timing noise here is one-sided
         ratio = med / base
         n_weights = sum(w.numel() for w in effective_weights(setups[name][0].model).values())
-        print(f"{name:32s} {n_weights:8d} {1000 * med:8.2f} {ratio:6.2f} {'yes' if ratio <= 1.3 else 'NO':>7s}")
+        extra = f" {med / min(times[matched]):24.2f}" if matched else ""
+        print(f"{name:32s} {n_weights:8d} {1000 * med:8.2f} {ratio:6.2f} {'yes' if ratio <= 1.3 else 'NO':>7s}{extra}")
 
 
 if __name__ == "__main__":

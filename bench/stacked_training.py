@@ -12,12 +12,14 @@ the per-member throughput gain. Rounds alternate alone and stacked; the fastest 
 timing, the stacked losses of one batch are checked against each member's own forward.
 
 Configurations: the systems sweep's model (MLP 16-16 tanh NODE on Lotka-Volterra, rk4 on the 20-point
-grid, batch 8) vanilla and with PathReg, M = 1, 9, 27, 81; the mocap sweep's NODE (MLP 64 on 50-d,
-rk4 step 0.1, batch 32; needs ../shared/data/mocap) at M = 1, 9; and the nav_cpu recurrent layer
-(Elman ReLU, 256 units, sequences of 20, batch 100): its layer's forward+backward timed stacked
-(``nn.stacked.stacked_recurrent``, what the navigation task's stacked forward uses) vs one at a time.
+grid, batch 8) vanilla and with PathReg, M = 1, 9, 27, 81; the same model on a 200-species
+Lotka-Volterra system (``--n200``: gene scale, where the per-member work is larger) at M = 1, 8, 32; the
+mocap sweep's NODE (MLP 64 on 50-d, rk4 step 0.1, batch 32; needs ../shared/data/mocap) at M = 1, 9;
+and the nav_cpu recurrent layer (Elman ReLU, 256 units, sequences of 20, batch 100): its layer's
+forward+backward timed stacked (``nn.stacked.stacked_recurrent``, what the navigation task's stacked
+forward uses) vs one at a time.
 
-    python bench/stacked_training.py [--rounds 3] [--quick]
+    python bench/stacked_training.py [--rounds 3] [--quick] [--n200]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SYSTEMS = {"task": {"name": "systems", "system": "lotka_volterra",
                     "n_points": 20, "t_end": 5.0, "noise": 0.01},
            "model": {"kind": "node", "hidden": [16, 16], "activation": "tanh", "solver": "rk4", "step_size": None},
            "trainer": {"lr": 0.01, "gate_lr": 0.1, "batch_size": 8, "progress": False}}
+SYSTEMS_N200 = {**SYSTEMS, "task": {**SYSTEMS["task"], "system_params": {"n": 200, "density": 0.02, "seed": 0}}}
 PATHREG = [{"name": "pathreg", "lambda_paths": 1e-4, "init_drop": 0.1}]
 MOCAP = {"task": {"name": "mocap", "data_dir": str(MOCAP_DATA)},
          "model": {"kind": "node", "hidden": [64], "activation": "tanh", "solver": "rk4", "step_size": 0.1},
@@ -119,6 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="M = 1, 9 only (a smoke check of the bench)")
+    ap.add_argument("--n200", action="store_true", help="only the 200-variable rows (M = 1, 8, 32)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
@@ -128,14 +132,16 @@ def main() -> None:
     sizes = (1, 9) if args.quick else (1, 9, 27, 81)
     rows = [("systems vanilla", SYSTEMS, [], m) for m in sizes]
     rows += [("systems pathreg", SYSTEMS, PATHREG, m) for m in sizes if m in (1, 27)]
-    if MOCAP_DATA.exists():
+    if args.n200:
+        rows = [("systems n=200 vanilla", SYSTEMS_N200, [], m) for m in (1, 8, 32)]
+    elif MOCAP_DATA.exists():
         rows += [("mocap node vanilla", MOCAP, [], m) for m in (1, 9)]
     else:
         print(f"# mocap skipped: no data at {MOCAP_DATA}")
     for name, base, methods, m in rows:
         a, s, err = time_trainer(base, methods, m, args.rounds)
         print(f"{name:<22}{m:>4}{a * 1e3:>15.2f}{s * 1e3:>24.3f}{a / s:>14.1f}{err:>14.1e}")
-    for m in (1, 9):
+    for m in () if args.n200 else (1, 9):
         a, s, err = time_recurrent(m, args.rounds)
         print(f"{'nav_cpu rnn layer':<22}{m:>4}{a * 1e3:>15.2f}{s * 1e3:>24.3f}{a / s:>14.1f}{err:>14.1e}")
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
+from sparsedyn.nn import fused_rk4
 from sparsedyn.nn.fields import MLP, GroupedMLP
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_rk4 import _FusedRK4, fusable, fused_rk4_solve
@@ -64,7 +65,15 @@ def test_a_short_training_run_gives_the_same_numbers_either_way(kind):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_the_stacked_forecast_is_fused_and_matches_odeint_with_gradients():
+@pytest.fixture(params=["concatenated", "accumulated"])
+def weight_grads(request, monkeypatch):
+    """Both ways the fused backward collects weight gradients (one product over concatenated pairs, or
+    accumulated evaluation by evaluation), forced for every layer whatever its size."""
+    monkeypatch.setattr(fused_rk4, "ACCUMULATE_FROM", 0 if request.param == "accumulated" else 10**12)
+    return request.param
+
+
+def test_the_stacked_forecast_is_fused_and_matches_odeint_with_gradients(weight_grads):
     """Members' rk4 solves fused in one batched node: states and every member's gradients as
     torchdiffeq's odeint gives them member by member."""
     models = [NeuralODE(_field(s), solver="rk4", step_size=0.05) for s in range(3)]
@@ -90,7 +99,7 @@ def test_bad_method_is_named():
 # -- the hand-fused rk4 solve of tanh MLP fields ---------------------------------------------------
 
 @pytest.mark.parametrize("step_size,intervene", [(None, False), (0.07, False), (0.1, True)])
-def test_the_fused_rk4_solve_equals_the_loop_with_its_gradients(step_size, intervene):
+def test_the_fused_rk4_solve_equals_the_loop_with_its_gradients(step_size, intervene, weight_grads):
     field = _field()
     keep = torch.tensor([1.0, 0.0, 1.0, 1.0]) if intervene else None
     y0 = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
@@ -107,7 +116,7 @@ def test_the_fused_rk4_solve_equals_the_loop_with_its_gradients(step_size, inter
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_the_fused_backward_passes_gradcheck_in_float64():
+def test_the_fused_backward_passes_gradcheck_in_float64(weight_grads):
     torch.manual_seed(0)
     field = MLP(2, 2, (3, 3)).double()
     t = torch.tensor([0.0, 0.13, 0.4, 0.5], dtype=torch.float64)
@@ -128,3 +137,12 @@ def test_only_plain_tanh_mlps_are_fused():
     assert not fusable(MLP(3, 3, (4,), activation_name="relu"))
     assert not fusable(MLP(3, 3, (4,), bias=False))
     assert not fusable(GroupedMLP(3, 3, (4,)))
+
+
+def test_large_layers_accumulate_their_weight_gradients_and_small_ones_concatenate():
+    """The size rule: a gene-scale first and last layer accumulate, the 64-wide middle one does not."""
+    field = MLP(529, 529, (64, 64))
+    params = tuple(p for layer in field.layers for p in (layer.weight, layer.bias))
+    seen, sums = fused_rk4._collectors(params, torch.Size([32]))
+    assert [pairs is None for pairs in seen] == [True, False, True]
+    assert sums[0].shape == (64, 529) and sums[1].shape == (32, 64) and sums[2].numel() == 0

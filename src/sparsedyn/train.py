@@ -298,9 +298,17 @@ class Trainer:
 
     def update(self) -> None:
         """After the backward pass: clip, step the optimizer, run the method's proximal/projection hook."""
+        self.clip_gradients()
+        self.optimizer.step()
+        self.after_optimizer_step()
+
+    def clip_gradients(self) -> None:
+        """The first part of :meth:`update` (a lockstep job steps its members' optimizers jointly between)."""
         if self.s.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.grad_clip)
-        self.optimizer.step()
+
+    def after_optimizer_step(self) -> None:
+        """The last part of :meth:`update`: the method's proximal/projection hook (while sparsifying)."""
         if self.phase == 1:
             self.method.after_step(self.model, self.optimizer.param_groups[0]["lr"], self._step_size)
 

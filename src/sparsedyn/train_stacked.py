@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .joint_adam import joint_adam_step
 from .nn.gates import hold_gates
 from .train import DivergenceError, Trainer, TrainResult
 
@@ -55,6 +56,20 @@ def stacked_losses(trainers: Sequence[Trainer], batches: Sequence) -> tuple[list
     return out, False
 
 
+def _update(trainers: Sequence[Trainer]) -> None:
+    """Every member's :meth:`Trainer.update`, with one joint Adam step for all of them where their
+    optimizers allow it (:func:`~sparsedyn.joint_adam.joint_adam_step`: the same numbers, fewer kernels)."""
+    for t in trainers:
+        with t.own_rng():
+            t.clip_gradients()
+    if not joint_adam_step([t.optimizer for t in trainers]):
+        for t in trainers:
+            t.optimizer.step()
+    for t in trainers:
+        with t.own_rng():
+            t.after_optimizer_step()
+
+
 def _joint_epoch(trainers: Sequence[Trainer], epoch: int) -> dict[int, dict[str, float] | DivergenceError]:
     """One epoch of every trainer in ``trainers``: their i-th batches form one step."""
     sums = {id(t): [0.0, 0.0, 0] for t in trainers}
@@ -82,9 +97,7 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int) -> dict[int, dict[str,
             acc[0], acc[1], acc[2] = acc[0] + loss.item(), acc[1] + penalty.item(), acc[2] + 1
         if objectives:
             torch.stack(objectives).sum().backward()
-        for t in stepping:
-            with t.own_rng():
-                t.update()
+        _update(stepping)
     out: dict[int, dict[str, float] | DivergenceError] = {}
     for t in trainers:
         total, pen, n = sums[id(t)]
