@@ -234,3 +234,20 @@ def test_comparison_table_pairs_seeds_against_the_baseline_by_hand():
     # differences -0.2, -0.2, -0.1, -0.2, -0.3: mean -0.2, all negative -> exact p = 2/32
     assert by["l1"][1].startswith("-0.2 [") and "p = 0.062 (n = 5)" in by["l1"][1]
     assert by["l1"][2].startswith("1/6 [0.03, 0.56]")
+
+
+def test_across_blocks_figure_plots_each_methods_seed_means_and_the_best_trivial_predictor(tmp_path, monkeypatch):
+    from sparsedyn import report_plots
+
+    recs = [_rec("vanilla", None, s, 1.0, test=t, system="A") for s, t in ((0, 1.0), (1, 3.0))]
+    recs += [_rec("l1", 0.1, s, 1.0, test=t, system="A", order=1) for s, t in ((0, 0.5), (1, 1.5))]
+    recs += [_rec("vanilla", None, s, 1.0, test=t, system="B") for s, t in ((0, 4.0), (1, 6.0))]
+    chosen = select(aggregate(recs), by="task")  # B has no l1 row: its point is missing, not zero
+    trivial = {"B": {"train_mean": {"test_mse": 2.0}, "initial_state": {"test_mse": 7.0}}}
+    figures = []
+    monkeypatch.setattr(report_plots, "_save", lambda fig, path, footer: figures.append(fig) or path)
+    report_plots.across_blocks(chosen, ["test_mse"], tmp_path / "x.png", trivial)
+    lines = {line.get_label(): line.get_ydata() for line in figures[0].axes[0].get_lines()}
+    assert list(lines["vanilla"]) == [2.0, 5.0]
+    assert lines["l1"][0] == 1.0 and math.isnan(lines["l1"][1])
+    assert math.isnan(lines["best trivial predictor"][0]) and lines["best trivial predictor"][1] == 2.0

@@ -239,7 +239,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
     """Write ``report.md``, ``points.csv`` and PNGs to ``out_dir`` (and the HTML page if asked)."""
     from . import io
     from .report_html import image_html, page, table_html
-    from .report_plots import dependency_grid, error_vs_sparsity, forecast_figure, per_method
+    from .report_plots import across_blocks, dependency_grid, error_vs_sparsity, forecast_figure, per_method
 
     runs_dir = Path(runs_dir)
     records = collect(runs_dir)  # first: a missing runs directory must not be created
@@ -274,6 +274,11 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
                              footer=footer)
         if fronts is not None:
             figures["Pareto fronts (error vs sparsity, each method's strengths)"] = fronts
+    if by and len(chosen) >= 2:  # how each selected method moves across the blocks (e.g. data regimes)
+        shown = [m for m in dict.fromkeys((error, "test_shift_mse", "recovery_jacobian_auroc_offdiag"))
+                 if any(m in r["metrics"] for r in records)]
+        figures[f"selected points across {by}"] = across_blocks(chosen, shown, out / f"across_{by}.png",
+                                                               trivial_scores, footer=footer)
     thanks = _acknowledgements(records)
     fig = forecast_figure(chosen, out / "forecasts.png", footer=footer)  # where runs wrote forecasts
     if fig is not None:

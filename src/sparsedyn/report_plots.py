@@ -139,3 +139,32 @@ def _first_forecast(group: Group) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+def across_blocks(chosen: dict[str, dict[str, Group]], metrics: list[str], path: Path,
+                  trivial: dict[str, dict[str, dict[str, float]]] | None = None, footer: str = "") -> Path:
+    """One panel per metric, the blocks (e.g. data regimes) along x: each method's selected point as a
+    dot per seed and a line through the seed means; where the runs recorded trivial predictors, the best of
+    them per block as a grey dashed line (a model that does not beat it has learned nothing usable)."""
+    plt = _plt()
+    blocks = list(chosen)
+    variants = list(dict.fromkeys(v for b in blocks for v in chosen[b]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for k, v in enumerate(variants):
+            colour, shift = plt.cm.tab10(k % 10), 0.08 * (k - (len(variants) - 1) / 2)
+            means = [chosen[b][v].mean(metric) if v in chosen[b] else math.nan for b in blocks]
+            for x, b in enumerate(blocks):
+                vals = chosen[b][v].values(metric) if v in chosen[b] else np.array([])
+                ax.scatter(np.full(vals.size, x + shift), vals, color=colour, s=10, alpha=0.5)
+            ax.plot(np.arange(len(blocks)) + shift, means, "-o", color=colour, label=v, ms=4)
+        floor = [min((s[metric] for s in (trivial or {}).get(b, {}).values() if metric in s), default=math.nan)
+                 for b in blocks]
+        if not all(math.isnan(f) for f in floor):
+            ax.plot(range(len(blocks)), floor, "--", color="0.5", label="best trivial predictor")
+        if metric.endswith("mse"):
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(blocks)), blocks, rotation=20, fontsize=8)
+        ax.set_ylabel(metric.replace("_", " "))
+    axes[0][0].legend(fontsize=7, loc="best")
+    return _save(fig, path, footer)
