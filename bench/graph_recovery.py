@@ -8,7 +8,8 @@ instances and seeds) and the calibration of ``SparseGraph.edge_probability_`` ar
 
     python bench/graph_recovery.py --quick                 # one 15-variable 20 x 30 system: CPU seconds side by side
     python bench/graph_recovery.py --out bench-graph.csv [--families hill,glv] [--regimes standard,noisy]
-        [--instances 2] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...] [--peers earlier.csv]
+        [--instances 2] [--first-instance 0] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...]
+        [--peers earlier.csv]
     python bench/graph_recovery.py --tables a.csv,b.csv --figure wins.png   # tables and figure from CSV rows
 """
 
@@ -108,6 +109,8 @@ def gaps(rows: list[dict]) -> str:
         return float(np.mean(v)) if v else np.nan
 
     peers = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "sparsegraph"]
+    if not peers:
+        return "(no peer in these rows: run them, or join an earlier run's with --peers)"
     lines = ["| regime | families | vs each cell's best peer | vs the best single peer (which) |", "|---|---|---|---|"]
     per_cell, single = {}, {}
     for reg in regimes:
@@ -216,6 +219,8 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--regimes", default="standard")
     ap.add_argument("--instances", type=int, default=2)
+    ap.add_argument("--first-instance", type=int, default=0,
+                    help="instances first-instance .. first-instance + instances - 1 (held-out instances)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--methods", default="sparsegraph,lasso_linear,lasso_poly,sindy,trees")
     ap.add_argument("--out", default="graph_recovery.csv")
@@ -244,7 +249,7 @@ def main() -> None:
         writer.writeheader()
         for fam in args.families.split(","):
             for reg in args.regimes.split(","):
-                for inst in range(args.instances):
+                for inst in range(args.first_instance, args.first_instance + args.instances):
                     for seed in (int(s) for s in args.seeds.split(",")):
                         data = make_dataset(fam, inst, REGIMES[reg], seed)
                         for m in args.methods.split(","):

@@ -240,13 +240,13 @@ def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas:
         stages.append(_stage(field, z, y, weights))
     return _path_fit(lambdas, stages)
 
-def _library(field: HybridField, z: Tensor) -> Tensor:
+def library_features(field: HybridField, z: Tensor) -> Tensor:
     """The library features ``[1, z, z_j z_k]`` (N, F) of a field without residual."""
     parts = [torch.ones(len(z), 1), z] + ([field.products(z)] if field.poly else [])
     return torch.cat(parts, dim=1)
 
 
-def _feature_groups(field: HybridField) -> Tensor:
+def feature_groups(field: HybridField) -> Tensor:
     """(F, n) 0/1: library feature f contains variable j (the bias row contains none)."""
     return torch.cat([torch.zeros(1, field.n), torch.eye(field.n)] + ([field.membership] if field.poly else []))
 
@@ -261,8 +261,8 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
     (M, n, n): each member's factor on each group's penalty (the randomised lasso of stability selection)."""
     if field.hidden:
         raise ValueError("fit_library_path needs a field without residual (hidden=0)")
-    phi = _library(field, z)
-    groups = _feature_groups(field)  # (F, n)
+    phi = library_features(field, z)
+    groups = feature_groups(field)  # (F, n)
     count = weights.sum(dim=1).clamp_min(1)  # (M,)
     scale = (2.0 / (count * field.n))[:, None, None]
     gram = scale * torch.einsum("mn,nf,ng->mfg", weights, phi, phi)  # (M, F, F): the gradient is gram @ theta - rhs
@@ -304,10 +304,10 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
 def library_lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> float:
     """:func:`lambda_max` for :func:`fit_library_path`'s loss: the largest off-diagonal group gradient norm
     with only the biases fitted (each member's weighted mean derivative)."""
-    phi = _library(field, z)
+    phi = library_features(field, z)
     count = weights.sum(dim=1).clamp_min(1)
     mean = (weights @ y) / count[:, None]  # (M, n): the bias-only fit
     resid = mean[:, None, :] - y[None]  # (M, N, n)
     grad = (2.0 / (count * field.n))[:, None, None] * torch.einsum("mn,nf,mni->mfi", weights, phi, resid)
-    sq = (grad**2).transpose(1, 2) @ _feature_groups(field)
+    sq = (grad**2).transpose(1, 2) @ feature_groups(field)
     return float((sq.sqrt() * field.off_diagonal).max())
