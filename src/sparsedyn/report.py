@@ -275,7 +275,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
         if fronts is not None:
             figures["Pareto fronts (error vs sparsity, each method's strengths)"] = fronts
     if by and len(chosen) >= 2:  # how each selected method moves across the blocks (e.g. data regimes)
-        shown = [m for m in dict.fromkeys((error, "test_shift_mse", "recovery_jacobian_auroc_offdiag"))
+        shown = [m for m in dict.fromkeys((error, "test_shift_mse", "test_intervention_mse",
+                                           "recovery_jacobian_auroc_offdiag"))
                  if any(m in r["metrics"] for r in records)]
         figures[f"selected points across {by}"] = across_blocks(chosen, shown, out / f"across_{by}.png",
                                                                trivial_scores, footer=footer)
@@ -294,8 +295,8 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None, html_p
             f"lowest mean {metric} (no baseline variant among these runs).")
     missing = f"; {n_missing} not run yet" if n_missing else ""
     md = [f"Runs: {n_runs} finished ({n_failed} failed or diverged){missing}, from `{runs_dir}`.", "", rule, ""]
-    compared = [m for m in dict.fromkeys((error, "test_shift_mse", "recovery_auroc", "recovery_jacobian_auroc",
-                                          "recovery_jacobian_auroc_offdiag"))
+    compared = [m for m in dict.fromkeys((error, "test_shift_mse", "test_intervention_mse", "recovery_auroc",
+                                          "recovery_jacobian_auroc", "recovery_jacobian_auroc_offdiag"))
                 if any(m in r["metrics"] for r in records)]
     stats = comparison_tables(chosen, baseline, compared)
     for block, (header, rows) in tables.items():
