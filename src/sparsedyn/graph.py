@@ -141,8 +141,11 @@ class SparseGraph(_Base):
         self._choose(self.path_)
         # stable under every library tried: the mean of each library's selection frequencies
         self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
-        necessity = [self._necessity_of(field, path, z, y_std, weights) for field, path, _ in fits]
-        self.edge_probability_ = np.mean(necessity, axis=0) if self.n_subsamples else self.edge_stability_
+        if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
+            self.edge_probability_ = np.mean([self._necessity_of(field, path, z, y_std, weights)
+                                              for field, path, _ in fits], axis=0)
+        else:
+            self.edge_probability_ = self.edge_stability_
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self

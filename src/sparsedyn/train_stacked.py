@@ -64,7 +64,8 @@ def _update(trainers: Sequence[Trainer]) -> None:
             t.clip_gradients()
     if not joint_adam_step([t.optimizer for t in trainers]):
         for t in trainers:
-            t.optimizer.step()
+            with t.own_rng():
+                t.optimizer.step()
     for t in trainers:
         with t.own_rng():
             t.after_optimizer_step()
