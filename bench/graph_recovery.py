@@ -9,7 +9,7 @@ instances and seeds) and the calibration of ``SparseGraph.edge_probability_`` ar
     python bench/graph_recovery.py --quick                 # one 15-variable 20 x 30 system: CPU seconds side by side
     python bench/graph_recovery.py --out bench-graph.csv [--families hill,glv] [--regimes standard,noisy]
         [--instances 2] [--first-instance 0] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...]
-        [--peers earlier.csv]
+        [--peers earlier.csv]      # a peer's name + "_diff" (lasso_linear_diff): that peer on difference quotients
     python bench/graph_recovery.py --tables a.csv,b.csv --figure wins.png   # tables and figure from CSV rows
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sparsedyn.baselines.edges import BASELINES
-from sparsedyn.derivatives import derivative_data
+from sparsedyn.derivatives import derivative_data, difference_data
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, forecast_r2, make_dataset
 
@@ -47,9 +47,12 @@ def run_one(method: str, data, seed: int) -> dict:
         row["edges_p90"], row["true_p90"] = int(confident.sum()), int((confident & data.truth[off]).sum())
         row["true_edges"], row["possible_edges"] = int(data.truth[off].sum()), int(off.sum())
         return row
-    deriv = derivative_data(data.train)
+    # "<peer>_diff": the peer on difference quotients at interval midpoints (SparseGraph's other design),
+    # to tell what the design gives any tool from what SparseGraph adds
+    peer, diff = (method[: -len("_diff")], True) if method.endswith("_diff") else (method, False)
+    deriv = difference_data(data.train) if diff else derivative_data(data.train)
     start = time.process_time()
-    est = BASELINES[method](deriv, seed=seed)
+    est = BASELINES[peer](deriv, seed=seed)
     row = {**edge_metrics(est.scores, data.truth), "seconds": time.process_time() - start}
     if est.derivative is not None:
         from sparsedyn.baselines.edges import simulate

@@ -10,9 +10,10 @@ import torch
 from sparsedyn.analysis import ranking_metrics
 from sparsedyn.baselines.edges import BASELINES, Standardiser
 from sparsedyn.collocation import HybridField, fit_library_path, library_lambda_max
-from sparsedyn.derivatives import _local_fits, derivative_data
+from sparsedyn.derivatives import _local_fits, derivative_data, difference_data
 from sparsedyn.graph import GraphWarning, NotFittedError, SparseGraph
-from sparsedyn.graph_benchmark import edge_metrics
+from sparsedyn.graph_benchmark import REGIMES, edge_metrics, make_dataset
+from sparsedyn.interval_error import ObservedPairs, one_step_error
 from sparsedyn.tasks.user_data import DataError, Series
 
 
@@ -53,6 +54,67 @@ def test_smoothed_derivatives_beat_finite_differences_on_noisy_data():
     assert errors["local"] < 0.5 * errors[False] and errors["spline"] < 0.5 * errors[False], errors
     with pytest.raises(ValueError, match="smooth must be"):
         derivative_data(series, "kalman")
+
+
+def test_difference_quotients_by_hand_with_short_intervals_merged_and_missing_points_skipped():
+    t = np.array([0.0, 1.0, 1.1, 2.0, 3.0, 4.0])  # median step 1: the 0.1 step is merged into the next
+    x = np.stack([t**2, 3 * t], axis=1)
+    x[4] = np.nan  # a missing point: 2.0 -> 4.0 is one interval
+    data = difference_data(Series([t], [x], ["a", "b"], ["0"]))
+    starts, ends = np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(data.x[:, 0], (starts**2 + ends**2) / 2)
+    np.testing.assert_allclose(data.dxdt[:, 0], starts + ends)  # (b^2 - a^2) / (b - a)
+    np.testing.assert_allclose(data.dxdt[:, 1], 3.0)
+    np.testing.assert_array_equal(data.trajectory, 0)
+    with pytest.raises(DataError, match="at least two observed points"):
+        difference_data(Series([t[:1]], [x[:1]], ["a", "b"], ["0"]))
+
+
+def test_the_one_step_error_of_the_true_field_is_rk4s_and_a_wrong_field_is_worse():
+    """dx/dt = -x as a one-member linear library field in standardised units: RK4 from each observed state
+    lands on the next one up to its truncation error; the same field with the sign flipped does not."""
+    t = np.linspace(0, 2, 9)
+    x = np.exp(-t)[:, None] * np.array([[1.0, -2.0]])
+    series = Series([t, t], [x, 0.5 * x], ["a", "b"], ["0", "1"])
+    pairs = ObservedPairs.of(series)
+    np.testing.assert_allclose(pairs.end, pairs.start * np.exp(-0.25))
+    scaler = Standardiser(np.zeros(2), np.ones(2), np.zeros(2), np.ones(2))
+    field = HybridField(1, 2, 0, poly=False)
+    with torch.no_grad():
+        for p in field.parameters():
+            p.zero_()
+        field.linear.copy_(-torch.eye(2)[None])
+    rows = np.ones(len(pairs.dt), dtype=bool)
+    exact = one_step_error(field, scaler, pairs, rows, np.ones(2))
+    with torch.no_grad():
+        field.linear.neg_()
+    wrong = one_step_error(field, scaler, pairs, rows, np.ones(2))
+    assert exact < 1e-10 and wrong > 1e-3, (exact, wrong)
+
+
+def test_the_design_switches_to_differences_only_beyond_one_standard_error():
+    clear = {"smoothed": np.array([0.10, 0.12, 0.09, 0.11, 0.10]),
+             "differences": np.array([0.05, 0.06, 0.05, 0.04, 0.05])}
+    tied = {"smoothed": np.array([0.080, 0.081, 0.079, 0.080, 0.082]),
+            "differences": np.array([0.081, 0.079, 0.080, 0.079, 0.081])}
+    assert SparseGraph._pick_design(clear) == "differences"
+    assert SparseGraph._pick_design(tied) == "smoothed"
+    assert SparseGraph._pick_design({"smoothed": clear["differences"], "differences": clear["smoothed"]}) == "smoothed"
+
+
+def test_with_seven_points_per_trajectory_auto_picks_differences_and_ranks_edges_better():
+    """Lorenz-96 seen at 7 points per trajectory (the benchmark's very-few-points regime): the local smoother
+    fits a quadratic to nearly the whole trajectory; the difference quotients keep the graph."""
+    data = make_dataset("lorenz96", 0, REGIMES["very_few_points"], 0)
+    X, t = data.train.values, data.train.times
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)
+        auto = SparseGraph(n_subsamples=0).fit(X, t=t)
+        smoothed = SparseGraph(n_subsamples=0, design="smoothed").fit(X, t=t)
+    assert auto.design_ == "differences" and set(auto.design_errors_) == {"smoothed", "differences"}
+    assert np.mean(auto.design_errors_["differences"]) < np.mean(auto.design_errors_["smoothed"])
+    assert smoothed.design_ == "smoothed" and smoothed.design_errors_ == {}
+    assert edge_metrics(auto.graph_, data.truth)["auroc"] > edge_metrics(smoothed.graph_, data.truth)["auroc"] + 0.1
 
 
 # -- the hybrid field -----------------------------------------------------------------------

@@ -9,7 +9,11 @@
 
 The pipeline (each step in its own module):
 
-1. smoothed states and derivatives per trajectory (:mod:`sparsedyn.derivatives`; irregular times fine);
+1. smoothed states and derivatives per trajectory, and difference quotients at interval midpoints
+   (:mod:`sparsedyn.derivatives`; irregular times fine); the two designs are fitted alike (steps 2-4) and
+   the differences kept only where they predict each held-out trajectory's next observation better
+   (:mod:`sparsedyn.interval_error`): with few points per trajectory a smoother is biased, with many and
+   noisy ones the differences are noisy;
 2. states and derivatives standardised per feature (:class:`~sparsedyn.baselines.Standardiser`), so the
    data's units and scales do not matter; the field is mapped back for forecasts;
 3. one batched job (:mod:`sparsedyn.collocation`) fits the hybrid field (linear + degree-2 library + a
@@ -35,6 +39,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +47,8 @@ import torch
 
 from .baselines.edges import Standardiser, simulate, trajectory_folds
 from .collocation import HybridField, PathFit, fit_library_path, fit_path, lambda_max, library_lambda_max
-from .derivatives import derivative_data
+from .derivatives import DerivativeData, derivative_data, difference_data
+from .interval_error import ObservedPairs, one_step_error
 from .loco import necessity_frequency
 from .tasks.user_data import DataError, from_arrays
 
@@ -54,12 +60,27 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
     _NotFittedBase = RuntimeError
 
 
+DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
+
+
 class NotFittedError(_NotFittedBase):
     """Raised by a :class:`SparseGraph` method that needs ``fit`` first."""
 
 
 class GraphWarning(UserWarning):
     """A fit whose graph or forecasts should not be trusted as they are (the message says why)."""
+
+
+@dataclass
+class _Design:
+    """One way of estimating derivatives, fitted: its scaler, standardised states ``z`` and derivatives ``y``,
+    members' row ``weights``, and per library ``(field, path, mean log held-out error)``."""
+
+    scaler: Standardiser
+    z: torch.Tensor
+    y: torch.Tensor
+    weights: torch.Tensor
+    fits: list[tuple[HybridField, PathFit, float]]
 
 
 class SparseGraph(_Base):
@@ -72,18 +93,22 @@ class SparseGraph(_Base):
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
     halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
     bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother,
-    ``seed`` every random choice, ``threads`` torch threads for the fit.
+    ``design`` the regression rows (``"smoothed"``: states and derivatives of the smoother at the observed
+    points; ``"differences"``: difference quotients at interval midpoints,
+    :func:`~sparsedyn.derivatives.difference_data`; ``"auto"``: fit both, keep the differences only where they
+    forecast the held-out trajectories' next observation better beyond one standard error; ``design_`` and
+    ``design_errors_`` say which and why), ``seed`` every random choice, ``threads`` torch threads for the fit.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
-                 expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, seed: int = 0,
-                 threads: int = 1) -> None:
+                 expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, design: str = "auto",
+                 seed: int = 0, threads: int = 1) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
         self.randomize = randomize
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
         self.expected_false = expected_false
-        self.smooth, self.seed, self.threads = smooth, seed, threads
+        self.smooth, self.design, self.seed, self.threads = smooth, design, seed, threads
 
     # -- scikit-learn protocol -------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -105,6 +130,7 @@ class SparseGraph(_Base):
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
                   "n_subsamples": self.n_subsamples >= 0,
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
+                  "design": self.design in DESIGNS,
                   "threads": self.threads >= 1}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -119,21 +145,35 @@ class SparseGraph(_Base):
         self._check_params()
         start = time.process_time()
         series = from_arrays(X, t, masks, feature_names)
-        data = derivative_data(series, self.smooth)
-        self.scaler_ = Standardiser.fit(data)
-        z = torch.as_tensor(self.scaler_.states(data.x), dtype=torch.float32)
-        y_std = torch.as_tensor(self.scaler_.derivatives(data.dxdt), dtype=torch.float32)
-        weights, self.n_folds_ = self._members(self._cv_groups(data.trajectory))
+        smoothed = derivative_data(series, self.smooth)
+        groups = self._cv_groups(smoothed.trajectory)
+        self.n_folds_ = len(trajectory_folds(groups, self.folds))
+        # the held-out groups of each fold, shared by every design so that their errors compare fold by fold
+        held_out = [np.unique(groups[test]) for _, test in trajectory_folds(groups, self.folds)]
+        several = len(np.unique(smoothed.trajectory)) >= 2
+        if self.design == "differences" or (self.design == "auto" and several):
+            candidates = {"smoothed": smoothed, "differences": difference_data(series)}
+            if self.design == "differences":
+                del candidates["smoothed"]
+        else:
+            candidates = {"smoothed": smoothed}
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            candidates = [False, True] if self.poly == "auto" else [bool(self.poly)]
-            fits = [self._fit_path(poly, z, y_std, weights, series.n_features) for poly in candidates]
+            designs = {name: self._fit_design(data, held_out) for name, data in candidates.items()}
+            if len(designs) > 1:
+                pairs = ObservedPairs.of(series)
+                self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
+                self.design_ = self._pick_design(self.design_errors_)
+            else:
+                self.design_errors_ = {}
+                self.design_ = next(iter(designs))
         finally:
             torch.set_num_threads(threads)
+        chosen = designs[self.design_]
+        fits, self.scaler_ = chosen.fits, chosen.scaler
         # the library by the folds' held-out error at each path's best stage (mean log error)
-        self.library_errors_ = {("degree 2" if poly else "linear"): float(cv)
-                                for poly, (_, _, cv) in zip(candidates, fits)}
+        self.library_errors_ = {("degree 2" if field.poly else "linear"): float(cv) for field, _, cv in fits}
         self.field_, self.path_, _ = min(fits, key=lambda f: f[2])
         self.poly_ = self.field_.poly
         self.feature_names_in_ = list(series.features)
@@ -142,13 +182,53 @@ class SparseGraph(_Base):
         # stable under every library tried: the mean of each library's selection frequencies
         self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
         if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
-            self.edge_probability_ = np.mean([self._necessity_of(field, path, z, y_std, weights)
+            self.edge_probability_ = np.mean([self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights)
                                               for field, path, _ in fits], axis=0)
         else:
             self.edge_probability_ = self.edge_stability_
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
+
+    def _fit_design(self, data: DerivativeData, held_out: list[np.ndarray]) -> _Design:
+        """Standardise one design's rows and fit every library's path on them, for every member."""
+        scaler = Standardiser.fit(data)
+        z = torch.as_tensor(scaler.states(data.x), dtype=torch.float32)
+        y = torch.as_tensor(scaler.derivatives(data.dxdt), dtype=torch.float32)
+        weights = self._members(self._cv_groups(data.trajectory), held_out)
+        libraries = [False, True] if self.poly == "auto" else [bool(self.poly)]
+        return _Design(scaler, z, y, weights, [self._fit_path(poly, z, y, weights, data.x.shape[1])
+                                               for poly in libraries])
+
+    def _one_step_errors(self, designs: dict[str, _Design], pairs: ObservedPairs, held_out: list[np.ndarray]
+                         ) -> dict[str, np.ndarray]:
+        """Per design, each fold's one-step-ahead error on its held-out trajectories
+        (:func:`~sparsedyn.interval_error.one_step_error`), of the design's best library at its best stage,
+        capped at persistence's (repeating the last observation): a field that forecasts worse than that, or
+        blows up, has no skill, and one blow-up must not outweigh the other folds."""
+        scale = pairs.start.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        rows = [np.isin(pairs.trajectory, ids) for ids in held_out]
+        persistence = np.array([np.mean(((pairs.end[r] - pairs.start[r]) / scale) ** 2) for r in rows])
+        errors = {}
+        for name, design in designs.items():
+            field, path, _ = min(design.fits, key=lambda f: f[2])
+            field.load_state_dict(path.states[self._cv_curve(path)[2]])
+            raw = np.array([one_step_error(field.member(f), design.scaler, pairs, r, scale)
+                            for f, r in enumerate(rows)])
+            errors[name] = np.fmin(np.nan_to_num(raw, nan=np.inf), persistence)
+        return errors
+
+    @staticmethod
+    def _pick_design(errors: dict[str, np.ndarray]) -> str:
+        """Difference quotients only where they predict the held-out observations better than the smoothed
+        derivatives by more than one standard error of the folds' paired log-error differences (the smoother
+        is the default: with much noise both are at the noise floor and differ by chance)."""
+        gap = np.log(np.clip(errors["differences"], 1e-12, None)) - np.log(np.clip(errors["smoothed"], 1e-12, None))
+        gap = gap[np.isfinite(gap)]
+        if len(gap) < 2:
+            return "smoothed"
+        return "differences" if gap.mean() + gap.std(ddof=1) / math.sqrt(len(gap)) < 0 else "smoothed"
 
     def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int
                   ) -> tuple[HybridField, PathFit, float]:
@@ -187,17 +267,17 @@ class SparseGraph(_Base):
                             f"(its strength is cross-validated over them); got {len(trajectory)} points")
         return np.arange(len(trajectory)) * blocks // len(trajectory)
 
-    def _members(self, trajectory: np.ndarray) -> tuple[torch.Tensor, int]:
-        """0/1 row weights (M, N): the folds' training rows, all rows, then the subsamples' rows."""
-        folds = trajectory_folds(trajectory, self.folds)
-        rows = [np.isin(np.arange(len(trajectory)), train) for train, _ in folds]
-        rows.append(np.ones(len(trajectory), dtype=bool))
-        ids = np.unique(trajectory)
+    def _members(self, groups: np.ndarray, held_out: list[np.ndarray]) -> torch.Tensor:
+        """0/1 row weights (M, N): each fold's training rows (all but its ``held_out`` groups), all rows, then
+        the subsamples' rows (random halves of the groups)."""
+        rows = [~np.isin(groups, ids) for ids in held_out]
+        rows.append(np.ones(len(groups), dtype=bool))
+        ids = np.unique(groups)
         rng = np.random.default_rng(self.seed)
         for _ in range(self.n_subsamples):
             half = rng.choice(ids, size=max(1, len(ids) // 2), replace=False)
-            rows.append(np.isin(trajectory, half))
-        return torch.as_tensor(np.array(rows), dtype=torch.float32), len(folds)
+            rows.append(np.isin(groups, half))
+        return torch.as_tensor(np.array(rows), dtype=torch.float32)
 
     def _cv_curve(self, path: PathFit) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Mean and standard error over folds of the log held-out error per stage, the error-minimising
