@@ -103,6 +103,15 @@ def smooth_trajectory(t: np.ndarray, x: np.ndarray, smooth: bool = True) -> tupl
     return values, slopes
 
 
+def observed_points(series: Series) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per trajectory, its times (T_i,) and values (T_i, n) at the observed points (missing NaN rows left out)."""
+    out = []
+    for t, x in zip(series.times, series.values):
+        seen = ~np.isnan(x).any(axis=1)
+        out.append((np.asarray(t, dtype=float)[seen], x[seen]))
+    return out
+
+
 MIN_INTERVAL = 0.5  # difference_data: shortest interval, as a fraction of the trajectory's median step
 
 
@@ -129,9 +138,7 @@ def difference_data(series: Series, min_fraction: float = MIN_INTERVAL) -> Deriv
     step (the implicit midpoint scheme). Its noise grows as ``1 / dt``, so intervals shorter than
     ``min_fraction`` x the median step are merged into the next. Missing points are skipped."""
     xs, ds, ids = [], [], []
-    for k, (t, x) in enumerate(zip(series.times, series.values)):
-        seen = ~np.isnan(x).any(axis=1)
-        t, x = np.asarray(t, dtype=float)[seen], x[seen]
+    for k, (t, x) in enumerate(observed_points(series)):
         if len(t) < 2:
             raise DataError(f"a trajectory needs at least two observed points for a difference, got {len(t)}")
         a, b = _intervals(t, min_fraction)
@@ -149,11 +156,7 @@ def derivative_data(series: Series, smooth: bool | str = True) -> DerivativeData
     kind = "local" if smooth is True else ("none" if smooth is False else smooth)
     if kind not in ("local", "spline", "none"):
         raise ValueError(f"smooth must be 'local', 'spline', True or False, got {smooth!r}")
-    times, values = [], []
-    for t, x in zip(series.times, series.values):
-        seen = ~np.isnan(x).any(axis=1)
-        times.append(t[seen])
-        values.append(x[seen])
+    times, values = (list(column) for column in zip(*observed_points(series)))
     if kind == "local" and min(map(len, times)) >= MIN_POINTS:
         smoothed = _local_smooth(times, values)
     else:

@@ -147,16 +147,14 @@ class SparseGraph(_Base):
         series = from_arrays(X, t, masks, feature_names)
         smoothed = derivative_data(series, self.smooth)
         groups = self._cv_groups(smoothed.trajectory)
-        self.n_folds_ = len(trajectory_folds(groups, self.folds))
         # the held-out groups of each fold, shared by every design so that their errors compare fold by fold
         held_out = [np.unique(groups[test]) for _, test in trajectory_folds(groups, self.folds)]
-        several = len(np.unique(smoothed.trajectory)) >= 2
-        if self.design == "differences" or (self.design == "auto" and several):
-            candidates = {"smoothed": smoothed, "differences": difference_data(series)}
-            if self.design == "differences":
-                del candidates["smoothed"]
-        else:
-            candidates = {"smoothed": smoothed}
+        self.n_folds_ = len(held_out)
+        if self.design != "auto":
+            names = [self.design]
+        else:  # one trajectory's blocks of time differ between the designs: the smoother alone
+            names = ["smoothed", "differences"] if len(np.unique(smoothed.trajectory)) >= 2 else ["smoothed"]
+        candidates = {name: smoothed if name == "smoothed" else difference_data(series) for name in names}
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:

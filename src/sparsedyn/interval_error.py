@@ -17,6 +17,7 @@ import torch
 
 from .baselines.edges import Standardiser
 from .collocation import HybridField
+from .derivatives import observed_points
 from .tasks.user_data import Series
 
 SUBSTEPS = 4  # RK4 steps per interval between observations
@@ -36,9 +37,7 @@ class ObservedPairs:
     @classmethod
     def of(cls, series: Series) -> ObservedPairs:
         starts, ends, dts, ids = [], [], [], []
-        for k, (t, x) in enumerate(zip(series.times, series.values)):
-            seen = ~np.isnan(x).any(axis=1)
-            t, x = np.asarray(t, dtype=float)[seen], x[seen]
+        for k, (t, x) in enumerate(observed_points(series)):
             starts.append(x[:-1])
             ends.append(x[1:])
             dts.append(np.diff(t))
