@@ -261,6 +261,8 @@ def test_bad_input_and_unfitted_use_are_named():
         _ = SparseGraph().edges_
     with pytest.raises(ValueError, match="bad folds"):
         SparseGraph(folds=1).fit(np.zeros((3, 10, 2)))
+    with pytest.raises(ValueError, match="bad design='splines'"):
+        SparseGraph(design="splines").fit(np.zeros((3, 10, 2)))
     with pytest.raises(DataError, match="at least two trajectories, or one with at least 4 time points"):
         SparseGraph().fit(np.random.default_rng(0).normal(size=(3, 2)))
     with pytest.raises(ValueError, match="no parameter"):
