@@ -115,6 +115,10 @@ def test_with_seven_points_per_trajectory_auto_picks_differences_and_ranks_edges
     assert np.mean(auto.design_errors_["differences"]) < np.mean(auto.design_errors_["smoothed"])
     assert smoothed.design_ == "smoothed" and smoothed.design_errors_ == {}
     assert edge_metrics(auto.graph_, data.truth)["auroc"] > edge_metrics(smoothed.graph_, data.truth)["auroc"] + 0.1
+    # each design's graph is kept: the chosen one is graph_, the other the graph of that design fitted alone
+    np.testing.assert_array_equal(auto.design_graphs_["differences"], auto.graph_)
+    np.testing.assert_allclose(auto.design_graphs_["smoothed"], smoothed.graph_, rtol=1e-5, atol=1e-7)
+    assert list(smoothed.design_graphs_) == ["smoothed"]
 
 
 # -- the hybrid field -----------------------------------------------------------------------

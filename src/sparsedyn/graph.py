@@ -97,7 +97,8 @@ class SparseGraph(_Base):
     points; ``"differences"``: difference quotients at interval midpoints,
     :func:`~sparsedyn.derivatives.difference_data`; ``"auto"``: fit both, keep the differences only where they
     forecast the held-out trajectories' next observation better beyond one standard error; ``design_`` and
-    ``design_errors_`` say which and why), ``seed`` every random choice, ``threads`` torch threads for the fit.
+    ``design_errors_`` say which and why, ``design_graphs_`` the ``graph_`` of each design fitted), ``seed``
+    every random choice, ``threads`` torch threads for the fit.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
@@ -168,6 +169,7 @@ class SparseGraph(_Base):
                 self.design_ = next(iter(designs))
         finally:
             torch.set_num_threads(threads)
+        self.design_graphs_ = {name: self._best_graph(design) for name, design in designs.items()}
         chosen = designs[self.design_]
         fits, self.scaler_ = chosen.fits, chosen.scaler
         # the library by the folds' held-out error at each path's best stage (mean log error)
@@ -216,6 +218,11 @@ class SparseGraph(_Base):
                             for f, r in enumerate(rows)])
             errors[name] = np.fmin(np.nan_to_num(raw, nan=np.inf), persistence)
         return errors
+
+    def _best_graph(self, design: _Design) -> np.ndarray:
+        """The ``graph_`` a design would give: the full data's mean |Jacobian| at its best library's best stage."""
+        _, path, _ = min(design.fits, key=lambda f: f[2])
+        return path.jacobian[self._cv_curve(path)[2], self.n_folds_].numpy()
 
     @staticmethod
     def _pick_design(errors: dict[str, np.ndarray]) -> str:
