@@ -46,25 +46,14 @@ def fusable(field: torch.nn.Module) -> bool:
         layer.bias is not None for layer in field.layers)
 
 
-def _forward_layers(params: tuple[Tensor, ...]) -> list[tuple[Tensor, Tensor, bool]]:
-    """Per layer, the transposed weight and the bias shaped for one fused product, made once per solve
-    rather than once per field evaluation (each view is a dispatched op; a small step evaluates the field
-    ~120 times)."""
-    layers = []
-    for w, b in zip(params[::2], params[1::2]):
-        stacked = w.dim() == 3
-        layers.append((w.transpose(-1, -2), b.unsqueeze(1) if stacked else b, stacked))
-    return layers
-
-
-def _mlp(layers: list[tuple[Tensor, Tensor, bool]], u: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """The MLP at ``u`` and its post-activation hidden states (for the backward), from
-    :func:`_forward_layers`: weights ``(out, in)`` with ``u (B, in)``, or stacked members' ``(M, out, in)``
-    with ``u (M, B, in)``."""
+def _mlp(params: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The MLP at ``u`` and its post-activation hidden states (for the backward). Weights ``(out, in)``
+    with ``u (B, in)``, or stacked members' ``(M, out, in)`` with ``u (M, B, in)``."""
     hidden, h = [], u
-    last = len(layers) - 1
-    for i, (wt, b, stacked) in enumerate(layers):
-        h = torch.baddbmm(b, h, wt) if stacked else torch.addmm(b, h, wt)
+    last = len(params) // 2 - 1
+    for i in range(last + 1):
+        w, b = params[2 * i], params[2 * i + 1]
+        h = torch.addmm(b, h, w.t()) if w.dim() == 2 else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
         if i < last:
             h = torch.tanh(h)
             hidden.append(h)
@@ -142,10 +131,9 @@ class _FusedRK4(torch.autograd.Function):
         solution: list[Tensor | None] = [None] * (1 + sum(len(o) for o in outputs))
         solution[0] = y0
         saved, y = [], y0
-        layers = _forward_layers(params)
 
         def f(u: Tensor) -> tuple[Tensor, list[Tensor]]:
-            out, hidden = _mlp(layers, u)
+            out, hidden = _mlp(params, u)
             return (out if keep is None else out * keep), hidden
 
         for dt, out in zip(steps, outputs):  # the 3/8-rule step, scalars folded into fused adds
