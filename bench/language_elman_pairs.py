@@ -10,12 +10,15 @@ interval and a sign-flip p (``sparsedyn.stats``); printed as the Markdown rows o
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from sparsedyn.stats import bootstrap_ci, sign_flip_p
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # paired_points, beside this file
+from paired_points import runs_of  # noqa: E402
 
 POINTS = {"no penalty 90%": "no_penalty/methods.2.sparsity=0.9", "no penalty 98%": "no_penalty/methods.2.sparsity=0.98",
           "L1 98%": "l1", "torus DoG 98%": "torus_dog", "permuted DoG 98%": "permuted_dog",
@@ -25,17 +28,16 @@ PAIRS = [("no penalty 98%", "no penalty 90%"), ("L1 98%", "no penalty 98%"), ("t
          ("torus DoG lambda 0.01, 90%", "no penalty 90%")]
 
 
-def test_ppl(point: Path) -> dict[int, float]:
+def perplexities(point: Path) -> dict[int, float]:
     """seed -> test perplexity of every finished run of one point."""
-    return {int(f.parent.name[len("seed"):]): json.loads(f.read_text())["metrics"]["test_ppl"]
-            for f in sorted(point.glob("seed*/results.json"))}
+    return {seed: r["metrics"]["test_ppl"] for seed, r in runs_of(point).items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path)
     args = ap.parse_args()
-    values = {name: test_ppl(args.runs / sub) for name, sub in POINTS.items()}
+    values = {name: perplexities(args.runs / sub) for name, sub in POINTS.items()}
     missing = [name for name, v in values.items() if not v]
     if missing:
         raise SystemExit(f"no finished runs for {missing} under {args.runs}")

@@ -300,7 +300,7 @@ class SparseGraph(_Base):
         self.best_stage_ = best
         self.lambdas_ = path.lambdas.numpy()
         self.strength_ = float(self.lambdas_[self.stage_])
-        self.graph_ = path.jacobian[best, full].numpy()
+        self.graph_ = self.design_graphs_[self.design_]  # the same read-out: best stage, full data
         selected = path.norms[self.stage_, full].numpy() > 0
         np.fill_diagonal(selected, True)
         self.support_ = selected
