@@ -245,6 +245,15 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
         SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
 
 
+def test_a_constant_feature_is_named_in_a_warning_and_scores_no_edge_out():
+    A, t, X = _linear_data(n_traj=6)
+    X[..., 2] = 3.0
+    with pytest.warns(GraphWarning, match=r"\['x2'\] do not vary"):
+        g = SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(X, t=t)
+    assert g.constant_features_ == ["x2"]
+    np.testing.assert_array_equal(g.graph_[[0, 1, 3, 4], 2], 0.0)
+
+
 def test_one_trajectory_is_cross_validated_over_blocks_of_time():
     """A single 60-point trajectory of the linear system: folds and subsamples are contiguous blocks of
     it (every block in exactly one fold), and the off-diagonal ranking still finds the graph."""

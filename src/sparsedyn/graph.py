@@ -178,6 +178,9 @@ class SparseGraph(_Base):
         self.poly_ = self.field_.poly
         self.feature_names_in_ = list(series.features)
         self.n_features_in_ = series.n_features
+        observed = np.concatenate(series.values)
+        self.constant_features_ = [name for name, spread in zip(self.feature_names_in_, np.nanmax(observed, 0)
+                                                                 - np.nanmin(observed, 0)) if not spread > 0]
         self._choose(self.path_)
         # stable under every library tried: the mean of each library's selection frequencies
         self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
@@ -354,6 +357,10 @@ class SparseGraph(_Base):
         return jac.detach().numpy()
 
     def _warn(self) -> None:
+        if self.constant_features_:
+            warnings.warn(f"SparseGraph: {self.constant_features_} do not vary in the data, so no edge out of "
+                          "them can be estimated (their scores are 0); drop them or add trajectories where "
+                          "they move", GraphWarning, stacklevel=3)
         off = ~np.eye(self.n_features_in_, dtype=bool)
         if not self.support_[off].any():
             warnings.warn("SparseGraph: the selected graph has no edge between variables (the one-standard-error "
