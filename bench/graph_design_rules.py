@@ -1,14 +1,18 @@
-"""How should SparseGraph combine its two designs? Every rule scored on the same fits.
+"""How should SparseGraph combine its two designs, and its two libraries? Every rule scored on the same fits.
 
 ``SparseGraph(design="auto")`` fits smoothed derivatives and difference quotients and keeps one
 (``design_``). This bench fits it once per benchmark data set and scores, from the fitted estimator's
 ``design_graphs_`` and ``design_errors_``, alternative rules side by side: each design alone, the shipped
 one-standard-error switch, the switch on the mean gap alone, and averages of the two designs' graphs (each
-scaled to its largest off-diagonal score; equal weights, or weights 1 / one-step error, squared). Mean
-off-diagonal AUROC per regime, and over the six hard regimes; rows to a CSV.
+scaled to its largest off-diagonal score; equal weights, or weights 1 / one-step error, squared).
+Within the chosen design, from ``library_graphs_`` and ``library_errors_``: the lower-error library's graph
+alone (the rule until 2026-12-06), and the two libraries' graphs averaged with weights (held-out error)^-k,
+k = 1, 2, 4 (k = 4 is ``graph_`` since 2026-12-06). Mean off-diagonal AUROC per regime, and over the six hard
+regimes; rows to a CSV.
 
     python bench/graph_design_rules.py --families hill,glv --instances 2 --out rules.csv
     python bench/graph_design_rules.py --first-instance 2 ...      # held-out instances
+    python bench/graph_design_rules.py --tables a.csv,b.csv        # tables of earlier rows, pooled
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ def _weighted(est: SparseGraph, power: float) -> np.ndarray:
     return sum(_error(est, k) ** -power * _scaled(g) for k, g in est.design_graphs_.items())
 
 
+def _libraries(est: SparseGraph, power: float) -> np.ndarray:
+    """The chosen design's library graphs averaged with weights (geometric mean held-out error)^-power;
+    power inf: the lower-error library alone."""
+    errors = est.library_errors_  # mean log held-out error per library
+    if power == np.inf:
+        return est.library_graphs_[min(errors, key=errors.__getitem__)]
+    weights = {k: np.exp(-power * (e - min(errors.values()))) for k, e in errors.items()}
+    return sum(w * est.library_graphs_[k] for k, w in weights.items()) / sum(weights.values())
+
+
 RULES = {
     "smoothed": lambda est: est.design_graphs_["smoothed"],
     "differences": lambda est: est.design_graphs_["differences"],
@@ -55,7 +69,43 @@ RULES = {
     "average": lambda est: _weighted(est, 0.0),
     "1/err": lambda est: _weighted(est, 1.0),
     "1/err^2": lambda est: _weighted(est, 2.0),
+    "lower-error library": lambda est: _libraries(est, np.inf),
+    "libraries 1/err": lambda est: _libraries(est, 1.0),
+    "libraries 1/err^2": lambda est: _libraries(est, 2.0),
+    "libraries 1/err^4": lambda est: _libraries(est, 4.0),
 }
+
+
+def report(rows: list[dict], where: str) -> None:
+    """Mean AUROC per regime and rule, then each rule against the lower-error library paired by data set
+    (mean difference, 95% bootstrap interval over the data sets, seeded; wins / losses)."""
+    rules = [n for n in RULES if n in rows[0]]
+    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        for n in rules:
+            cells[r["regime"]][n].append(float(r[n]))
+    print(f"\n# mean off-diagonal AUROC over {len(rows)} data sets; {platform.machine()}, torch {torch.__version__}, "
+          f"1 thread; {where}")
+    print("| regime | " + " | ".join(rules) + " |\n|---|" + "---|" * len(rules))
+    hard = [r for r in cells if r != "standard"]
+    for reg in [*cells, "hard regimes"]:
+        pooled = {n: [v for r in (hard if reg == "hard regimes" else [reg]) for v in cells[r][n]] for n in rules}
+        print(f"| {reg} | " + " | ".join(f"{np.mean(pooled[n]):.3f}" for n in rules) + " |")
+    base = "lower-error library"
+    if base not in rules:
+        return
+    rng = np.random.default_rng(0)
+    print(f"\n| rule minus the {base}, paired | data sets | mean | 95% interval | wins | losses |")
+    print("|---|---|---|---|---|---|")
+    for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
+        for n in [m for m in rules if m.startswith("libraries")]:
+            d = np.array([float(r[n]) - float(r[base]) for r in rows if keep(r["regime"])])
+            if not len(d):
+                continue
+            boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            print(f"| {n}, {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
+                  f"{(d < -1e-9).sum()} |")
 
 
 def main() -> None:
@@ -66,9 +116,16 @@ def main() -> None:
     ap.add_argument("--first-instance", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="graph_design_rules.csv")
+    ap.add_argument("--tables", default="", help="only print the tables of these CSV files (comma-separated)")
     args = ap.parse_args()
+    if args.tables:
+        rows = []
+        for path in args.tables.split(","):
+            with open(path, newline="") as f:
+                rows += list(csv.DictReader(f))
+        report(rows, f"rows in {args.tables}")
+        return
     torch.set_num_threads(1)
-    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["family", "instance", "regime", "seed", "design", *RULES])
         writer.writeheader()
@@ -85,17 +142,10 @@ def main() -> None:
                     writer.writerow({"family": fam, "instance": inst, "regime": reg, "seed": args.seed,
                                      "design": est.design_, **scores})
                     f.flush()
-                    for name, v in scores.items():
-                        cells[reg][name].append(v)
                     print(f"{fam:16s} {reg:17s} i{inst} {est.design_:11s}",
                           " ".join(f"{v:.3f}" for v in scores.values()), flush=True)
-    print(f"\n# mean off-diagonal AUROC; {platform.machine()}, torch {torch.__version__}, 1 thread; rows in {args.out}")
-    print("| regime | " + " | ".join(RULES) + " |\n|---|" + "---|" * len(RULES))
-    hard = [r for r in cells if r != "standard"]
-    for reg in [*cells, "hard regimes"]:
-        pooled = {n: [v for r in (hard if reg == "hard regimes" else [reg]) for v in cells[r][n]] for n in RULES}
-        print(f"| {reg} | " + " | ".join(f"{np.mean(pooled[n]):.3f}" for n in RULES) + " |")
-
+    with open(args.out, newline="") as f:
+        report(list(csv.DictReader(f)), f"rows in {args.out}")
 
 if __name__ == "__main__":
     main()

@@ -167,7 +167,7 @@ def plot_wins(rows: list[dict], path: Path, footer: str) -> None:
             if ours and means:
                 gap[a, b] = np.mean(ours) - max(np.mean(v) for v in means.values())
     fig, ax = plt.subplots(figsize=(1.2 * len(regs) + 2.5, 0.5 * len(fams) + 1.8))
-    im = ax.imshow(gap, cmap="RdBu", vmin=-0.15, vmax=0.15)
+    im = ax.imshow(gap, cmap="RdBu", vmin=-0.15, vmax=0.15, aspect="auto")
     for (a, b), v in np.ndenumerate(gap):
         ax.text(b, a, f"{v:+.2f}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(regs)), regs, rotation=30, ha="right", fontsize=8)

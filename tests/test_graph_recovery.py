@@ -245,6 +245,23 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
         SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
 
 
+def test_graph_is_the_error_weighted_average_of_the_libraries_scaled_graphs():
+    A, t, X = _linear_data(n_traj=6)
+    g = SparseGraph(n_subsamples=0, n_stages=6, steps=100).fit(X, t=t)
+    off = ~np.eye(5, dtype=bool)
+    # by hand: each library's full-data mean |Jacobian| at its own CV-best stage, scaled to max 1 off the diagonal
+    weights = {k: np.exp(-4 * e) for k, e in g.library_errors_.items()}  # (geometric mean error)^-4
+    assert set(weights) == {"linear", "degree 2"}
+    for graph in g.library_graphs_.values():
+        assert graph[off].max() == pytest.approx(1.0)
+    expected = sum(w * g.library_graphs_[k] for k, w in weights.items()) / sum(weights.values())
+    np.testing.assert_allclose(g.graph_, expected, rtol=1e-12)
+    # one library: graph_ is its scaled graph, read at the path's error-minimising stage
+    lin = SparseGraph(poly=False, n_subsamples=0, n_stages=6, steps=100, design="smoothed").fit(X, t=t)
+    raw = lin.path_.jacobian[lin.best_stage_, lin.n_folds_].numpy()
+    np.testing.assert_allclose(lin.graph_, raw / raw[off].max(), rtol=1e-6)
+
+
 def test_a_constant_feature_is_named_in_a_warning_and_scores_no_edge_out():
     A, t, X = _linear_data(n_traj=6)
     X[..., 2] = 3.0
