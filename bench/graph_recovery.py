@@ -11,6 +11,7 @@ instances and seeds) and the calibration of ``SparseGraph.edge_probability_`` ar
         [--instances 2] [--first-instance 0] [--seeds 0,1,2] [--methods sparsegraph,lasso_poly,...]
         [--peers earlier.csv]      # a peer's name + "_diff" (lasso_linear_diff): that peer on difference quotients
     python bench/graph_recovery.py --tables a.csv,b.csv --figure wins.png   # tables and figure from CSV rows
+        (a later file's row replaces an earlier one of the same data set and method)
 """
 
 from __future__ import annotations
@@ -129,9 +130,31 @@ def gaps(rows: list[dict]) -> str:
         lines.append(f"| {reg} | {len(fams)} | {per_cell[reg]:+.3f} | {single[reg]:+.3f} ({peers[best_single]}) |")
     hard = [r for r in per_cell if r != "standard"]
     if hard:
-        lines.append(f"| hard regimes (mean) | | {np.mean([per_cell[r] for r in hard]):+.3f} | "
-                     f"{np.mean([single[r] for r in hard]):+.3f} |")
+        low, high = hard_gap_interval([r for r in rows if r["regime"] in hard], peers)
+        lines.append(f"| hard regimes (mean) | | {np.mean([per_cell[r] for r in hard]):+.3f} "
+                     f"[{low:+.3f}, {high:+.3f}] | {np.mean([single[r] for r in hard]):+.3f} |")
     return "\n".join(lines)
+
+
+def hard_gap_interval(rows: list[dict], peers: list[str], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the mean over cells of (SparseGraph - the cell's best peer): the data sets
+    (instance, seed) of each cell are resampled, the same draw for every method (they share the data), and
+    the best peer is re-picked in each draw."""
+    rng = np.random.default_rng(seed)
+    methods = ["sparsegraph", *peers]
+    cells: dict[tuple, dict[tuple, dict[str, float]]] = {}
+    for r in rows:
+        data_sets = cells.setdefault((r["family"], r["regime"]), {})
+        data_sets.setdefault((r["instance"], r["seed"]), {})[r["method"]] = r["auroc"]
+    draws_per_cell = []
+    for sets in cells.values():
+        full = np.array([[s[m] for m in methods] for s in sets.values() if all(m in s for m in methods)])
+        if len(full) == 0:
+            continue
+        means = full[rng.integers(0, len(full), (draws, len(full)))].mean(axis=1)  # (draws, methods)
+        draws_per_cell.append(means[:, 0] - means[:, 1:].max(axis=1))
+    total = np.mean(draws_per_cell, axis=0)
+    return float(np.quantile(total, 0.025)), float(np.quantile(total, 0.975))
 
 
 def calibration(rows: list[dict]) -> str:
@@ -193,13 +216,16 @@ def print_tables(rows: list[dict]) -> None:
 
 
 def read_rows(files: str) -> list[dict]:
-    rows = []
+    """Rows of the CSV files, in order; a row of a later file replaces an earlier one of the same family,
+    instance, regime, seed and method (a re-run of one method on the same data sets)."""
+    rows: dict[tuple, dict] = {}
     for name in filter(None, files.split(",")):
         with open(name) as f:
             for r in csv.DictReader(f):
-                rows.append({**r, **{k: float(r[k]) if r[k] not in ("", None) else None
-                                     for k in ("auroc", "auprc", "r2", "seconds")}})
-    return rows
+                key = (r["family"], r["instance"], r["regime"], r["seed"], r["method"])
+                rows[key] = {**r, **{k: float(r[k]) if r[k] not in ("", None) else None
+                                     for k in ("auroc", "auprc", "r2", "seconds")}}
+    return list(rows.values())
 
 
 def quick() -> None:
