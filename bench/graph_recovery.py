@@ -12,6 +12,7 @@ instances and seeds) and the calibration of ``SparseGraph.edge_probability_`` ar
         [--peers earlier.csv]      # a peer's name + "_diff" (lasso_linear_diff): that peer on difference quotients
     python bench/graph_recovery.py --tables a.csv,b.csv --figure wins.png   # tables and figure from CSV rows
         (a later file's row replaces an earlier one of the same data set and method)
+        [--before old.csv]         # SparseGraph's AUROC change against an earlier run, paired by data set
 """
 
 from __future__ import annotations
@@ -157,6 +158,28 @@ def hard_gap_interval(rows: list[dict], peers: list[str], draws: int = 2000, see
     return float(np.quantile(total, 0.025)), float(np.quantile(total, 0.975))
 
 
+def paired_change(before: list[dict], rows: list[dict], draws: int = 2000, seed: int = 0) -> str:
+    """SparseGraph's AUROC in ``rows`` minus its AUROC in ``before`` on the same data sets (a change of its
+    defaults re-run on the same data), hard regimes and standard apart: mean, 95% bootstrap interval over the
+    data sets, wins and losses."""
+    def ours(rs: list[dict]) -> dict[tuple, float]:
+        return {(r["family"], r["instance"], r["regime"], r["seed"]): r["auroc"] for r in rs
+                if r["method"] == "sparsegraph"}
+
+    old, new = ours(before), ours(rows)
+    rng = np.random.default_rng(seed)
+    lines = ["| SparseGraph now minus before, paired | data sets | mean | 95% interval | wins | losses |",
+             "|---|---|---|---|---|---|"]
+    for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
+        d = np.array([new[k] - old[k] for k in new if k in old and keep(k[2])])
+        if len(d):
+            boot = d[rng.integers(0, len(d), (draws, len(d)))].mean(axis=1)
+            lo, hi = np.quantile(boot, [0.025, 0.975])
+            lines.append(f"| {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
+                         f"{(d < -1e-9).sum()} |")
+    return "\n".join(lines)
+
+
 def calibration(rows: list[dict]) -> str:
     """Of the edges that ``SparseGraph`` gives probability >= 0.9, the share that are true, per regime and
     overall (the target: >= 90%), with the recall at that cut."""
@@ -257,6 +280,8 @@ def main() -> None:
                     "methods not run now join the tables (same families, instances, regimes and seeds)")
     ap.add_argument("--tables", default="", help="Only print the tables (and --figure) of these CSV files")
     ap.add_argument("--figure", default="", help="Write the who-wins-where heat map here (PNG)")
+    ap.add_argument("--before", default="", help="With --tables: CSV files of an earlier SparseGraph run on the "
+                    "same data sets; prints its AUROC change, paired by data set")
     args = ap.parse_args()
     if args.quick:
         quick()
@@ -264,6 +289,9 @@ def main() -> None:
     if args.tables:
         rows = read_rows(args.tables)
         print_tables(rows)
+        if args.before:
+            print("\nSparseGraph against its rows in --before, same data sets:\n")
+            print(paired_change(read_rows(args.before), rows))
         if args.figure:
             plot_wins(rows, Path(args.figure), f"python bench/graph_recovery.py --tables ... · {platform.machine()}, "
                       f"2-core CPU, torch {torch.__version__}, 1 thread")
