@@ -32,7 +32,7 @@ from sparsedyn.derivatives import derivative_data, difference_data
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, forecast_r2, make_dataset
 
-OURS = {"sparsegraph": {}, "sparsegraph_hybrid": {"hidden": 8}}
+OURS = {"sparsegraph": {}, "sparsegraph_hybrid": {"hidden": 8}, "sparsegraph_linear": {"poly": False}}
 
 
 def run_one(method: str, data, seed: int) -> dict:

@@ -11,7 +11,7 @@ from sparsedyn.analysis import ranking_metrics
 from sparsedyn.baselines.edges import BASELINES, Standardiser
 from sparsedyn.collocation import HybridField, fit_library_path, library_lambda_max
 from sparsedyn.derivatives import _local_fits, derivative_data, difference_data
-from sparsedyn.graph import GraphWarning, NotFittedError, SparseGraph
+from sparsedyn.graph import PROGRESS_FEATURES, GraphWarning, NotFittedError, SparseGraph
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, make_dataset
 from sparsedyn.interval_error import ObservedPairs, one_step_error
 from sparsedyn.tasks.user_data import DataError, Series
@@ -269,6 +269,22 @@ def test_a_constant_feature_is_named_in_a_warning_and_scores_no_edge_out():
         g = SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(X, t=t)
     assert g.constant_features_ == ["x2"]
     np.testing.assert_array_equal(g.graph_[[0, 1, 3, 4], 2], 0.0)
+
+
+def test_the_progress_bar_counts_every_path_stage_and_is_off_for_small_systems(capsys):
+    """Two designs x two libraries x 5 stages, then one necessity step per library: 22 units; the bar
+    goes to stderr, never stdout, and is off by default below PROGRESS_FEATURES variables."""
+    A, t, X = _linear_data(n_traj=6)
+    SparseGraph(n_subsamples=2, n_stages=5, steps=50, progress=True).fit(X, t=t)
+    out = capsys.readouterr()
+    assert "SparseGraph" in out.err and "22/22" in out.err and out.out == ""
+    SparseGraph(n_subsamples=0, n_stages=5, steps=50, poly=False, design="smoothed", progress=True).fit(X, t=t)
+    assert "5/5" in capsys.readouterr().err
+    assert PROGRESS_FEATURES > 5
+    SparseGraph(n_subsamples=2, n_stages=5, steps=50).fit(X, t=t)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="progress"):
+        SparseGraph(progress="yes").fit(X, t=t)
 
 
 def test_one_trajectory_is_cross_validated_over_blocks_of_time():

@@ -23,6 +23,7 @@ own 0/1 weights over the data rows, its own parameters and Adam state; nothing i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -219,10 +220,10 @@ def _path_fit(lambdas: Tensor, stages: list[tuple]) -> PathFit:
 
 
 def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 150,
-             lr: float = 0.02) -> PathFit:
+             lr: float = 0.02, on_stage: Callable[[], object] | None = None) -> PathFit:
     """Fit every member along ``lambdas`` (decreasing: from few edges to many), warm-started stage to
     stage, ``steps`` Adam + proximal steps per stage. ``weights`` (M, N) selects each member's training
-    rows; its other rows are its validation rows."""
+    rows; its other rows are its validation rows. ``on_stage`` is called after each stage (a progress bar)."""
     params = [p for p in (field.bias, field.linear, field.quad, field.w_in, field.c_in, field.w_out) if p.numel()]
     opt = _Adam(params, lr)
     sizes = field.group_sizes()
@@ -238,6 +239,8 @@ def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas:
                                        step.get(id(field.w_in), torch.zeros_like(field.w_in))) / sizes
             field.prox(lam * mean_step * field.off_diagonal)
         stages.append(_stage(field, z, y, weights))
+        if on_stage is not None:
+            on_stage()
     return _path_fit(lambdas, stages)
 
 def library_features(field: HybridField, z: Tensor) -> Tensor:
@@ -252,13 +255,14 @@ def feature_groups(field: HybridField) -> Tensor:
 
 
 def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300,
-                     penalty_scale: Tensor | None = None) -> PathFit:
+                     penalty_scale: Tensor | None = None, on_stage: Callable[[], object] | None = None) -> PathFit:
     """:func:`fit_path` for a field without residual (``hidden=0``): the loss is then quadratic in the
     library coefficients ``Theta`` (F, n) per member, so each member's Gram matrix ``Phi' W Phi`` is formed
     once and the path runs FISTA (accelerated proximal gradient, step ``1 / L`` with ``L`` the loss
     gradient's Lipschitz constant), with the same composed group soft-threshold, at the cost of small
     (F x F) products per step whatever the number of data rows. ``penalty_scale``
-    (M, n, n): each member's factor on each group's penalty (the randomised lasso of stability selection)."""
+    (M, n, n): each member's factor on each group's penalty (the randomised lasso of stability selection);
+    ``on_stage`` is called after each stage (a progress bar)."""
     if field.hidden:
         raise ValueError("fit_library_path needs a field without residual (hidden=0)")
     phi = library_features(field, z)
@@ -299,6 +303,8 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
             field.linear.copy_(theta[:, 1:1 + n].transpose(1, 2))
             field.quad.copy_(theta[:, 1 + n:].transpose(1, 2))
             stages.append(_stage(field, z, y, weights))
+            if on_stage is not None:
+                on_stage()
     return _path_fit(lambdas, stages)
 
 def library_lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> float:

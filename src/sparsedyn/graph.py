@@ -40,12 +40,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .baselines.edges import Standardiser, simulate, trajectory_folds
 from .collocation import HybridField, PathFit, fit_library_path, fit_path, lambda_max, library_lambda_max
@@ -63,6 +64,9 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
 
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
+# SparseGraph(progress=None) shows its bar from this many variables on: with 30, 20 x 30 points, a default fit
+# took 131 s of CPU on this project's machine (docs/results-graph-recovery.md, "Larger systems")
+PROGRESS_FEATURES = 20
 LIBRARY_WEIGHT_POWER = 4.0  # graph_ averages the libraries' graphs with weights (held-out error)^-4
 
 
@@ -102,18 +106,21 @@ class SparseGraph(_Base):
     :func:`~sparsedyn.derivatives.difference_data`; ``"auto"``: fit both, keep the differences only where they
     forecast the held-out trajectories' next observation better beyond one standard error; ``design_`` and
     ``design_errors_`` say which and why, ``design_graphs_`` the ``graph_`` of each design fitted), ``seed``
-    every random choice, ``threads`` torch threads for the fit.
+    every random choice, ``threads`` torch threads for the fit, ``progress`` a progress bar over the path
+    stages on stderr (``None``: shown on an interactive terminal from ``PROGRESS_FEATURES`` variables on,
+    where a default fit takes a minute or more on one core).
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
                  expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, design: str = "auto",
-                 seed: int = 0, threads: int = 1) -> None:
+                 seed: int = 0, threads: int = 1, progress: bool | None = None) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
         self.randomize = randomize
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
         self.expected_false = expected_false
         self.smooth, self.design, self.seed, self.threads = smooth, design, seed, threads
+        self.progress = progress
 
     # -- scikit-learn protocol -------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -136,7 +143,7 @@ class SparseGraph(_Base):
                   "n_subsamples": self.n_subsamples >= 0,
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
                   "design": self.design in DESIGNS,
-                  "threads": self.threads >= 1}
+                  "threads": self.threads >= 1, "progress": self.progress in (None, True, False)}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
@@ -160,10 +167,18 @@ class SparseGraph(_Base):
         else:  # one trajectory's blocks of time differ between the designs: the smoother alone
             names = ["smoothed", "differences"] if len(np.unique(smoothed.trajectory)) >= 2 else ["smoothed"]
         candidates = {name: smoothed if name == "smoothed" else difference_data(series) for name in names}
+        libraries = [False, True] if self.poly == "auto" else [bool(self.poly)]
+        if self.progress is None:  # from PROGRESS_FEATURES variables on, on a terminal (tqdm's disable=None)
+            disable = None if series.n_features >= PROGRESS_FEATURES else True
+        else:
+            disable = not self.progress
+        bar = tqdm(total=len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples
+                   else 0), desc="SparseGraph", unit="stage", disable=disable)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            designs = {name: self._fit_design(data, held_out) for name, data in candidates.items()}
+            designs = {name: self._fit_design(data, held_out, libraries, bar.update)
+                       for name, data in candidates.items()}
             if len(designs) > 1:
                 pairs = ObservedPairs.of(series)
                 self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
@@ -190,22 +205,26 @@ class SparseGraph(_Base):
         # stable under every library tried: the mean of each library's selection frequencies
         self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
         if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
-            self.edge_probability_ = np.mean([self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights)
-                                              for field, path, _ in fits], axis=0)
+            necessity = []
+            for field, path, _ in fits:
+                necessity.append(self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights))
+                bar.update()
+            self.edge_probability_ = np.mean(necessity, axis=0)
         else:
             self.edge_probability_ = self.edge_stability_
+        bar.close()
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
 
-    def _fit_design(self, data: DerivativeData, held_out: list[np.ndarray]) -> _Design:
+    def _fit_design(self, data: DerivativeData, held_out: list[np.ndarray], libraries: list[bool],
+                    on_stage: Callable[[], object]) -> _Design:
         """Standardise one design's rows and fit every library's path on them, for every member."""
         scaler = Standardiser.fit(data)
         z = torch.as_tensor(scaler.states(data.x), dtype=torch.float32)
         y = torch.as_tensor(scaler.derivatives(data.dxdt), dtype=torch.float32)
         weights = self._members(self._cv_groups(data.trajectory), held_out)
-        libraries = [False, True] if self.poly == "auto" else [bool(self.poly)]
-        return _Design(scaler, z, y, weights, [self._fit_path(poly, z, y, weights, data.x.shape[1])
+        return _Design(scaler, z, y, weights, [self._fit_path(poly, z, y, weights, data.x.shape[1], on_stage)
                                                for poly in libraries])
 
     def _one_step_errors(self, designs: dict[str, _Design], pairs: ObservedPairs, held_out: list[np.ndarray]
@@ -259,19 +278,19 @@ class SparseGraph(_Base):
             return "smoothed"
         return "differences" if gap.mean() + gap.std(ddof=1) / math.sqrt(len(gap)) < 0 else "smoothed"
 
-    def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int
-                  ) -> tuple[HybridField, PathFit, float]:
+    def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int,
+                  on_stage: Callable[[], object] | None = None) -> tuple[HybridField, PathFit, float]:
         """One library's path for every member, and its best mean log held-out error over the folds."""
         generator = torch.Generator().manual_seed(self.seed)
         field = HybridField(len(weights), n, self.hidden, poly, generator)
         if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
             top = library_lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-            path = fit_library_path(field, z, y, weights, lambdas, self.steps, self._penalty_scale(n))
+            path = fit_library_path(field, z, y, weights, lambdas, self.steps, self._penalty_scale(n), on_stage)
         else:
             top = lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-            path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr)
+            path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr, on_stage)
         return field, path, float(self._cv_curve(path)[0].min())
 
     def _penalty_scale(self, n: int) -> torch.Tensor | None:
