@@ -287,6 +287,26 @@ def test_the_progress_bar_counts_every_path_stage_and_is_off_for_small_systems(c
         SparseGraph(progress="yes").fit(X, t=t)
 
 
+def test_beyond_thirty_variables_auto_fits_the_linear_library_alone_and_says_so():
+    """31 variables would make 528 degree-2 features (> MAX_AUTO_POLY_FEATURES): the linear library alone,
+    a warning that names the count, and the chain x_{k-1} -> x_k still recovered."""
+    from scipy.linalg import expm
+
+    n, rng = 31, np.random.default_rng(0)
+    A = -np.eye(n) + np.diag(np.full(n - 1, 1.2), -1)
+    t = np.linspace(0, 3, 15)
+    X = np.stack([np.stack([expm(A * s) @ x0 for s in t]) for x0 in rng.normal(0, 2, (12, n))])
+    X = X + 0.01 * X.std() * rng.standard_normal(X.shape)
+    with pytest.warns(GraphWarning, match="31 variables make 528 degree-2"):
+        g = SparseGraph(n_subsamples=0, n_stages=6, steps=100, design="smoothed").fit(X, t=t)
+    assert set(g.library_errors_) == {"linear"} and not g.poly_
+    assert edge_metrics(g.graph_, A != 0)["auroc"] > 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert SparseGraph()._libraries(30) == [False, True]  # 496 features: both, silently
+        assert SparseGraph(poly=True)._libraries(31) == [True]  # forced
+
+
 def test_one_trajectory_is_cross_validated_over_blocks_of_time():
     """A single 60-point trajectory of the linear system: folds and subsamples are contiguous blocks of
     it (every block in exactly one fold), and the off-diagonal ranking still finds the graph."""

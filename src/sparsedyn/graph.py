@@ -67,6 +67,9 @@ DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the ro
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30, 20 x 30 points, a default fit
 # took 131 s of CPU on this project's machine (docs/results-graph-recovery.md, "Larger systems")
 PROGRESS_FEATURES = 20
+# poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit took
+# 189 s of CPU against 1.5 s for the linear library alone (bench/graph_size.py), and memory grows as features^2
+MAX_AUTO_POLY_FEATURES = 500
 LIBRARY_WEIGHT_POWER = 4.0  # graph_ averages the libraries' graphs with weights (held-out error)^-4
 
 
@@ -94,9 +97,9 @@ class SparseGraph(_Base):
     """Self-tuning sparse hybrid vector field for graph recovery (see the module docstring).
 
     Parameters: ``hidden`` units of each output's neural residual (0: library only), ``poly`` degree-2
-    library terms (``"auto"``: fit the linear and the degree-2 library, forecast with the one with the lower
-    held-out error and average their graphs with weights (held-out error)^-4; ``library_errors_`` and
-    ``library_graphs_`` hold both),
+    library terms (``"auto"``: fit the linear and, up to 30 variables, the degree-2 library, forecast with
+    the one with the lower held-out error and average their graphs with weights (held-out error)^-4;
+    ``library_errors_`` and ``library_graphs_`` hold both),
     ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
     halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
@@ -167,7 +170,7 @@ class SparseGraph(_Base):
         else:  # one trajectory's blocks of time differ between the designs: the smoother alone
             names = ["smoothed", "differences"] if len(np.unique(smoothed.trajectory)) >= 2 else ["smoothed"]
         candidates = {name: smoothed if name == "smoothed" else difference_data(series) for name in names}
-        libraries = [False, True] if self.poly == "auto" else [bool(self.poly)]
+        libraries = self._libraries(series.n_features)
         if self.progress is None:  # from PROGRESS_FEATURES variables on, on a terminal (tqdm's disable=None)
             disable = None if series.n_features >= PROGRESS_FEATURES else True
         else:
@@ -216,6 +219,21 @@ class SparseGraph(_Base):
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
+
+    def _libraries(self, n: int) -> list[bool]:
+        """Which libraries to fit (False: linear, True: degree 2). ``poly="auto"`` fits both while the degree-2
+        library has at most ``MAX_AUTO_POLY_FEATURES`` features (30 variables) and the linear one alone beyond,
+        with a warning: its cost grows as the square of its n^2 / 2 features."""
+        if self.poly != "auto":
+            return [bool(self.poly)]
+        features = 1 + n + n * (n + 1) // 2
+        if features <= MAX_AUTO_POLY_FEATURES:
+            return [False, True]
+        warnings.warn(f"SparseGraph: {n} variables make {features} degree-2 library features, more than "
+                      f"poly='auto' fits ({MAX_AUTO_POLY_FEATURES}, 30 variables): the linear library alone is "
+                      "fitted (poly=True forces the degree-2 one; its cost grows as the square of the features)",
+                      GraphWarning, stacklevel=3)
+        return [False]
 
     def _fit_design(self, data: DerivativeData, held_out: list[np.ndarray], libraries: list[bool],
                     on_stage: Callable[[], object]) -> _Design:
