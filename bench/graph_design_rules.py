@@ -108,6 +108,15 @@ def report(rows: list[dict], where: str) -> None:
                   f"{(d < -1e-9).sum()} |")
 
 
+def read_csv_files(names: str) -> list[dict]:
+    """The rows of comma-separated CSV file names, in order, as strings."""
+    rows: list[dict] = []
+    for name in filter(None, names.split(",")):
+        with open(name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", default="sparse_tanh,lorenz96,hill,glv,coupled_rossler,hyper_rossler")
@@ -119,11 +128,7 @@ def main() -> None:
     ap.add_argument("--tables", default="", help="only print the tables of these CSV files (comma-separated)")
     args = ap.parse_args()
     if args.tables:
-        rows = []
-        for path in args.tables.split(","):
-            with open(path, newline="") as f:
-                rows += list(csv.DictReader(f))
-        report(rows, f"rows in {args.tables}")
+        report(read_csv_files(args.tables), f"rows in {args.tables}")
         return
     torch.set_num_threads(1)
     with open(args.out, "w", newline="") as f:

@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # graph_design_rules, beside this file
+from graph_design_rules import read_csv_files  # noqa: E402
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, make_dataset
 from sparsedyn.tasks.graph_systems import GRAPH_SYSTEMS
@@ -55,11 +59,7 @@ def main() -> None:
     ap.add_argument("--tables", default="", help="only print the summary of these CSV files (comma-separated)")
     args = ap.parse_args()
     if args.tables:
-        rows = []
-        for name in args.tables.split(","):
-            with open(name, newline="") as f:
-                rows += list(csv.DictReader(f))
-        print(summary(rows))
+        print(summary(read_csv_files(args.tables)))
         return
     torch.set_num_threads(1)
     FAMILIES.update(FRESH)  # make_dataset draws them like the benchmark's own
