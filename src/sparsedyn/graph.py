@@ -64,8 +64,8 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
 
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
-# SparseGraph(progress=None) shows its bar from this many variables on: with 30, 20 x 30 points, a default fit
-# took 131 s of CPU on this project's machine (docs/results-graph-recovery.md, "Larger systems")
+# SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
+# took 189 s of CPU on this project's machine (bench/graph_size.py; docs/results-graph-recovery.md)
 PROGRESS_FEATURES = 20
 # poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit took
 # 189 s of CPU against 1.5 s for the linear library alone (bench/graph_size.py), and memory grows as features^2
@@ -177,45 +177,47 @@ class SparseGraph(_Base):
             disable = not self.progress
         bar = tqdm(total=len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples
                    else 0), desc="SparseGraph", unit="stage", disable=disable)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            designs = {name: self._fit_design(data, held_out, libraries, bar.update)
-                       for name, data in candidates.items()}
-            if len(designs) > 1:
-                pairs = ObservedPairs.of(series)
-                self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
-                self.design_ = self._pick_design(self.design_errors_)
+        try:  # the bar closes whatever happens
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                designs = {name: self._fit_design(data, held_out, libraries, bar.update)
+                           for name, data in candidates.items()}
+                if len(designs) > 1:
+                    pairs = ObservedPairs.of(series)
+                    self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
+                    self.design_ = self._pick_design(self.design_errors_)
+                else:
+                    self.design_errors_ = {}
+                    self.design_ = next(iter(designs))
+            finally:
+                torch.set_num_threads(threads)
+            self.design_graphs_ = {name: self._best_graph(design) for name, design in designs.items()}
+            chosen = designs[self.design_]
+            fits, self.scaler_ = chosen.fits, chosen.scaler
+            # the library by the folds' held-out error at each path's best stage (mean log error)
+            self.library_errors_ = {("degree 2" if field.poly else "linear"): float(cv) for field, _, cv in fits}
+            self.library_graphs_ = self._library_graphs(chosen)
+            self.field_, self.path_, _ = min(fits, key=lambda f: f[2])
+            self.poly_ = self.field_.poly
+            self.feature_names_in_ = list(series.features)
+            self.n_features_in_ = series.n_features
+            observed = np.concatenate(series.values)
+            self.constant_features_ = [name for name, spread in zip(self.feature_names_in_, np.nanmax(observed, 0)
+                                                                     - np.nanmin(observed, 0)) if not spread > 0]
+            self._choose(self.path_)
+            # stable under every library tried: the mean of each library's selection frequencies
+            self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
+            if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
+                necessity = []
+                for field, path, _ in fits:
+                    necessity.append(self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights))
+                    bar.update()
+                self.edge_probability_ = np.mean(necessity, axis=0)
             else:
-                self.design_errors_ = {}
-                self.design_ = next(iter(designs))
+                self.edge_probability_ = self.edge_stability_
         finally:
-            torch.set_num_threads(threads)
-        self.design_graphs_ = {name: self._best_graph(design) for name, design in designs.items()}
-        chosen = designs[self.design_]
-        fits, self.scaler_ = chosen.fits, chosen.scaler
-        # the library by the folds' held-out error at each path's best stage (mean log error)
-        self.library_errors_ = {("degree 2" if field.poly else "linear"): float(cv) for field, _, cv in fits}
-        self.library_graphs_ = self._library_graphs(chosen)
-        self.field_, self.path_, _ = min(fits, key=lambda f: f[2])
-        self.poly_ = self.field_.poly
-        self.feature_names_in_ = list(series.features)
-        self.n_features_in_ = series.n_features
-        observed = np.concatenate(series.values)
-        self.constant_features_ = [name for name, spread in zip(self.feature_names_in_, np.nanmax(observed, 0)
-                                                                 - np.nanmin(observed, 0)) if not spread > 0]
-        self._choose(self.path_)
-        # stable under every library tried: the mean of each library's selection frequencies
-        self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
-        if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
-            necessity = []
-            for field, path, _ in fits:
-                necessity.append(self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights))
-                bar.update()
-            self.edge_probability_ = np.mean(necessity, axis=0)
-        else:
-            self.edge_probability_ = self.edge_stability_
-        bar.close()
+            bar.close()
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
