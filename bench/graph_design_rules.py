@@ -26,8 +26,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from sparsedyn.graph import GraphWarning, SparseGraph
+from sparsedyn.graph import GraphWarning, SparseGraph, average_library_graphs
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, make_dataset
+from sparsedyn.stats import bootstrap_ci
 
 
 def _scaled(g: np.ndarray) -> np.ndarray:
@@ -57,8 +58,7 @@ def _libraries(est: SparseGraph, power: float) -> np.ndarray:
     errors = est.library_errors_  # mean log held-out error per library
     if power == np.inf:
         return est.library_graphs_[min(errors, key=errors.__getitem__)]
-    weights = {k: np.exp(-power * (e - min(errors.values()))) for k, e in errors.items()}
-    return sum(w * est.library_graphs_[k] for k, w in weights.items()) / sum(weights.values())
+    return average_library_graphs(est.library_graphs_, errors, power)
 
 
 RULES = {
@@ -78,7 +78,8 @@ RULES = {
 
 def report(rows: list[dict], where: str) -> None:
     """Mean AUROC per regime and rule, then each rule against the lower-error library paired by data set
-    (mean difference, 95% bootstrap interval over the data sets, seeded; wins / losses)."""
+    (mean difference, 95% bootstrap interval over the data sets by :func:`sparsedyn.stats.bootstrap_ci`;
+    wins / losses)."""
     rules = [n for n in RULES if n in rows[0]]
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -94,7 +95,6 @@ def report(rows: list[dict], where: str) -> None:
     base = "lower-error library"
     if base not in rules:
         return
-    rng = np.random.default_rng(0)
     print(f"\n| rule minus the {base}, paired | data sets | mean | 95% interval | wins | losses |")
     print("|---|---|---|---|---|---|")
     for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
@@ -102,8 +102,7 @@ def report(rows: list[dict], where: str) -> None:
             d = np.array([float(r[n]) - float(r[base]) for r in rows if keep(r["regime"])])
             if not len(d):
                 continue
-            boot = [rng.choice(d, len(d)).mean() for _ in range(2000)]
-            lo, hi = np.percentile(boot, [2.5, 97.5])
+            lo, hi = bootstrap_ci(d, n_boot=2000)
             print(f"| {n}, {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
                   f"{(d < -1e-9).sum()} |")
 

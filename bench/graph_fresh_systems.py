@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # graph_design_rules, 
 from graph_design_rules import read_csv_files  # noqa: E402
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, make_dataset
+from sparsedyn.stats import bootstrap_ci
 from sparsedyn.tasks.graph_systems import GRAPH_SYSTEMS
 from sparsedyn.tasks.systems import make_system
 
@@ -39,8 +40,7 @@ FRESH = {  # family -> (system from an instance seed, time span); none of these 
 
 def summary(rows: list[dict]) -> str:
     d = np.array([float(r["averaged"]) - float(r["lower_error"]) for r in rows])
-    rng = np.random.default_rng(0)
-    lo, hi = np.quantile(d[rng.integers(0, len(d), (4000, len(d)))].mean(axis=1), [0.025, 0.975])
+    lo, hi = bootstrap_ci(d, n_boot=4000)
     lines = [f"averaged minus lower-error library, paired: {len(d)} data sets, {d.mean():+.4f} "
              f"[{lo:+.4f}, {hi:+.4f}] (95% bootstrap), {(d > 1e-9).sum()} better, {(d < -1e-9).sum()} worse"]
     for fam in dict.fromkeys(r["family"] for r in rows):

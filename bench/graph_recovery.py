@@ -31,6 +31,7 @@ from sparsedyn.baselines.edges import BASELINES
 from sparsedyn.derivatives import derivative_data, difference_data
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, forecast_r2, make_dataset
+from sparsedyn.stats import bootstrap_ci
 
 OURS = {"sparsegraph": {}, "sparsegraph_hybrid": {"hidden": 8}, "sparsegraph_linear": {"poly": False}}
 
@@ -167,14 +168,12 @@ def paired_change(before: list[dict], rows: list[dict], draws: int = 2000, seed:
                 if r["method"] == "sparsegraph"}
 
     old, new = ours(before), ours(rows)
-    rng = np.random.default_rng(seed)
     lines = ["| SparseGraph now minus before, paired | data sets | mean | 95% interval | wins | losses |",
              "|---|---|---|---|---|---|"]
     for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
         d = np.array([new[k] - old[k] for k in new if k in old and keep(k[2])])
         if len(d):
-            boot = d[rng.integers(0, len(d), (draws, len(d)))].mean(axis=1)
-            lo, hi = np.quantile(boot, [0.025, 0.975])
+            lo, hi = bootstrap_ci(d, n_boot=draws, seed=seed)
             lines.append(f"| {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
                          f"{(d < -1e-9).sum()} |")
     return "\n".join(lines)

@@ -92,6 +92,26 @@ class _Design:
     weights: torch.Tensor
     fits: list[tuple[HybridField, PathFit, float]]
 
+    @property
+    def errors(self) -> dict[str, float]:
+        """Each library's mean log held-out error at its best stage, by library name."""
+        return {_library_name(field): float(cv) for field, _, cv in self.fits}
+
+
+def _library_name(field: HybridField) -> str:
+    return "degree 2" if field.poly else "linear"
+
+
+def average_library_graphs(graphs: dict[str, np.ndarray], errors: dict[str, float],
+                           power: float = LIBRARY_WEIGHT_POWER) -> np.ndarray:
+    """The libraries' scaled graphs averaged with weights error^-``power`` (``errors``: mean log held-out
+    errors, so the weight is exp(-power * error)). ``graph_`` is this at ``LIBRARY_WEIGHT_POWER``: averaging
+    rather than keeping the lower-error library alone ranked the true edges better on held-out benchmark
+    instances (``docs/results-graph-recovery.md``); the steep power keeps a library that predicts clearly
+    worse (a spurious degree-2 fit to a linear system) from diluting the graph."""
+    weights = np.array([math.exp(-power * errors[name]) for name in graphs])
+    return sum(w * g for w, g in zip(weights / weights.sum(), graphs.values()))
+
 
 class SparseGraph(_Base):
     """Self-tuning sparse hybrid vector field for graph recovery (see the module docstring).
@@ -175,9 +195,8 @@ class SparseGraph(_Base):
             disable = None if series.n_features >= PROGRESS_FEATURES else True
         else:
             disable = not self.progress
-        bar = tqdm(total=len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples
-                   else 0), desc="SparseGraph", unit="stage", disable=disable)
-        try:  # the bar closes whatever happens
+        total = len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples else 0)
+        with tqdm(total=total, desc="SparseGraph", unit="stage", disable=disable) as bar:
             threads = torch.get_num_threads()
             torch.set_num_threads(self.threads)
             try:
@@ -192,12 +211,14 @@ class SparseGraph(_Base):
                     self.design_ = next(iter(designs))
             finally:
                 torch.set_num_threads(threads)
-            self.design_graphs_ = {name: self._best_graph(design) for name, design in designs.items()}
+            library_graphs = {name: self._library_graphs(design) for name, design in designs.items()}
+            self.design_graphs_ = {name: average_library_graphs(library_graphs[name], design.errors)
+                                   for name, design in designs.items()}
             chosen = designs[self.design_]
             fits, self.scaler_ = chosen.fits, chosen.scaler
             # the library by the folds' held-out error at each path's best stage (mean log error)
-            self.library_errors_ = {("degree 2" if field.poly else "linear"): float(cv) for field, _, cv in fits}
-            self.library_graphs_ = self._library_graphs(chosen)
+            self.library_errors_ = chosen.errors
+            self.library_graphs_ = library_graphs[self.design_]
             self.field_, self.path_, _ = min(fits, key=lambda f: f[2])
             self.poly_ = self.field_.poly
             self.feature_names_in_ = list(series.features)
@@ -216,8 +237,6 @@ class SparseGraph(_Base):
                 self.edge_probability_ = np.mean(necessity, axis=0)
             else:
                 self.edge_probability_ = self.edge_stability_
-        finally:
-            bar.close()
         self.fit_seconds_ = time.process_time() - start
         self._warn()
         return self
@@ -274,18 +293,8 @@ class SparseGraph(_Base):
         for field, path, _ in design.fits:
             g = path.jacobian[self._cv_curve(path)[2], self.n_folds_].numpy().astype(float)
             top = g[off].max() if off.any() else 0.0
-            graphs["degree 2" if field.poly else "linear"] = g / top if top > 0 else g
+            graphs[_library_name(field)] = g / top if top > 0 else g
         return graphs
-
-    def _best_graph(self, design: _Design) -> np.ndarray:
-        """The ``graph_`` a design gives: its libraries' graphs (:meth:`_library_graphs`) averaged with weights
-        error^-``LIBRARY_WEIGHT_POWER`` (the held-out error's geometric mean over the folds at each library's
-        best stage). Averaging rather than keeping the lower-error library alone ranked the true edges better
-        on held-out benchmark instances (``docs/results-graph-recovery.md``); the steep power keeps a library
-        that predicts clearly worse (a spurious degree-2 fit to a linear system) from diluting the graph."""
-        graphs = self._library_graphs(design)
-        weights = np.array([math.exp(-LIBRARY_WEIGHT_POWER * cv) for _, _, cv in design.fits])
-        return sum(w * g for w, g in zip(weights / weights.sum(), graphs.values()))
 
     @staticmethod
     def _pick_design(errors: dict[str, np.ndarray]) -> str:
