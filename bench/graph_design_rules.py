@@ -77,9 +77,9 @@ RULES = {
 
 
 def report(rows: list[dict], where: str) -> None:
-    """Mean AUROC per regime and rule, then each rule against the lower-error library paired by data set
-    (mean difference, 95% bootstrap interval over the data sets by :func:`sparsedyn.stats.bootstrap_ci`;
-    wins / losses)."""
+    """Mean AUROC per regime and rule, then the library rules against the lower-error library and the design
+    rules against the shipped one-standard-error switch, paired by data set (mean difference, 95% bootstrap
+    interval over the data sets by :func:`sparsedyn.stats.bootstrap_ci`; wins / losses)."""
     rules = [n for n in RULES if n in rows[0]]
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -92,19 +92,22 @@ def report(rows: list[dict], where: str) -> None:
     for reg in [*cells, "hard regimes"]:
         pooled = {n: [v for r in (hard if reg == "hard regimes" else [reg]) for v in cells[r][n]] for n in rules}
         print(f"| {reg} | " + " | ".join(f"{np.mean(pooled[n]):.3f}" for n in rules) + " |")
-    base = "lower-error library"
-    if base not in rules:
-        return
-    print(f"\n| rule minus the {base}, paired | data sets | mean | 95% interval | wins | losses |")
-    print("|---|---|---|---|---|---|")
-    for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
-        for n in [m for m in rules if m.startswith("libraries")]:
-            d = np.array([float(r[n]) - float(r[base]) for r in rows if keep(r["regime"])])
-            if not len(d):
-                continue
-            lo, hi = bootstrap_ci(d, n_boot=2000)
-            print(f"| {n}, {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
-                  f"{(d < -1e-9).sum()} |")
+    # the library rules against the lower-error library, the design rules against the shipped switch
+    for base, compared in (("lower-error library", [m for m in rules if m.startswith("libraries")]),
+                           ("auto (1 se)", ["differences", "mean switch", "average", "1/err", "1/err^2"])):
+        if base not in rules:
+            continue
+        print(f"\n| rule minus the {base}, paired | data sets | mean | 95% interval | wins | losses |")
+        print("|---|---|---|---|---|---|")
+        for part, keep in (("hard regimes", lambda reg: reg != "standard"),
+                           ("standard", lambda reg: reg == "standard")):
+            for n in [m for m in compared if m in rules]:
+                d = np.array([float(r[n]) - float(r[base]) for r in rows if keep(r["regime"])])
+                if not len(d):
+                    continue
+                lo, hi = bootstrap_ci(d, n_boot=2000)
+                print(f"| {n}, {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
+                      f"{(d < -1e-9).sum()} |")
 
 
 def read_csv_files(names: str) -> list[dict]:
