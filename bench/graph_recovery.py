@@ -160,22 +160,24 @@ def hard_gap_interval(rows: list[dict], peers: list[str], draws: int = 2000, see
 
 
 def paired_change(before: list[dict], rows: list[dict], draws: int = 2000, seed: int = 0) -> str:
-    """SparseGraph's AUROC in ``rows`` minus its AUROC in ``before`` on the same data sets (a change of its
-    defaults re-run on the same data), hard regimes and standard apart: mean, 95% bootstrap interval over the
-    data sets, wins and losses."""
-    def ours(rs: list[dict]) -> dict[tuple, float]:
-        return {(r["family"], r["instance"], r["regime"], r["seed"]): r["auroc"] for r in rs
-                if r["method"] == "sparsegraph"}
+    """SparseGraph's AUROC and forecast R^2 (clipped at -1, as in the tables) in ``rows`` minus the same in
+    ``before`` on the same data sets (a change of its defaults re-run on the same data), hard regimes and
+    standard apart: mean, 95% bootstrap interval over the data sets, wins and losses."""
+    def ours(rs: list[dict], key: str) -> dict[tuple, float]:
+        return {(r["family"], r["instance"], r["regime"], r["seed"]): max(r[key], -1.0) for r in rs
+                if r["method"] == "sparsegraph" and r[key] is not None and not np.isnan(r[key])}
 
-    old, new = ours(before), ours(rows)
     lines = ["| SparseGraph now minus before, paired | data sets | mean | 95% interval | wins | losses |",
              "|---|---|---|---|---|---|"]
-    for part, keep in (("hard regimes", lambda reg: reg != "standard"), ("standard", lambda reg: reg == "standard")):
-        d = np.array([new[k] - old[k] for k in new if k in old and keep(k[2])])
-        if len(d):
-            lo, hi = bootstrap_ci(d, n_boot=draws, seed=seed)
-            lines.append(f"| {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {(d > 1e-9).sum()} | "
-                         f"{(d < -1e-9).sum()} |")
+    for key, label in (("auroc", "AUROC"), ("r2", "forecast R^2")):
+        old, new = ours(before, key), ours(rows, key)
+        for part, keep in (("hard regimes", lambda reg: reg != "standard"),
+                           ("standard", lambda reg: reg == "standard")):
+            d = np.array([new[k] - old[k] for k in new if k in old and keep(k[2])])
+            if len(d):
+                lo, hi = bootstrap_ci(d, n_boot=draws, seed=seed)
+                lines.append(f"| {label}, {part} | {len(d)} | {d.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+                             f"{(d > 1e-9).sum()} | {(d < -1e-9).sum()} |")
     return "\n".join(lines)
 
 

@@ -316,6 +316,64 @@ def test_one_trajectory_is_cross_validated_over_blocks_of_time():
     assert list(np.unique(blocks)) == list(range(10)) and np.all(np.diff(blocks) >= 0)
     g.fit(X[0], t=t)
     assert ranking_metrics(g.graph_, A != 0)["auroc_offdiag"] > 0.95
+    # blocks of time are not trajectories to forecast: the lower derivative error picks the forecasting library
+    assert g.forecast_errors_ == {}
+    assert g.poly_ == (g.library_errors_["degree 2"] < g.library_errors_["linear"])
+
+
+def test_forecasts_use_the_library_that_forecasts_the_held_out_trajectories_better():
+    """``forecast_errors_`` by hand for the library that forecasts: its fold members at the path's best stage
+    integrate each held-out trajectory from its first observation (RK4), the error capped at that of repeating
+    the first point, mean over the fold's trajectories, mean log over folds; and it is the lower of the two."""
+    import copy
+
+    from sparsedyn.baselines.edges import trajectory_folds
+    from sparsedyn.tasks.user_data import from_arrays
+
+    A, t, X = _linear_data(n_traj=8, noise=0.05)
+    g = SparseGraph(n_subsamples=0, n_stages=6, steps=100, design="smoothed").fit(X, t=t)
+    assert set(g.forecast_errors_) == {"linear", "degree 2"}
+    assert g.poly_ == (g.forecast_errors_["degree 2"] < g.forecast_errors_["linear"])
+    trajectory = derivative_data(from_arrays(X, t)).trajectory
+    scale = X.reshape(-1, 5).std(axis=0)
+    field = copy.deepcopy(g.field_)
+    field.load_state_dict(g.path_.states[g.best_stage_])
+    logs = []
+    for f, (_, test) in enumerate(trajectory_folds(trajectory, g.folds)):
+        errors = []
+        for k in np.unique(trajectory[test]):
+            z = torch.as_tensor(g.scaler_.states(X[k, :1]), dtype=torch.float32)
+            rate = _rate_in_standard_units(field.member(f), g.scaler_)
+            path = [z]
+            for dt in np.diff(t):
+                h = float(dt) / 4
+                for _ in range(4):  # classical RK4, four steps per observation interval
+                    k1 = rate(z)
+                    k2 = rate(z + h / 2 * k1)
+                    k3 = rate(z + h / 2 * k2)
+                    k4 = rate(z + h * k3)
+                    z = z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+                path.append(z)
+            forecast = torch.cat(path).detach().double().numpy() * g.scaler_.x_scale + g.scaler_.x_mean
+            errors.append(min(np.mean(((forecast - X[k]) / scale) ** 2), np.mean(((X[k] - X[k, 0]) / scale) ** 2)))
+        logs.append(np.log(np.mean(errors)))
+    assert g.forecast_errors_["degree 2" if g.poly_ else "linear"] == pytest.approx(np.mean(logs), rel=1e-5)
+    # where the forecast errors disagree with the derivative errors, they decide (and only the forecasts)
+    assert g.library_errors_["linear"] < g.library_errors_["degree 2"] and not g.poly_
+    swapped = {"linear": 0.0, "degree 2": -1.0}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SparseGraph, "_library_forecast_errors", lambda *args: swapped)
+        h = SparseGraph(n_subsamples=0, n_stages=6, steps=100, design="smoothed").fit(X, t=t)
+    assert h.poly_ and h.forecast_errors_ == swapped
+    np.testing.assert_array_equal(h.graph_, g.graph_)
+    assert h.library_errors_ == g.library_errors_
+
+
+def _rate_in_standard_units(field, scaler):
+    """dz/dt of a one-member field in standardised states: its derivatives mapped back and rescaled."""
+    return lambda z: (field(z)[0] * torch.as_tensor(scaler.d_scale, dtype=torch.float32)
+                      + torch.as_tensor(scaler.d_mean, dtype=torch.float32)) / torch.as_tensor(
+                          scaler.x_scale, dtype=torch.float32)
 
 
 def test_bad_input_and_unfitted_use_are_named():
