@@ -304,6 +304,48 @@ def list_() -> None:
 
 
 @app.command()
+@friendly_errors
+def graph(
+    data: Path = typer.Argument(..., help="Trajectories: .csv / .csv.gz (one row per observation), .npz or .h5ad."),
+    out: Path = typer.Option(Path("graph_out"), help="Folder for edges.csv, graph.png and fit.json."),
+    time: str = typer.Option("t", help="The time column (CSV), array (.npz) or obs column (.h5ad)."),
+    group: str | None = typer.Option(None, help="The column that names each row's trajectory (CSV, .h5ad)."),
+    seed: int = typer.Option(0, help="Every random choice of the fit (folds, subsamples)."),
+    poly: str = typer.Option("auto", help="Degree-2 library terms: auto, true or false."),
+    top: int = typer.Option(15, min=0, help="Edges to print, best first."),
+) -> None:
+    """The dependency graph of your system from its trajectories (SparseGraph with its defaults): writes
+    edges.csv (every edge, best first, with its probability and sign), graph.png (the graph with edge
+    confidence and forecasts of three trajectories) and fit.json (what the fit chose)."""
+    import sys
+
+    from .graph import SparseGraph
+    from .io import write_csv, write_json
+    from .tasks.user_data import load_series
+
+    choices = {"auto": "auto", "true": True, "false": False}
+    if poly.lower() not in choices:
+        raise typer.BadParameter(f"--poly must be auto, true or false, got {poly!r}")
+    series = load_series(data, time, group)
+    est = SparseGraph(poly=choices[poly.lower()], seed=seed, progress=True).fit(
+        series.values, t=series.times, feature_names=series.features)
+    write_csv(out / "edges.csv", est.edges_)
+    write_json(out / "fit.json", {
+        "command": "sparsedyn " + " ".join(sys.argv[1:]), "machine": _machine(), "data": str(data),
+        "trajectories": len(series.values), "features": list(series.features), "design": est.design_,
+        "forecast_library": "degree 2" if est.poly_ else "linear", "strength": est.strength_,
+        "library_errors": est.library_errors_, "forecast_errors": est.forecast_errors_,
+        "fit_cpu_seconds": est.fit_seconds_, "seed": seed})
+    est.plot(out / "graph.png", series)
+    typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
+    for e in est.edges_[:top]:
+        typer.echo(f"{e['source']:>14} -> {e['target']:<14} {e['score']:6.3f} {e['probability']:11.2f} "
+                   f"{'+' if e['sign'] > 0 else '-' if e['sign'] < 0 else '0'}")
+    typer.echo(f"wrote {out / 'edges.csv'}, {out / 'graph.png'} and {out / 'fit.json'} "
+               f"(fit {est.fit_seconds_:.1f} s CPU)")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the figure and run files."),
     epochs: int = typer.Option(1000, help="Training epochs per model."),

@@ -6,6 +6,7 @@
     g.edge_probability_    # (out, in) how often each edge is selected and needed, over random halves
     g.edges_               # one row per edge: source, target, score, probability, sign
     g.simulate(x0, t)      # forecast by integrating the fitted field
+    g.plot("graph.png", X[:3], t)  # the graph with edge confidence, and forecasts of three trajectories
 
 The pipeline (each step in its own module):
 
@@ -43,6 +44,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -491,6 +493,14 @@ class SparseGraph(_Base):
                                  "probability": float(self.edge_probability_[i, j]),
                                  "sign": int(self.sign_[i, j]), "selected": bool(self.support_[i, j])})
         return sorted(rows, key=lambda r: (-r["score"], r["source"], r["target"]))
+
+    def plot(self, path: str | Path, X: Any = None, t: Any = None, truth: np.ndarray | None = None,
+             **options: Any) -> Path:
+        """Write the graph with each edge's confidence and, given trajectories ``X`` at times ``t``, their
+        forecasts next to the observations, to ``path`` (PNG; :func:`~sparsedyn.graph_figure.plot_graph`)."""
+        from .graph_figure import plot_graph
+
+        return plot_graph(self, path, X, t, truth, **options)
 
     def derivative(self, x: np.ndarray) -> np.ndarray:
         """The fitted field (at the error-minimising stage) in the data's units: states (N, n) -> dx/dt (N, n)."""

@@ -1,0 +1,85 @@
+"""SparseGraph's figure (the graph with edge confidence, forecasts) and the ``sparsedyn graph`` command."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sparsedyn.cli import app
+from sparsedyn.graph import SparseGraph
+from sparsedyn.graph_figure import CONFIDENT, graph_figure
+from sparsedyn.tasks.user_data import DataError, from_arrays
+from test_graph_recovery import _linear_data
+
+FAST = {"n_subsamples": 4, "n_stages": 6, "steps": 100}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    A, t, X = _linear_data(n_traj=8)
+    return A, t, X, SparseGraph(**FAST).fit(X, t=t)
+
+
+def test_the_heat_map_is_graph_and_the_marks_are_the_confident_edges(fitted):
+    A, t, X, g = fitted
+    fig = graph_figure(g, from_arrays(X[:2], t), truth=A != 0)
+    heat, forecasts = fig.axes[0], fig.axes[1]  # axes[2] is the colour bar
+    shown = np.array(heat.images[0].get_array())
+    expected = g.graph_.copy()
+    np.fill_diagonal(expected, np.nan)
+    np.testing.assert_array_equal(np.isnan(shown), np.eye(5, dtype=bool))
+    np.testing.assert_allclose(shown[~np.eye(5, dtype=bool)], expected[~np.eye(5, dtype=bool)])
+    filled, _, true = (np.asarray(c.get_offsets()) for c in heat.collections)
+    off = ~np.eye(5, dtype=bool)
+    assert {(int(j), int(i)) for j, i in filled} == {(j, i) for i, j in zip(*np.nonzero(off & (g.edge_probability_
+                                                                                                  >= CONFIDENT)))}
+    assert {(int(j), int(i)) for j, i in true} == {(j, i) for i, j in zip(*np.nonzero(off & (A != 0)))}
+    signs = {(int(round(x)), int(round(y))): s.get_text() for s in heat.texts for x, y in [s.get_position()]}
+    assert len(signs) == int((off & (g.edge_probability_ >= CONFIDENT)).sum())
+    for (j, i), text in signs.items():
+        assert text == ("+" if g.sign_[i, j] > 0 else "-")
+    # the forecast lines are the estimator's own forecasts from each trajectory's first observation
+    line = forecasts.lines[0]
+    fine = np.linspace(t[0], t[-1], 200)
+    np.testing.assert_allclose(line.get_ydata(), g.simulate(X[0, 0], fine)[:, int(line.get_label()[1:])])
+    with pytest.raises(DataError, match=r"truth must be \(5, 5\)"):
+        graph_figure(g, truth=np.ones((4, 4), dtype=bool))
+
+
+def test_plot_writes_a_png_and_refuses_other_feature_counts(fitted, tmp_path):
+    A, t, X, g = fitted
+    path = g.plot(tmp_path / "sub" / "graph.png", X[:3], t)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="5 features|features"):
+        g.plot(tmp_path / "bad.png", X[:2, :, :3], t)
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
+    A, t, X = _linear_data(n_traj=8)
+    data = tmp_path / "runs.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "time", *[f"g{i}" for i in range(5)]])
+        for b in range(len(X)):
+            w.writerows([f"r{b}", t[k], *X[b, k]] for k in range(len(t)))
+    res = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--out",
+                                   str(tmp_path / "out"), "--seed", "3", "--top", "5"])
+    assert res.exit_code == 0, res.output
+    direct = SparseGraph(seed=3).fit(X, t=t, feature_names=[f"g{i}" for i in range(5)])
+    with open(tmp_path / "out" / "edges.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["source"], r["target"]) for r in rows] == [(e["source"], e["target"]) for e in direct.edges_]
+    np.testing.assert_allclose([float(r["score"]) for r in rows], [e["score"] for e in direct.edges_], rtol=1e-12)
+    assert (tmp_path / "out" / "graph.png").read_bytes()[:4] == b"\x89PNG"
+    chosen = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert chosen["design"] == direct.design_ and chosen["strength"] == direct.strength_
+    assert chosen["forecast_library"] == ("degree 2" if direct.poly_ else "linear")
+    best = direct.edges_[0]
+    assert f"{best['source']:>14} -> {best['target']:<14}" in res.output
+    missing = CliRunner().invoke(app, ["graph", str(tmp_path / "nope.csv")])
+    assert missing.exit_code != 0 and "data file not found" in missing.output
+    bad = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--poly", "cubic"])
+    assert bad.exit_code != 0 and "--poly must be auto, true or false" in bad.output
