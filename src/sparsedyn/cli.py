@@ -323,7 +323,7 @@ def graph(
     from .io import write_csv, write_json
     from .tasks.user_data import load_series
 
-    choices = {"auto": "auto", "true": True, "false": False}
+    choices: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}
     if poly.lower() not in choices:
         raise typer.BadParameter(f"--poly must be auto, true or false, got {poly!r}")
     series = load_series(data, time, group)
