@@ -28,12 +28,12 @@ from .tasks.user_data import DataError, Series, from_arrays
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .graph import SparseGraph
+# ``est`` below is a fitted SparseGraph; typed Any because sparsedyn.graph imports this module (its ``plot``)
 
 CONFIDENT = 0.9  # edge_probability_ at which an edge is marked filled (the calibration the benchmark checks)
 
 
-def graph_figure(est: SparseGraph, series: Series | None = None, truth: np.ndarray | None = None,
+def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | None = None,
                  confident: float = CONFIDENT, features: int = 4, trajectories: int = 3) -> Figure:
     """The figure (see the module docstring); ``truth`` (n, n) boolean, if known, outlines the true edges."""
     import matplotlib
@@ -80,7 +80,7 @@ def graph_figure(est: SparseGraph, series: Series | None = None, truth: np.ndarr
     return fig
 
 
-def _forecasts(ax: Any, est: SparseGraph, series: Series, features: int, trajectories: int) -> None:
+def _forecasts(ax: Any, est: Any, series: Series, features: int, trajectories: int) -> None:
     """Forecasts from each trajectory's first observation over a fine grid, and the observations."""
     if series.n_features != est.n_features_in_:
         raise DataError(f"the trajectories have {series.n_features} features, the fit had {est.n_features_in_}")
@@ -99,7 +99,7 @@ def _forecasts(ax: Any, est: SparseGraph, series: Series, features: int, traject
     ax.legend(fontsize=7, frameon=False)
 
 
-def plot_graph(est: SparseGraph, path: str | Path, X: Any = None, t: Any = None, truth: np.ndarray | None = None,
+def plot_graph(est: Any, path: str | Path, X: Any = None, t: Any = None, truth: np.ndarray | None = None,
                **options: Any) -> Path:
     """Write :func:`graph_figure` to ``path`` (PNG, atomically); ``X``, ``t`` as ``fit`` takes them (or a
     :class:`~sparsedyn.tasks.user_data.Series`) are the trajectories to forecast, if any."""
