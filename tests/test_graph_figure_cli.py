@@ -77,6 +77,7 @@ def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
     chosen = json.loads((tmp_path / "out" / "fit.json").read_text())
     assert chosen["design"] == direct.design_ and chosen["strength"] == direct.strength_
     assert chosen["forecast_library"] == ("degree 2" if direct.poly_ else "linear")
+    assert chosen["trajectory_matching_kept"] == direct.refined_
     best = direct.edges_[0]
     assert f"{best['source']:>14} -> {best['target']:<14}" in res.output
     missing = CliRunner().invoke(app, ["graph", str(tmp_path / "nope.csv")])

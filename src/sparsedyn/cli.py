@@ -335,6 +335,7 @@ def graph(
         "trajectories": len(series.values), "features": list(series.features), "design": est.design_,
         "forecast_library": "degree 2" if est.poly_ else "linear", "strength": est.strength_,
         "library_errors": est.library_errors_, "forecast_errors": est.forecast_errors_,
+        "trajectory_matching_kept": est.refined_, "trajectory_matching_errors": est.refine_errors_,
         "fit_cpu_seconds": est.fit_seconds_, "seed": seed})
     est.plot(out / "graph.png", series)
     typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")

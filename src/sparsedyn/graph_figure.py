@@ -46,7 +46,7 @@ def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | Non
     if truth is not None and np.shape(truth) != (n, n):
         raise DataError(f"truth must be ({n}, {n}) like graph_, got shape {np.shape(truth)}")
     panels = 2 if series is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels + 0.6, 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels + 0.6, 5.2), squeeze=False)
     ax = axes[0, 0]
     scores = np.array(est.graph_, dtype=float)
     np.fill_diagonal(scores, np.nan)
@@ -71,12 +71,13 @@ def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | Non
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     ax.set_title(f"graph_ ({est.design_} derivatives, {'degree-2' if est.poly_ else 'linear'} forecasts)", fontsize=9)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=7, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower right", bbox_to_anchor=(0.99, 0.0), ncol=3, fontsize=7,
+               frameon=False)
     if series is not None:
         _forecasts(axes[0, 1], est, series, features, trajectories)
     fig.text(0.01, 0.01, f"SparseGraph, seed {est.seed}, fit {est.fit_seconds_:.1f} s CPU · "
              f"{platform.machine()}", fontsize=7, color="0.4")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
