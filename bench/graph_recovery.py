@@ -33,7 +33,8 @@ from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, forecast_r2, make_dataset
 from sparsedyn.stats import bootstrap_ci
 
-OURS = {"sparsegraph": {}, "sparsegraph_hybrid": {"hidden": 8}, "sparsegraph_linear": {"poly": False}}
+OURS = {"sparsegraph": {}, "sparsegraph_hybrid": {"hidden": 8}, "sparsegraph_linear": {"poly": False},
+        "sparsegraph_norefine": {"refine": False}}
 
 
 def run_one(method: str, data, seed: int) -> dict:
@@ -283,6 +284,10 @@ def main() -> None:
     ap.add_argument("--figure", default="", help="Write the who-wins-where heat map here (PNG)")
     ap.add_argument("--before", default="", help="With --tables: CSV files of an earlier SparseGraph run on the "
                     "same data sets; prints its AUROC change, paired by data set")
+    ap.add_argument("--before-method", default="sparsegraph", help="With --before: the method of its rows that "
+                    "sparsegraph is paired with (e.g. sparsegraph_norefine, in the same files)")
+    ap.add_argument("--fresh", action="store_true", help="also offer bench/graph_fresh_systems.py's families "
+                    "(hill20, glv16, tanh20, rossler8: sizes and seeds outside the benchmark)")
     args = ap.parse_args()
     if args.quick:
         quick()
@@ -291,12 +296,18 @@ def main() -> None:
         rows = read_rows(args.tables)
         print_tables(rows)
         if args.before:
-            print("\nSparseGraph against its rows in --before, same data sets:\n")
-            print(paired_change(read_rows(args.before), rows))
+            print(f"\nSparseGraph against the {args.before_method} rows in --before, same data sets:\n")
+            before = [{**r, "method": "sparsegraph"} for r in read_rows(args.before)
+                      if r["method"] == args.before_method]
+            print(paired_change(before, rows))
         if args.figure:
             plot_wins(rows, Path(args.figure), f"python bench/graph_recovery.py --tables ... · {platform.machine()}, "
                       f"2-core CPU, torch {torch.__version__}, 1 thread")
         return
+    if args.fresh:
+        from graph_fresh_systems import FRESH
+
+        FAMILIES.update(FRESH)
     torch.set_num_threads(1)
     rows = []
     fields = ["family", "instance", "regime", "seed", "method", "auroc", "auprc", "r2", "seconds", "edges_p90",
