@@ -83,10 +83,14 @@ class HybridField(torch.nn.Module):
     def member(self, m: int) -> HybridField:
         """A one-member copy of member ``m`` (its own parameters, detached): evaluating one fitted field
         need not compute all ``M``."""
-        one = HybridField(1, self.n, self.hidden, self.poly)
-        one.load_state_dict({k: v[m:m + 1].detach().clone() if k in dict(self.named_parameters()) else v
-                             for k, v in self.state_dict().items()})
-        return one
+        return self.members(slice(m, m + 1))
+
+    def members(self, index: slice) -> HybridField:
+        """A copy of the members ``index`` selects (their own parameters, detached)."""
+        chosen = HybridField(len(range(*index.indices(len(self.bias)))), self.n, self.hidden, self.poly)
+        chosen.load_state_dict({k: v[index].detach().clone() if k in dict(self.named_parameters()) else v
+                                for k, v in self.state_dict().items()})
+        return chosen
 
     def products(self, z: Tensor) -> Tensor:
         return z[:, self.pj] * z[:, self.pk]

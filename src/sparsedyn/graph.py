@@ -45,7 +45,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,17 @@ class _Design:
     def errors(self) -> dict[str, float]:
         """Each library's mean log held-out error at its best stage, by library name."""
         return {_library_name(field): float(cv) for field, _, cv in self.fits}
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, restoring the caller's count after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _library_name(field: HybridField) -> str:
@@ -207,9 +219,7 @@ class SparseGraph(_Base):
             disable = not self.progress
         total = len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples else 0)
         with tqdm(total=total, desc="SparseGraph", unit="stage", disable=disable) as bar:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-            try:
+            with _torch_threads(self.threads):
                 designs = {name: self._fit_design(data, held_out, libraries, bar.update)
                            for name, data in candidates.items()}
                 pairs = ObservedPairs.of(series)
@@ -223,8 +233,6 @@ class SparseGraph(_Base):
                 # one trajectory: its folds are blocks of time, not trajectories; the derivative error decides
                 self.forecast_errors_ = (self._library_forecast_errors(chosen, series, held_out)
                                          if len(np.unique(pairs.trajectory)) >= 2 else {})
-            finally:
-                torch.set_num_threads(threads)
             library_graphs = {name: self._library_graphs(design) for name, design in designs.items()}
             self.design_graphs_ = {name: average_library_graphs(library_graphs[name], design.errors)
                                    for name, design in designs.items()}
@@ -339,17 +347,11 @@ class SparseGraph(_Base):
         fit's) only if the refitted fold members forecast their held-out trajectories better
         (``refine_errors_``: mean log error over the folds, before and after)."""
         full = self.n_folds_
-        members = HybridField(full + 1, self.n_features_in_, 0, self.field_.poly)
-        state = self.path_.states[self.best_stage_]
-        members.load_state_dict({k: v[: full + 1] if k in ("bias", "linear", "quad", "w_in", "c_in", "w_out") else v
-                                 for k, v in state.items()})
+        self.field_.load_state_dict(self.path_.states[self.best_stage_])
+        members = self.field_.members(slice(0, full + 1))  # the folds' and the full data's
         rows = np.array([~np.isin(pairs.trajectory, ids) for ids in held_out] + [np.ones(len(pairs.dt), bool)])
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)  # the fit's thread count, as for the paths
-        try:
+        with _torch_threads(self.threads):  # the fit's thread count, as for the paths
             refit = shooting_refit(members, design.scaler, pairs, rows)
-        finally:
-            torch.set_num_threads(threads)
         before = self.forecast_errors_[_library_name(self.field_)]
         after = self._fold_forecast_error(refit, design.scaler, series, held_out)
         self.refine_errors_ = {"collocation": before, "trajectory matching": after}

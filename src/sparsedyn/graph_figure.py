@@ -54,11 +54,9 @@ def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | Non
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="edge score (mean |Jacobian|, scaled)")
     probability, sign = est.edge_probability_, est.sign_
     off = ~np.eye(n, dtype=bool)
-    for level, face in ((confident, "C3"), (0.5, "none")):
-        upper = 1.01 if level == confident else confident
-        i, j = np.nonzero(off & (probability >= level) & (probability < upper))
-        ax.scatter(j, i, s=60, facecolors=face, edgecolors="C3", linewidths=1.2,
-                   label=f"probability >= {level:g}")
+    for low, high, face in ((confident, np.inf, "C3"), (0.5, confident, "none")):  # filled, then open marks
+        i, j = np.nonzero(off & (probability >= low) & (probability < high))
+        ax.scatter(j, i, s=60, facecolors=face, edgecolors="C3", linewidths=1.2, label=f"probability >= {low:g}")
     for i, j in zip(*np.nonzero(off & (probability >= confident))):
         ax.text(j, i, "+" if sign[i, j] > 0 else "-" if sign[i, j] < 0 else "", ha="center", va="center",
                 color="white", fontsize=8, fontweight="bold")

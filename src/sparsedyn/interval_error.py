@@ -13,6 +13,7 @@ the fields the forecasting question itself: it picks the library that forecasts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,19 @@ class ObservedPairs:
         return cls(np.concatenate(starts), np.concatenate(ends), np.concatenate(dts), np.concatenate(ids))
 
 
-def _rate(field: HybridField, scaler: Standardiser):
-    """dz/dt of the one-member ``field`` in its standardised states."""
+def standardised_rate(derivative: Callable[[torch.Tensor], torch.Tensor], scaler: Standardiser
+                      ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """dz/dt in the standardised states ``z`` of a field whose ``derivative(z)`` is in standardised
+    derivative units (what the fields fit): mapped back to data units, then to those of ``z``."""
     x_scale = torch.as_tensor(scaler.x_scale, dtype=torch.float32)
     d_scale = torch.as_tensor(scaler.d_scale, dtype=torch.float32)
     d_mean = torch.as_tensor(scaler.d_mean, dtype=torch.float32)
-    return lambda z: (field(z)[0] * d_scale + d_mean) / x_scale
+    return lambda z: (derivative(z) * d_scale + d_mean) / x_scale
+
+
+def _rate(field: HybridField, scaler: Standardiser) -> Callable[[torch.Tensor], torch.Tensor]:
+    """dz/dt of the one-member ``field`` in its standardised states."""
+    return standardised_rate(lambda z: field(z)[0], scaler)
 
 
 def _advance(rate, z: torch.Tensor, dt: torch.Tensor, substeps: int) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .baselines.edges import Standardiser
 from .collocation import HybridField
-from .interval_error import BOUND, ObservedPairs
+from .interval_error import BOUND, ObservedPairs, standardised_rate
 
 SUBSTEPS = 2  # RK4 steps per interval between observations while refitting
 STEPS = 150  # Adam steps
@@ -47,9 +47,6 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     refit = HybridField(field.linear.shape[0], field.n, 0, field.poly)
     refit.load_state_dict(field.state_dict())
     masks = {name: (p != 0).float() for name, p in refit.named_parameters() if name in ("linear", "quad")}
-    x_scale = torch.as_tensor(scaler.x_scale, dtype=torch.float32)
-    d_scale = torch.as_tensor(scaler.d_scale, dtype=torch.float32)
-    d_mean = torch.as_tensor(scaler.d_mean, dtype=torch.float32)
     start = torch.as_tensor(scaler.states(pairs.start), dtype=torch.float32)
     end = torch.as_tensor(scaler.states(pairs.end), dtype=torch.float32)
     h = torch.as_tensor(pairs.dt / substeps, dtype=torch.float32)[None, :, None]
@@ -57,10 +54,8 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     weights = weights / weights.sum(1, keepdim=True).clamp_min(1.0)
     params = [refit.bias, refit.linear, refit.quad] if field.poly else [refit.bias, refit.linear]
     optimizer = torch.optim.Adam(params, lr=lr)
-
-    def rate(z: Tensor) -> Tensor:
-        return (_each(refit, z) * d_scale + d_mean) / x_scale
-
+    rate = standardised_rate(lambda z: _each(refit, z), scaler)
+    # its own RK4 loop, not interval_error's: under autograd, and a NaN must stop the refit, not be clamped
     for _ in range(steps):
         z = start.expand(len(weights), -1, -1)
         for _ in range(substeps):
