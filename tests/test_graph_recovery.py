@@ -245,6 +245,28 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
         SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
 
 
+def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
+    """Two logistic variables dx/dt = x (1 - x): from x0 = -2 the true solution 1 / (1 - 1.5 e^-t) leaves every
+    bound before t = ln 1.5 = 0.405; the fitted degree-2 field must do the same, and say so."""
+    t = np.linspace(0, 4, 25)
+    x0s = np.random.default_rng(0).uniform(0.1, 1.6, (10, 2))
+    X = np.stack([1 / (1 + (1 / x0 - 1) * np.exp(-t[:, None])) for x0 in x0s])
+    with warnings.catch_warnings():  # no edge between the two: said in a warning of its own
+        warnings.simplefilter("ignore", GraphWarning)
+        g = SparseGraph(poly=True, n_subsamples=0, n_stages=5, steps=100, refine=False).fit(X, t=t)
+    grid = np.linspace(0, 2, 201)
+    with pytest.warns(GraphWarning, match=r"left the data's range .* before t = 0\.[34]") as caught:
+        forecast = g.simulate(np.array([-2.0, 0.5]), grid)
+    assert "degree 2 library" in str(caught[0].message)
+    first_nan = grid[np.isnan(forecast).any(axis=1)][0]
+    assert np.log(1.5) - 0.05 < first_nan < np.log(1.5) + 0.05
+    assert np.isfinite(forecast[grid < first_nan]).all() and np.isnan(forecast[grid >= first_nan]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GraphWarning)
+        inside = g.simulate(X[0, 0], t)
+    np.testing.assert_allclose(inside, X[0], atol=0.05)
+
+
 def test_graph_is_the_error_weighted_average_of_the_libraries_scaled_graphs():
     A, t, X = _linear_data(n_traj=6)
     g = SparseGraph(n_subsamples=0, n_stages=6, steps=100).fit(X, t=t)

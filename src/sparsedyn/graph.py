@@ -555,10 +555,20 @@ class SparseGraph(_Base):
         return self.scaler_.derivative_units(out)
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
-        """Forecast from ``x0`` (n,) over times ``t`` (T,): (T, n); NaN after a blow-up."""
+        """Forecast from ``x0`` (n,) over times ``t`` (T,): (T, n); NaN after a blow-up, with a
+        :class:`GraphWarning` that says when (a silent NaN would read as missing data)."""
         self._check_fitted()
         x0 = np.asarray(x0, dtype=float)
         if x0.shape != (self.n_features_in_,) or not np.isfinite(x0).all():
             raise DataError(f"x0 must be ({self.n_features_in_},) finite values, got shape {x0.shape}")
         scale = np.abs(self.scaler_.x_mean) + 10 * self.scaler_.x_scale
-        return simulate(self.derivative, x0, np.asarray(t, dtype=float), bound=float(scale.max()) * 10)
+        t = np.asarray(t, dtype=float)
+        forecast = simulate(self.derivative, x0, t, bound=float(scale.max()) * 10)
+        blown = np.isnan(forecast).any(axis=1)
+        if blown.any():
+            library = _library_name(self.field_)
+            warnings.warn(f"SparseGraph.simulate: the forecast left the data's range (|x| beyond 10 x (|mean| + 10 "
+                          f"sd)) before t = {t[int(np.argmax(blown))]:.4g} and is NaN from there on; a degree-2 "
+                          f"library can do so far from the data (this fit forecasts with the {library} library; "
+                          "SparseGraph(poly=False) fits the linear one alone)", GraphWarning, stacklevel=2)
+        return forecast
