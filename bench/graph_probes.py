@@ -1,0 +1,193 @@
+"""Probes of SparseGraph's defaults on the graph-recovery benchmark: candidate changes measured paired against
+the shipped behaviour on the very same data sets, before any is adopted (none of these three was).
+
+- ``readouts``: other edge scores from the same fit, off-diagonal AUROC paired against ``graph_``: the edge
+  probabilities (necessity) and stability-selection frequencies alone, tie-broken by ``graph_``, or combined
+  with it (rank averages, sums, products), and consensus with the peers' scores (LassoCV linear, trees: the
+  "wisdom of crowds" of network inference) by rank averaging.
+- ``steps``: convergence of the path: ``graph_`` with 400 FISTA steps per stage against the default 150.
+- ``blowup``: the forecasting library chosen blow-up-averse: a library whose full-data field, integrated from
+  every training trajectory's first observation over ``--horizon`` times its observed span, leaves the data's
+  range (``SparseGraph.simulate``'s bound) is not chosen if the other stays bounded (then the held-out
+  forecast error decides, as shipped). Forecast R^2 of the test trajectories (no trajectory matching, for
+  both rules) paired against the shipped rule.
+
+    python bench/graph_probes.py --probe readouts --families sparse_tanh,hill --out a.jsonl
+    python bench/graph_probes.py --summary a.jsonl,b.jsonl     # the paired table of earlier rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # graph_fresh_systems, beside this file
+from graph_fresh_systems import FRESH  # noqa: E402
+from sparsedyn import graph_benchmark  # noqa: E402
+from sparsedyn.baselines.edges import BASELINES, simulate  # noqa: E402
+from sparsedyn.derivatives import derivative_data  # noqa: E402
+from sparsedyn.graph import SparseGraph, _library_name  # noqa: E402
+from sparsedyn.graph_benchmark import REGIMES, edge_metrics, forecast_r2, make_dataset  # noqa: E402
+from sparsedyn.stats import bootstrap_ci  # noqa: E402
+
+graph_benchmark.FAMILIES.update(FRESH)  # the fresh families may be probed too (--families hill20,...)
+HARD = "few_points,very_few_points,noisy,very_noisy,irregular,few_trajectories"
+
+
+def _scaled(g: np.ndarray, off: np.ndarray) -> np.ndarray:
+    top = g[off].max()
+    return g / top if top > 0 else g
+
+
+def _ranks(g: np.ndarray, off: np.ndarray) -> np.ndarray:
+    r = np.zeros_like(g, dtype=float)
+    r[off] = rankdata(g[off]) / off.sum()
+    return r
+
+
+READOUTS: dict[str, Callable[[dict, np.ndarray], np.ndarray]] = {
+    "probability": lambda s, off: s["prob"] + 1e-6 * _scaled(s["graph"], off),
+    "stability": lambda s, off: s["stab"] + 1e-6 * _scaled(s["graph"], off),
+    "ranks graph + probability": lambda s, off: _ranks(s["graph"], off) + _ranks(s["prob"], off),
+    "ranks graph + stability": lambda s, off: _ranks(s["graph"], off) + _ranks(s["stab"], off),
+    "graph + probability": lambda s, off: _scaled(s["graph"], off) + s["prob"],
+    "graph + probability / 2": lambda s, off: _scaled(s["graph"], off) + 0.5 * s["prob"],
+    "graph x (0.1 + probability)": lambda s, off: _scaled(s["graph"], off) * (0.1 + s["prob"]),
+    "ranks graph + LassoCV linear": lambda s, off: _ranks(s["graph"], off) + _ranks(s["lin"], off),
+    "ranks graph + trees": lambda s, off: _ranks(s["graph"], off) + _ranks(s["trees"], off),
+    "ranks 2 graph + LassoCV + trees": lambda s, off: (2 * _ranks(s["graph"], off) + _ranks(s["lin"], off)
+                                                      + _ranks(s["trees"], off)),
+}
+
+
+def _quiet_fit(seed: int, data, **options) -> SparseGraph:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SparseGraph(seed=seed, refine=False, **options).fit(data.train.values, t=data.train.times)
+
+
+def probe_readouts(data, seed: int) -> dict[str, float]:
+    g = _quiet_fit(seed, data)
+    deriv = derivative_data(data.train)
+    scores = {"graph": g.graph_, "prob": g.edge_probability_, "stab": g.edge_stability_,
+              "lin": BASELINES["lasso_linear"](deriv, seed=seed).scores,
+              "trees": BASELINES["trees"](deriv, seed=seed).scores}
+    off = ~np.eye(len(data.truth), dtype=bool)
+    row = {"shipped": edge_metrics(g.graph_, data.truth)["auroc"]}
+    row.update({name: edge_metrics(read(scores, off), data.truth)["auroc"] for name, read in READOUTS.items()})
+    return row
+
+
+def probe_steps(data, seed: int) -> dict[str, float]:
+    return {"shipped": edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"],
+            "400 steps per stage": edge_metrics(_quiet_fit(seed, data, steps=400).graph_, data.truth)["auroc"]}
+
+
+class _KeepDesigns(SparseGraph):
+    """SparseGraph that keeps its fitted designs, so that each library's path can be read after the fit."""
+
+    def _library_graphs(self, design):
+        self.kept_designs_ = {**getattr(self, "kept_designs_", {}), id(design.scaler): design}
+        return super()._library_graphs(design)
+
+
+def _forecaster(g: SparseGraph, member) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def derivative(x: np.ndarray) -> np.ndarray:
+        z = torch.as_tensor(g.scaler_.states(np.atleast_2d(x)), dtype=torch.float32)
+        with torch.no_grad():
+            return g.scaler_.derivative_units(member(z)[0].numpy().astype(float))
+
+    bound = float((np.abs(g.scaler_.x_mean) + 10 * g.scaler_.x_scale).max()) * 10  # SparseGraph.simulate's
+    return lambda x0, t: simulate(derivative, x0, t, bound=bound)
+
+
+def probe_blowup(data, seed: int, horizon: float) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = _KeepDesigns(seed=seed, refine=False).fit(data.train.values, t=data.train.times)
+    design = g.kept_designs_[id(g.scaler_)]
+    r2, blown = {}, {}
+    for field, path, _ in design.fits:
+        name = _library_name(field)
+        field.load_state_dict(path.states[g._cv_curve(path)[2]])
+        forecast = _forecaster(g, field.member(g.n_folds_))
+        r2[name] = max(forecast_r2(forecast, data.test), -1.0)
+        blown[name] = sum(bool(np.isnan(forecast(x[0], np.linspace(t[0], t[0] + horizon * (t[-1] - t[0]),
+                                                                   int(horizon * len(t))))).any())
+                          for t, x in zip(data.train.times, data.train.values))
+    shipped = _library_name(g.field_)
+    averse = min(r2, key=lambda k: (blown[k] > 0, g.forecast_errors_.get(k, 0.0)))
+    return {"shipped": r2[shipped], "blow-up-averse": r2[averse], "switched": float(averse != shipped)}
+
+
+def summary(rows: list[dict]) -> str:
+    """Each candidate's mean and its paired difference to the shipped behaviour, overall and per regime group."""
+    lines = []
+    for group, keep in (("all", lambda r: True), ("standard", lambda r: r["regime"] == "standard"),
+                        ("hard regimes", lambda r: r["regime"] != "standard")):
+        sub = [r for r in rows if keep(r)]
+        if not sub or (group != "all" and len(sub) == len(rows)):  # one group alone: "all" said it
+            continue
+        base = np.array([r["shipped"] for r in sub])
+        lines.append(f"{group}: {len(sub)} data sets, shipped mean {base.mean():.4f}")
+        for name in sub[0]["values"]:
+            if name in ("shipped", "switched"):
+                continue
+            d = np.array([r["values"][name] for r in sub]) - base
+            lo, hi = bootstrap_ci(d, n_boot=4000)
+            lines.append(f"  {name:32s} mean {base.mean() + d.mean():.4f}  paired {d.mean():+.4f} [{lo:+.4f}, "
+                         f"{hi:+.4f}]  better / worse {(d > 1e-9).sum()} / {(d < -1e-9).sum()}")
+        if "switched" in sub[0]["values"]:
+            lines.append(f"  switched library on {int(sum(r['values']['switched'] for r in sub))} data sets")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--probe", choices=("readouts", "steps", "blowup"), default="readouts")
+    ap.add_argument("--families", default="sparse_tanh,lorenz96,hill,dysts,glv,coupled_rossler,hyper_rossler")
+    ap.add_argument("--regimes", default=HARD)
+    ap.add_argument("--instances", default="0,1")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--horizon", type=float, default=3.0, help="blowup: multiples of each trajectory's span")
+    ap.add_argument("--out", default="graph_probes.jsonl")
+    ap.add_argument("--summary", default="", help="only print the summary of these JSON-lines files")
+    args = ap.parse_args()
+    if args.summary:
+        rows = []
+        for name in args.summary.split(","):
+            with open(name) as f:
+                rows += [json.loads(line) for line in f]
+        print(summary(rows))
+        return
+    torch.set_num_threads(1)
+    print(f"# graph_probes {args.probe}: {platform.machine()}, torch {torch.__version__}, 1 thread", flush=True)
+    rows = []
+    with open(args.out, "a") as out:
+        for family in args.families.split(","):
+            for regime in args.regimes.split(","):
+                for instance in map(int, args.instances.split(",")):
+                    data = make_dataset(family, instance, REGIMES[regime], args.seed)
+                    values = (probe_readouts(data, args.seed) if args.probe == "readouts"
+                              else probe_steps(data, args.seed) if args.probe == "steps"
+                              else probe_blowup(data, args.seed, args.horizon))
+                    row = {"family": family, "regime": regime, "instance": instance, "seed": args.seed,
+                           "shipped": values["shipped"], "values": values}
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                    print(family, regime, instance, {k: round(v, 4) for k, v in values.items()}, flush=True)
+    print(summary(rows))
+
+
+if __name__ == "__main__":
+    main()
