@@ -41,6 +41,17 @@ def test_the_local_smoother_is_exact_on_quadratics_at_irregular_times():
     assert np.all((hat > 0) & (hat <= 1 + 1e-9))  # the centre's own weight in its fit
 
 
+def test_the_local_smoother_does_not_depend_on_the_unit_of_time():
+    t = np.sort(np.random.default_rng(0).uniform(0, 3, 17))
+    x = np.stack([np.sin(2 * t), t**2], axis=1)
+    values, slopes, hat = _local_fits(t, x, 7)
+    for unit in (1e-6, 1e-3, 1e3, 1e6):
+        v, s, h = _local_fits(t * unit, x, 7)
+        np.testing.assert_allclose(v, values, atol=1e-10)
+        np.testing.assert_allclose(s * unit, slopes, atol=1e-9)
+        np.testing.assert_allclose(h, hat, atol=1e-10)
+
+
 def test_smoothed_derivatives_beat_finite_differences_on_noisy_data():
     rng = np.random.default_rng(1)
     t = np.sort(rng.uniform(0, 6, 40))
@@ -226,6 +237,17 @@ def test_scaling_one_feature_by_1000_leaves_the_graph_unchanged():
     a, b = _fit(X, t), _fit(scaled, t)
     np.testing.assert_allclose(a.graph_, b.graph_, rtol=1e-3, atol=1e-4)
     np.testing.assert_array_equal(a.support_, b.support_)
+
+
+@pytest.mark.parametrize("unit", [1e-6, 1e6])
+def test_the_unit_of_time_leaves_the_graph_and_the_forecasts_unchanged(unit):
+    """Times in microseconds of a span of seconds, or in seconds of a span of weeks: the same data. Before the
+    smoother fitted in its windows' own unit, 1e-6 lost the curvature and 1e6 the constant term."""
+    A, t, X = _linear_data()
+    a, b = _fit(X, t, design="smoothed"), _fit(X, t * unit, design="smoothed")
+    np.testing.assert_allclose(a.graph_, b.graph_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(a.support_, b.support_)
+    np.testing.assert_allclose(b.simulate(X[0, 0], t * unit), a.simulate(X[0, 0], t), rtol=1e-3, atol=1e-3)
 
 
 def test_same_seed_same_numbers_and_pickling_keeps_the_forecast():

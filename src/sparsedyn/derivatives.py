@@ -47,19 +47,26 @@ WINDOWS = (5, 7, 9, 11, 15)  # candidate neighbourhood sizes of the local smooth
 
 def _local_fits(t: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local weighted quadratic fits at every point of one trajectory with ``k`` nearest neighbours:
-    values (T, n), slopes (T, n) and the hat matrix's diagonal (T,)."""
+    values (T, n), slopes (T, n) and the hat matrix's diagonal (T,).
+
+    Each fit is in the window's own time unit (offsets divided by the window's half-width, so in [-1, 1]):
+    in the data's unit the normal equations hold 1, dt^2 and dt^4, whose ratio is ~1e-13 for times in
+    thousandths of the trajectory's span and beyond float precision for a span of 1e6 (seconds over days),
+    and the fit then lost its curvature or its constant. The result is the same quadratic, so the smoother
+    no longer depends on the unit of time (test)."""
     T = len(t)
     k = min(k, T)
     order = np.argsort(np.abs(t[:, None] - t[None, :]), axis=1, kind="stable")[:, :k]  # (T, k)
     dt = t[order] - t[:, None]  # (T, k)
     h = np.abs(dt).max(axis=1, keepdims=True) * 1.0001
-    w = (1 - (np.abs(dt) / h) ** 3) ** 3  # tricube
-    A = np.stack([np.ones_like(dt), dt, dt**2], axis=2)  # (T, k, 3)
+    u = dt / h  # offsets in half-widths of the window
+    w = (1 - np.abs(u) ** 3) ** 3  # tricube
+    A = np.stack([np.ones_like(u), u, u**2], axis=2)  # (T, k, 3)
     AtW = A.transpose(0, 2, 1) * w[:, None, :]  # (T, 3, k)
     inv = np.linalg.pinv(AtW @ A)  # (T, 3, 3)
     coef = inv @ AtW @ x[order]  # (T, 3, n)
     hat = np.einsum("tj,tjk->tk", inv[:, 0, :], AtW)[:, 0]  # weight of the centre point on itself (nearest: first)
-    return coef[:, 0], coef[:, 1], hat
+    return coef[:, 0], coef[:, 1] / h, hat
 
 
 def _local_smooth(times: list[np.ndarray], values: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
