@@ -81,7 +81,7 @@ def main() -> None:
     sparse = SparseODE(method="group_lasso", method_params={"hidden": [16]}, hidden=(32, 32), epochs=150)
     print("group_lasso path (each strength warm-started from the previous one):")
     print("  strength  train R^2  feature sparsity  AUROC")
-    for row in sparse.path(train, t=t, strengths=[0.0, 3e-3, 1e-2], feature_names=series.features):
+    for row in sparse.path(train, t=t, strengths=[0.0, 3e-3, 1e-2, 3e-2, 1e-1], feature_names=series.features):
         print(f"  {row['strength']:<8g}  {row['score']:9.3f}  {row['feature_sparsity']:16.2f}  "
               f"{recovery_metrics(row['scores'], truth)['auroc']:.3f}")
     print(f"group_lasso at {sparse.strength:g}: test R^2 {sparse.score(test, t=t):.3f}")

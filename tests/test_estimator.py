@@ -89,6 +89,45 @@ def test_a_path_reports_every_strength_and_ends_sparser_than_it_starts(data):
     assert est.strength == 0.3  # fitted at the last strength
 
 
+def test_the_units_of_the_data_change_only_the_units_of_the_answers(data):
+    """A feature x 1000 and the time axis x 3600 (hours to seconds): the same scaled data, so the same fit; its
+    forecasts and derivatives come back in the new units, and a strength means what it meant."""
+    t, X, _ = data
+    kw = dict(method="group_lasso", strength=1e-2, method_params={"hidden": [4]}, hidden=(8,), epochs=6, seed=0)
+    a = SparseODE(**kw).fit(X[:8], t=t)
+    units = np.array([1.0, 1.0, 1000.0, 1.0, 1.0])
+    b = SparseODE(**kw).fit(X[:8] * units, t=t * 3600)
+    np.testing.assert_array_equal(b.graph_, a.graph_)
+    np.testing.assert_allclose(b.jacobian_scores_, a.jacobian_scores_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b.simulate(X[0, 0] * units, t * 3600), a.simulate(X[0, 0], t) * units, rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(b.predict(X[0] * units), a.predict(X[0]) * units / 3600, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(b.scaling_.scale / a.scaling_.scale, units)
+    assert b.scaling_.t_scale == pytest.approx(3600 * a.scaling_.t_scale)
+    np.testing.assert_allclose(b.t_, a.t_ * 3600, rtol=1e-6)
+    # without the scaling the same strength is a different penalty on these data: the fits differ
+    raw = SparseODE(**kw, standardize=False).fit(X[:8] * units, t=t * 3600)
+    assert not np.allclose(raw.simulate(X[0, 0] * units, t * 3600), b.simulate(X[0, 0] * units, t * 3600))
+
+
+def test_the_scaled_fit_is_the_field_in_scaled_coordinates_mapped_back(data):
+    """By hand: predict(x) = scale * f(z) / t_scale at z = (x - mean) / scale, f the trained network."""
+    from sparsedyn.nn.ode import vector_field
+
+    t, X, _ = data
+    est = SparseODE(method="vanilla", hidden=(8,), epochs=2).fit(X[:4] + 5.0, t=t * 10)
+    s = est.scaling_
+    observed = (X[:4] + 5.0).reshape(-1, 5)
+    np.testing.assert_allclose(s.mean, observed.mean(axis=0))
+    np.testing.assert_allclose(s.scale, observed.std(axis=0))
+    assert s.t_scale == pytest.approx(30.0)
+    x = X[1, :3] + 5.0
+    z = torch.as_tensor((x - s.mean) / s.scale, dtype=torch.float32)
+    with torch.no_grad():
+        by_hand = vector_field(est.model_)(z).numpy() * s.scale / 30.0
+    np.testing.assert_allclose(est.predict(x), by_hand, rtol=1e-5, atol=1e-7)
+
+
 def test_bad_input_and_misuse_are_named(data):
     t, X, _ = data
     with pytest.raises(NotFittedError, match="not fitted yet"):

@@ -56,6 +56,29 @@ def test_a_csv_reads_back_exactly_and_runs_through_the_cli(tmp_path):
     assert {"val_mse", "test_mse"} <= set(results["metrics"]) and "initial_state" in results["baselines"]
     assert json.loads((out / "features.json").read_text()) == NAMES
     assert torch.load(out / "dependency.pt").shape == (4, 4)
+    scaling = json.loads((out / "scaling.json").read_text())  # the training runs' mean, spread and span
+    train = [int(name[3:]) for name in TrajectoriesTask.from_series(series, val_fraction=0.2, test_fraction=0.2)
+             .splits["train"].meta["names"]]
+    np.testing.assert_allclose(scaling["mean"], X[train].reshape(-1, 4).mean(axis=0))
+    np.testing.assert_allclose(scaling["scale"], X[train].reshape(-1, 4).std(axis=0))
+    assert scaling["t_scale"] == pytest.approx(t[-1] - t[0])
+
+
+def test_the_task_sees_the_same_data_whatever_their_units():
+    """A feature x 1000 and time in minutes instead of hours: the same scaled trajectories in every split;
+    with standardize=False the task keeps the raw values."""
+    t, X = simulated()
+    units = np.array([1.0, 1000.0, 1.0, 1.0])
+    a = TrajectoriesTask.from_series(from_arrays(X, t), val_fraction=0.2, test_fraction=0.2)
+    b = TrajectoriesTask.from_series(from_arrays(X * units, t * 60), val_fraction=0.2, test_fraction=0.2)
+    for split in ("train", "val", "test"):
+        np.testing.assert_allclose(b.splits[split].y, a.splits[split].y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b.splits[split].t, a.splits[split].t, rtol=1e-6)
+    np.testing.assert_allclose(b.scaling.scale / a.scaling.scale, units)
+    raw = TrajectoriesTask.from_series(from_arrays(X, t), val_fraction=0.2, test_fraction=0.2, standardize=False)
+    assert raw.scaling is None
+    np.testing.assert_allclose(raw.splits["train"].y.numpy(), X[[int(n) for n in raw.splits["train"].meta["names"]]],
+                               rtol=1e-6)
 
 
 def test_an_npz_reads_back_exactly_with_its_mask_and_runs_through_the_cli(tmp_path):

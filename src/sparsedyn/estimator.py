@@ -38,6 +38,7 @@ from .methods.registry import METHODS, build_method
 from .nn.modes import eval_mode
 from .nn.ode import vector_field
 from .path import default_param
+from .series_scaling import SeriesScaling
 from .tasks.user_data import DataError, Series, _numeric, from_arrays
 
 try:  # scikit-learn (the dev extra) needs its base class for tags; without it the protocol below is enough
@@ -55,7 +56,10 @@ class SparseODE(_Base):
     (:mod:`sparsedyn.methods.strength`). ``hidden``/``activation`` the MLP field, ``solver`` and
     ``step_size`` (None: the data's grid) the ODE solver; ``epochs``, ``finetune_epochs`` (None: a
     quarter), ``lr``, ``batch_size`` training; ``window`` cuts trajectories into pieces first;
-    ``seed`` fixes every random choice.
+    ``seed`` fixes every random choice; ``standardize`` fits in scaled coordinates (each feature by its
+    mean and spread, time by the trajectories' median span: :mod:`sparsedyn.series_scaling`, ``scaling_``)
+    and maps forecasts and derivatives back, so that a strength means the same whatever the data's units;
+    ``jacobian_scores_`` are then in those scaled units (comparable across edges).
     """
 
     def __init__(self, method: str = "pathreg", strength: float = 1e-3, method_params: dict | None = None,
@@ -63,12 +67,12 @@ class SparseODE(_Base):
                  solver: str = "rk4", step_size: float | None = None, epochs: int = 200,
                  finetune_epochs: int | None = None, lr: float = 1e-2, batch_size: int = 16,
                  window: int | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, standardize: bool = True) -> None:
         self.method, self.strength, self.method_params = method, strength, method_params
         self.relative_strength, self.hidden, self.activation = relative_strength, hidden, activation
         self.solver, self.step_size, self.epochs, self.finetune_epochs = solver, step_size, epochs, finetune_epochs
         self.lr, self.batch_size, self.window, self.val_fraction = lr, batch_size, window, val_fraction
-        self.seed, self.progress = seed, progress
+        self.seed, self.progress, self.standardize = seed, progress, standardize
 
     # -- scikit-learn protocol -----------------------------------------------------------
     @classmethod
@@ -108,13 +112,15 @@ class SparseODE(_Base):
 
         pieces = cut_windows(series, self.window) if self.window is not None else series
         return TrajectoriesTask.from_series(pieces, val_fraction=self.val_fraction if len(pieces) >= 2 else 0.0,
-                                            test_fraction=0.0, split_seed=self.seed)
+                                            test_fraction=0.0, split_seed=self.seed,
+                                            standardize=False)  # SparseODE scaled them itself (scaling_)
 
     def _model_config(self):
         from .config import ModelConfig
 
+        step = None if self.step_size is None else self.step_size / self.scaling_.t_scale
         return ModelConfig(kind="node", hidden=list(self.hidden), activation=self.activation, solver=self.solver,
-                           step_size=self.step_size)
+                           step_size=step)
 
     def fit(self, X: Any, y: Any = None, t: Any = None, masks: Any = None,
             feature_names: Sequence[str] | None = None, warm_start: str | Path | dict | None = None) -> SparseODE:
@@ -126,7 +132,8 @@ class SparseODE(_Base):
         from .train import Trainer, TrainSettings
 
         series = from_arrays(X, t, masks, feature_names)
-        task = self._task(series)
+        self.scaling_ = SeriesScaling.fit(series) if self.standardize else SeriesScaling.identity(series.n_features)
+        task = self._task(self.scaling_.series(series))
         batch = min(self.batch_size, len(task.splits["train"]))
         try:
             settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
@@ -153,7 +160,7 @@ class SparseODE(_Base):
         self.model_, self.task_, self.method_ = model, task, method
         self.feature_names_in_ = list(series.features)
         self.n_features_in_ = series.n_features
-        self.t_ = task.splits["train"].t.numpy()
+        self.t_ = task.splits["train"].t.numpy() * self.scaling_.t_scale
         self.history_, self.phase_ = result.history, result.phase
         train = task.splits["train"]
         self._read_off(train.y[train.mask])
@@ -199,16 +206,18 @@ class SparseODE(_Base):
             raise DataError(f"X must be (N, {self.n_features_in_}) states; got one 1-d array (Reshape your data: "
                             "X[None] for one state)")
         x, _ = self._states(X, "X")
+        z = torch.as_tensor(self.scaling_.states(x), dtype=torch.float32)
         with eval_mode(self.model_), torch.no_grad():
-            return vector_field(self.model_)(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)
+            return self.scaling_.derivatives(vector_field(self.model_)(z).numpy().astype(float))
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n)) at times ``t`` ((T,), starting at x0's
         time): (T, n) or (B, T, n)."""
         x, single = self._states(x0, "x0")
-        grid = torch.as_tensor(np.asarray(t, dtype=float), dtype=torch.float32)
+        grid = torch.as_tensor(np.asarray(t, dtype=float) / self.scaling_.t_scale, dtype=torch.float32)
+        z = torch.as_tensor(self.scaling_.states(x), dtype=torch.float32)
         with eval_mode(self.model_), torch.no_grad():
-            out = self.model_(torch.as_tensor(x, dtype=torch.float32), grid).numpy()
+            out = self.scaling_.unstates(self.model_(z, grid).numpy().astype(float))
         return out[0] if single else out
 
     def _states(self, values: Any, what: str) -> tuple[np.ndarray, bool]:
@@ -271,7 +280,7 @@ class SparseODE(_Base):
     # -- persistence -------------------------------------------------------------------------
     def _checkpoint(self) -> dict[str, Any]:
         return {"params": self.get_params(), "model": self.model_.state_dict(), "phase": self.phase_,
-                "feature_names": self.feature_names_in_, "t": self.t_}
+                "feature_names": self.feature_names_in_, "t": self.t_, "scaling": self.scaling_.as_dict()}
 
     def save(self, path: str | Path) -> Path:
         """Write the parameters, the fitted weights and what was read off them to one file."""
@@ -302,6 +311,8 @@ class SparseODE(_Base):
 
         method = Compose(build_method(spec) for spec in self._method_spec())
         n = len(state["feature_names"])
+        # files written before the scaling: fitted in the data's own units
+        self.scaling_ = SeriesScaling.from_dict(state["scaling"]) if "scaling" in state else SeriesScaling.identity(n)
         model = method.prepare(node_model(n, self._model_config()))
         if state["phase"] == 2:  # saved after fine-tuning began: its pattern is frozen
             method.finalize(model)

@@ -21,7 +21,8 @@ from . import io
 
 # Files a run writes; a fresh start or an overwrite removes them first, so nothing stale survives.
 RUN_FILES = ("run.json", "config.yaml", "results.json", "error.json", "last.pt", "best.pt", "model.pt",
-             "sparsified.pt", "metrics.csv", "dependency.pt", "truth.npy", "forecasts.npz", "features.json")
+             "sparsified.pt", "metrics.csv", "dependency.pt", "truth.npy", "forecasts.npz", "features.json",
+             "scaling.json")
 # Settings that change how a run is shown, never its numbers.
 COSMETIC = (("name",), ("trainer", "progress"))
 

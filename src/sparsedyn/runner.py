@@ -327,6 +327,8 @@ def _write_outputs(out: Path, task: Task, results: dict[str, Any], dependency: t
         io.save_numpy(out / "truth.npy", np.asarray(task.truth, dtype=float))
     if task.feature_names is not None:
         io.write_json(out / "features.json", task.feature_names)
+    if task.scaling is not None:  # the trajectories task's data scaling, to map its numbers back
+        io.write_json(out / "scaling.json", task.scaling.as_dict())
     if figure is not None:
         io.save_npz(out / "forecasts.npz", figure)
     io.write_json(out / "results.json", results)

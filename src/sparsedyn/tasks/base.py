@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ..series_scaling import SeriesScaling
 
 IN_MEMORY = "<in memory>"  # a config's data path when the data was handed over as an object
 
@@ -50,6 +53,7 @@ class Task(Generic[ConfigT]):
     acknowledgement: ClassVar[str | None] = None  # printed wherever results on the data are shown
     has_vector_field: ClassVar[bool] = False  # models are continuous-depth: dependencies can be read off
     feature_names: list[str] | None = None  # names of the observed variables, where the data has them
+    scaling: SeriesScaling | None = None  # how the data were rescaled before fitting (the trajectories task)
 
     config: ConfigT
 

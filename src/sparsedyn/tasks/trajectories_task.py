@@ -7,6 +7,11 @@ at 0: the dynamics are taken as autonomous), so one long series can be learned a
 too. With ``val_fraction: 0`` the validation split is the training split (checkpoints are
 then chosen on the training error). No true graph is known: the learned dependency matrix is
 the result (``dependency.pt`` in the run directory, the feature names in ``features.json``).
+
+With ``standardize: true`` (the default) every trajectory is rescaled by the *training* trajectories'
+per-feature mean and spread, and time by their median span, before anything is fitted
+(:class:`~sparsedyn.series_scaling.SeriesScaling`, written to ``scaling.json``); the run's errors and
+forecasts are then in those units, every feature weighing alike. The dependency matrix does not depend on it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ..series_scaling import SeriesScaling
 from .base import PathField, TaskConfig, register_task
 from .forecast import ForecastTask
 from .trajectories import Trajectories
@@ -33,6 +39,9 @@ class TrajectoriesTaskConfig(TaskConfig):
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     split_seed: int = Field(0, ge=0)
+    # fit in scaled coordinates (each feature by its training mean and spread, time by the training runs'
+    # median span; sparsedyn.series_scaling): a strength then means the same whatever the data's units
+    standardize: bool = True
 
 
 def cut_windows(series: Series, window: int) -> Series:
@@ -98,6 +107,11 @@ class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
                             "trajectories into pieces")
         perm = np.random.default_rng(self.config.split_seed).permutation(n).tolist()
         test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+        self.scaling = None
+        if self.config.standardize:
+            self.scaling = SeriesScaling.fit(Series([series.times[i] for i in train], [series.values[i] for i in train],
+                                                    series.features, [series.names[i] for i in train]))
+            series = self.series = self.scaling.series(series)
         self.splits = {"train": to_trajectories(series, sorted(train))}
         self.splits["val"] = to_trajectories(series, sorted(val)) if val else self.splits["train"]
         if test:
