@@ -306,6 +306,16 @@ def test_graph_is_the_error_weighted_average_of_the_libraries_scaled_graphs():
     np.testing.assert_allclose(lin.graph_, raw / raw[off].max(), rtol=1e-6)
 
 
+def test_one_variable_fits_its_own_decay_without_a_warning_about_edges():
+    t = np.linspace(0, 3, 20)
+    X = np.stack([np.exp(-0.7 * t)[:, None] * x0 for x0 in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GraphWarning)
+        g = SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(X, t=t)
+    assert g.graph_.shape == (1, 1) and g.edges_ == []
+    np.testing.assert_allclose(g.derivative(np.array([[2.0]])), [[-1.4]], rtol=0.05)
+
+
 def test_a_constant_feature_is_named_in_a_warning_and_scores_no_edge_out():
     A, t, X = _linear_data(n_traj=6)
     X[..., 2] = 3.0

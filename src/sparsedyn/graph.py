@@ -510,7 +510,7 @@ class SparseGraph(_Base):
                           "them can be estimated (their scores are 0); drop them or add trajectories where "
                           "they move", GraphWarning, stacklevel=3)
         off = ~np.eye(self.n_features_in_, dtype=bool)
-        if not self.support_[off].any():
+        if off.any() and not self.support_[off].any():  # one variable has no edge to miss
             warnings.warn("SparseGraph: the selected graph has no edge between variables (the one-standard-error "
                           "stage cuts them all); graph_ still ranks candidate edges by the best-fitting stage",
                           GraphWarning, stacklevel=3)
