@@ -2,6 +2,7 @@
 save/load, paths, and clear errors."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -126,6 +127,21 @@ def test_the_scaled_fit_is_the_field_in_scaled_coordinates_mapped_back(data):
     with torch.no_grad():
         by_hand = vector_field(est.model_)(z).numpy() * s.scale / 30.0
     np.testing.assert_allclose(est.predict(x), by_hand, rtol=1e-5, atol=1e-7)
+
+
+def test_a_fit_no_better_than_the_training_mean_says_so(data):
+    """train_score_ is score() on the training data; an untrained field (one epoch at lr 1e-6) forecasts them
+    worse than their mean and warns, a trained one does not."""
+    from sparsedyn.graph import GraphWarning
+
+    t, X, _ = data
+    with pytest.warns(GraphWarning, match="no better than their mean"):
+        raw = SparseODE(method="vanilla", hidden=(8,), epochs=1, lr=1e-6).fit(X[:8], t=t)
+    assert raw.train_score_ == raw.score(X[:8], t=t) <= 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GraphWarning)
+        trained = SparseODE(method="vanilla", hidden=(16,), epochs=60).fit(X[:8], t=t)
+    assert trained.train_score_ == trained.score(X[:8], t=t) > 0.5
 
 
 def test_bad_input_and_misuse_are_named(data):

@@ -7,6 +7,7 @@
     model.simulate(x0, t)              # forecast from an initial state
     model.predict(X)                   # the field's derivatives dx/dt at states X (as pysindy)
     model.score(X_test, t=t)           # R^2 of forecasting each trajectory from its first state
+    model.train_score_                 # the same on the training data (a warning when <= 0: worse than their mean)
     rows = model.path(X, t=t, strengths=[0, 1e-4, 1e-3, 1e-2])   # warm-started regularisation path
 
 ``X`` is one (T, n) array, a (B, T, n) array or a list of (T_i, n) arrays; ``t`` one grid or one per
@@ -164,6 +165,18 @@ class SparseODE(_Base):
         self.history_, self.phase_ = result.history, result.phase
         train = task.splits["train"]
         self._read_off(train.y[train.mask])
+        # as the model was trained: with a window, each piece forecast from its own first state
+        from .tasks.trajectories_task import cut_windows
+
+        pieces = cut_windows(series, self.window) if self.window is not None else series
+        self.train_score_ = self.score(pieces.values, t=pieces.times)
+        if not self.train_score_ > 0:
+            from .graph import GraphWarning
+
+            warnings.warn(f"SparseODE: forecasting the training trajectories from their first states scores R^2 = "
+                          f"{self.train_score_:.3g}, no better than their mean: the fit (method {self.method!r} at "
+                          f"strength {self.strength:g}, {self.epochs} epochs) is not supported by the data; lower the "
+                          "strength, train longer, or use sparsedyn.SparseGraph", GraphWarning, stacklevel=2)
         return self
 
     def _read_off(self, states: torch.Tensor | None = None) -> None:
