@@ -60,7 +60,9 @@ class SparseODE(_Base):
     ``seed`` fixes every random choice; ``standardize`` fits in scaled coordinates (each feature by its
     mean and spread, time by the trajectories' median span: :mod:`sparsedyn.series_scaling`, ``scaling_``)
     and maps forecasts and derivatives back, so that a strength means the same whatever the data's units;
-    ``jacobian_scores_`` are then in those scaled units (comparable across edges).
+    ``jacobian_scores_`` are then in those scaled units (comparable across edges); ``derivative_steps``
+    full-batch Adam steps fitting the field to the training runs' smoothed derivatives before it is trained on
+    trajectories (:mod:`sparsedyn.derivative_start`; 0: none; skipped with a ``warm_start``).
     """
 
     def __init__(self, method: str = "pathreg", strength: float = 1e-3, method_params: dict | None = None,
@@ -68,12 +70,13 @@ class SparseODE(_Base):
                  solver: str = "rk4", step_size: float | None = None, epochs: int = 200,
                  finetune_epochs: int | None = None, lr: float = 1e-2, batch_size: int = 16,
                  window: int | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 progress: bool = False, standardize: bool = True) -> None:
+                 progress: bool = False, standardize: bool = True, derivative_steps: int = 500) -> None:
         self.method, self.strength, self.method_params = method, strength, method_params
         self.relative_strength, self.hidden, self.activation = relative_strength, hidden, activation
         self.solver, self.step_size, self.epochs, self.finetune_epochs = solver, step_size, epochs, finetune_epochs
         self.lr, self.batch_size, self.window, self.val_fraction = lr, batch_size, window, val_fraction
         self.seed, self.progress, self.standardize = seed, progress, standardize
+        self.derivative_steps = derivative_steps
 
     # -- scikit-learn protocol -----------------------------------------------------------
     @classmethod
@@ -132,6 +135,8 @@ class SparseODE(_Base):
         from .runner import assemble, load_warm_start
         from .train import Trainer, TrainSettings
 
+        if not (isinstance(self.derivative_steps, int) and self.derivative_steps >= 0):
+            raise ValueError(f"SparseODE: derivative_steps must be an integer >= 0, got {self.derivative_steps!r}")
         series = from_arrays(X, t, masks, feature_names)
         self.scaling_ = SeriesScaling.fit(series) if self.standardize else SeriesScaling.identity(series.n_features)
         task = self._task(self.scaling_.series(series))
@@ -152,6 +157,17 @@ class SparseODE(_Base):
             model.load_state_dict(warm_start["model"])
         elif warm_start is not None:
             load_warm_start(model, warm_start)
+        elif self.derivative_steps:  # the field first fitted to the training runs' smoothed derivatives
+            from .derivative_start import fit_to_derivatives
+            from .tasks.trajectories_task import cut_windows
+
+            scaled = self.scaling_.series(series)
+            pieces = cut_windows(scaled, self.window) if self.window is not None else scaled
+            keep = [pieces.names.index(name) for name in task.splits["train"].meta["names"]]
+            train_pieces = Series([pieces.times[i] for i in keep], [pieces.values[i] for i in keep],
+                                  pieces.features, [pieces.names[i] for i in keep])
+            torch.manual_seed(self.seed)
+            self.derivative_error_ = fit_to_derivatives(model, train_pieces, self.derivative_steps)
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(model, method, task, settings, Path(tmp), seed=self.seed).fit()
             self._sparsified_state = torch.load(Path(tmp) / "sparsified.pt", weights_only=False) \
@@ -173,10 +189,11 @@ class SparseODE(_Base):
         if not self.train_score_ > 0:
             from .graph import GraphWarning
 
+            what = "vanilla" if self.method == "vanilla" else f"{self.method!r} at strength {self.strength:g}"
             warnings.warn(f"SparseODE: forecasting the training trajectories from their first states scores R^2 = "
-                          f"{self.train_score_:.3g}, no better than their mean: the fit (method {self.method!r} at "
-                          f"strength {self.strength:g}, {self.epochs} epochs) is not supported by the data; lower the "
-                          "strength, train longer, or use sparsedyn.SparseGraph", GraphWarning, stacklevel=2)
+                          f"{self.train_score_:.3g}, no better than their mean: the fit ({what}, {self.epochs} epochs) "
+                          "is not supported by the data; lower the strength, train longer, or use "
+                          "sparsedyn.SparseGraph", GraphWarning, stacklevel=2)
         return self
 
     def _read_off(self, states: torch.Tensor | None = None) -> None:
