@@ -93,10 +93,11 @@ class HybridField(torch.nn.Module):
         return chosen
 
     def products(self, z: Tensor) -> Tensor:
-        return z[:, self.pj] * z[:, self.pk]
+        return z[..., self.pj] * z[..., self.pk]
 
     def forward(self, z: Tensor) -> Tensor:
-        """``z`` (N, n) shared by every member -> (M, N, n)."""
+        """``z`` (N, n) shared by every member -> (M, N, n); without a residual (``hidden=0``) also ``z``
+        (M, N, n), each member at its own states (trajectory matching integrates every member apart)."""
         out = self.bias[:, None, :] + z @ self.linear.transpose(1, 2)
         if self.poly:
             out = out + self.products(z) @ self.quad.transpose(1, 2)

@@ -159,10 +159,8 @@ class SparseODE(_Base):
             load_warm_start(model, warm_start)
         elif self.derivative_steps:  # the field first fitted to the training runs' smoothed derivatives
             from .derivative_start import fit_to_derivatives
-            from .tasks.trajectories_task import cut_windows
 
-            scaled = self.scaling_.series(series)
-            pieces = cut_windows(scaled, self.window) if self.window is not None else scaled
+            pieces = task.series  # the scaled trajectories (or their windows) the task split
             keep = [pieces.names.index(name) for name in task.splits["train"].meta["names"]]
             train_pieces = Series([pieces.times[i] for i in keep], [pieces.values[i] for i in keep],
                                   pieces.features, [pieces.names[i] for i in keep])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from .baselines.edges import Standardiser
 from .collocation import HybridField
@@ -27,14 +26,6 @@ from .interval_error import BOUND, ObservedPairs, standardised_rate
 SUBSTEPS = 2  # RK4 steps per interval between observations while refitting
 STEPS = 150  # Adam steps
 LR = 0.01
-
-
-def _each(field: HybridField, z: Tensor) -> Tensor:
-    """The library part of every member at its own states: ``z`` (M, N, n) -> (M, N, n)."""
-    out = field.bias[:, None, :] + torch.bmm(z, field.linear.transpose(1, 2))
-    if field.poly:
-        out = out + torch.bmm(z[..., field.pj] * z[..., field.pk], field.quad.transpose(1, 2))
-    return out
 
 
 def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPairs, rows: np.ndarray,
@@ -54,7 +45,7 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     weights = weights / weights.sum(1, keepdim=True).clamp_min(1.0)
     params = [refit.bias, refit.linear, refit.quad] if field.poly else [refit.bias, refit.linear]
     optimizer = torch.optim.Adam(params, lr=lr)
-    rate = standardised_rate(lambda z: _each(refit, z), scaler)
+    rate = standardised_rate(refit, scaler)  # each member at its own states (M, P, n)
     # its own RK4 loop, not interval_error's: under autograd, and a NaN must stop the refit, not be clamped
     for _ in range(steps):
         z = start.expand(len(weights), -1, -1)
