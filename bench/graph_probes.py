@@ -1,5 +1,5 @@
 """Probes of SparseGraph's defaults on the graph-recovery benchmark: candidate changes measured paired against
-the shipped behaviour on the very same data sets, before any is adopted (none of these three was).
+the shipped behaviour on the very same data sets, before any is adopted (none of these four was).
 
 - ``readouts``: other edge scores from the same fit, off-diagonal AUROC paired against ``graph_``: the edge
   probabilities (necessity) and stability-selection frequencies alone, tie-broken by ``graph_``, or combined
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # graph_fresh_systems,
 from graph_fresh_systems import FRESH  # noqa: E402
 from sparsedyn import graph_benchmark  # noqa: E402
 from sparsedyn.baselines.edges import BASELINES, simulate  # noqa: E402
+from sparsedyn.collocation import HybridField, adaptive_penalty_scale, fit_library_path, library_lambda_max  # noqa: E402
 from sparsedyn.derivatives import derivative_data  # noqa: E402
 from sparsedyn.graph import SparseGraph, _library_name  # noqa: E402
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, forecast_r2, make_dataset  # noqa: E402
@@ -129,6 +130,41 @@ def probe_blowup(data, seed: int, horizon: float) -> dict[str, float]:
     return {"shipped": r2[shipped], "blow-up-averse": r2[averse], "switched": float(averse != shipped)}
 
 
+class _BestStageAdaptive(SparseGraph):
+    """SparseGraph whose adaptive path takes its penalty factors from the first path's best stage instead of
+    its densest (``SparseGraph(adaptive=...)``): the ``adaptive`` probe's ``best`` start."""
+
+    def _fit_path(self, poly, z, y, weights, n, on_stage=None):
+        gamma, self.adaptive = self.adaptive, 0.0
+        try:
+            field, path, _ = super()._fit_path(poly, z, y, weights, n, on_stage)
+        finally:
+            self.adaptive = gamma
+        scale = adaptive_penalty_scale(path.norms[self._cv_curve(path)[2]], field.off_diagonal, gamma)
+        randomised = self._penalty_scale(n)
+        if randomised is not None:
+            scale = scale * randomised
+        refit = HybridField(len(weights), n, 0, poly, torch.Generator().manual_seed(self.seed))
+        top = library_lambda_max(refit, z, y, weights, scale)
+        lambdas = top * torch.logspace(0, np.log10(self.min_ratio), self.n_stages)
+        path = fit_library_path(refit, z, y, weights, lambdas, self.steps, scale)
+        return refit, path, float(self._cv_curve(path)[0].min())
+
+
+def probe_adaptive(data, seed: int, variants: str) -> dict[str, float]:
+    """``variants``: comma-separated ``start:gamma``, start ``dense`` (``SparseGraph(adaptive=gamma)``) or
+    ``best`` (:class:`_BestStageAdaptive`)."""
+    row = {"shipped": edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]}
+    for variant in variants.split(","):
+        start, gamma = variant.split(":")
+        kind = SparseGraph if start == "dense" else _BestStageAdaptive
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = kind(seed=seed, refine=False, adaptive=float(gamma)).fit(data.train.values, t=data.train.times)
+        row[f"adaptive, {start} start, gamma {float(gamma):g}"] = edge_metrics(g.graph_, data.truth)["auroc"]
+    return row
+
+
 def summary(rows: list[dict]) -> str:
     """Each candidate's mean and its paired difference to the shipped behaviour, overall and per regime group."""
     lines = []
@@ -153,12 +189,13 @@ def summary(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--probe", choices=("readouts", "steps", "blowup"), default="readouts")
+    ap.add_argument("--probe", choices=("readouts", "steps", "blowup", "adaptive"), default="readouts")
     ap.add_argument("--families", default="sparse_tanh,lorenz96,hill,dysts,glv,coupled_rossler,hyper_rossler")
     ap.add_argument("--regimes", default=HARD)
     ap.add_argument("--instances", default="0,1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--horizon", type=float, default=3.0, help="blowup: multiples of each trajectory's span")
+    ap.add_argument("--variants", default="dense:1,best:1,dense:0.5", help="adaptive: start:gamma, ...")
     ap.add_argument("--out", default="graph_probes.jsonl")
     ap.add_argument("--summary", default="", help="only print the summary of these JSON-lines files")
     args = ap.parse_args()
@@ -179,6 +216,7 @@ def main() -> None:
                     data = make_dataset(family, instance, REGIMES[regime], args.seed)
                     values = (probe_readouts(data, args.seed) if args.probe == "readouts"
                               else probe_steps(data, args.seed) if args.probe == "steps"
+                              else probe_adaptive(data, args.seed, args.variants) if args.probe == "adaptive"
                               else probe_blowup(data, args.seed, args.horizon))
                     row = {"family": family, "regime": regime, "instance": instance, "seed": args.seed,
                            "shipped": values["shipped"], "values": values}

@@ -9,7 +9,7 @@ import torch
 
 from sparsedyn.analysis import ranking_metrics
 from sparsedyn.baselines.edges import BASELINES, Standardiser
-from sparsedyn.collocation import HybridField, fit_library_path, library_lambda_max
+from sparsedyn.collocation import HybridField, adaptive_penalty_scale, fit_library_path, library_lambda_max
 from sparsedyn.derivatives import _local_fits, derivative_data, difference_data
 from sparsedyn.graph import PROGRESS_FEATURES, GraphWarning, NotFittedError, SparseGraph
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, make_dataset
@@ -188,6 +188,40 @@ def test_lambda_max_cuts_every_edge_and_a_smaller_strength_does_not():
     assert (path.norms[1, 0] * off).sum() > 0
 
 
+def test_adaptive_penalty_factors_by_hand():
+    norms = torch.tensor([[[5.0, 2.0, 0.0], [1.0, 5.0, 3.0], [0.0, 0.0, 9.0]]])  # off-diagonal mean 1.0
+    off = 1 - torch.eye(3)
+    scale = adaptive_penalty_scale(norms, off, gamma=1.0, floor=0.01)
+    expected = torch.tensor([[[0.2, 0.5, 100.0], [1.0, 0.2, 1 / 3], [100.0, 100.0, 1 / 9]]])
+    torch.testing.assert_close(scale, expected)
+    torch.testing.assert_close(adaptive_penalty_scale(norms, off, gamma=0.5, floor=0.01), expected.sqrt())
+
+
+def test_a_penalty_factor_per_input_equals_dividing_that_input_by_it():
+    """With every output's factor on input j equal to v_j, the adaptive problem is the plain group lasso on
+    the inputs divided by v_j (linear library: one coefficient per group), coefficients scaled back by
+    1 / v_j: lambda_max and the whole path agree."""
+    rng = np.random.default_rng(0)
+    z = torch.as_tensor(rng.normal(size=(60, 4)), dtype=torch.float32)
+    y = torch.as_tensor(z.numpy() @ rng.normal(size=(4, 4)) + 0.3 * rng.normal(size=(60, 4)), dtype=torch.float32)
+    v = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    scale = v.expand(1, 4, 4).clone()
+    weights = torch.ones(1, 60)
+    field, plain = HybridField(1, 4, 0, poly=False), HybridField(1, 4, 0, poly=False)
+    plain.load_state_dict(field.state_dict())
+    plain.linear.data *= v  # the same starting point in the rescaled inputs' coefficients
+    top = library_lambda_max(field, z, y, weights, scale)
+    assert top == pytest.approx(library_lambda_max(plain, z / v, y, weights), rel=1e-5)
+    lambdas = top * torch.tensor([1.001, 0.3, 0.03])
+    adaptive = fit_library_path(field, z, y, weights, lambdas, steps=2000, penalty_scale=scale)
+    reference = fit_library_path(plain, z / v, y, weights, lambdas, steps=2000)
+    off = (1 - torch.eye(4)).bool()
+    assert (adaptive.norms[0, 0][off] == 0).all()
+    torch.testing.assert_close(field.linear, plain.linear / v, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(adaptive.norms[1:, 0][:, off], (reference.norms[1:, 0] / v)[:, off],
+                               atol=1e-4, rtol=1e-4)
+
+
 # -- SparseGraph -------------------------------------------------------------------------------
 
 def _fit(X, t, **kw):
@@ -228,6 +262,25 @@ def test_the_randomised_lasso_moves_only_the_subsamples():
     np.testing.assert_array_equal(again.edge_probability_, plain.edge_probability_)
     with pytest.raises(ValueError, match="randomize"):
         _fit(X, t, randomize=0.0)
+
+
+def test_the_adaptive_group_lasso_keeps_the_true_graph_and_shrinks_its_edges_less():
+    """On the sparse linear system the adaptive path ranks the graph as well, and at the plain path's
+    chosen strength ratio its true edges are shrunk less towards zero (the point of the reweighting)."""
+    A, t, X = _linear_data()
+    plain = SparseGraph(poly=False, design="smoothed", n_subsamples=0).fit(list(X), t=t)
+    adaptive = SparseGraph(poly=False, design="smoothed", n_subsamples=0, adaptive=1.0).fit(list(X), t=t)
+    assert edge_metrics(adaptive.graph_, A != 0)["auroc"] == 1.0
+    off = ~np.eye(5, dtype=bool)
+    true = (A != 0) & off
+    ratio = plain.stage_  # the same position on the two (equally spaced) paths
+    plain_true = plain.path_.norms[ratio, plain.n_folds_].numpy()[true]
+    adaptive_true = adaptive.path_.norms[ratio, adaptive.n_folds_].numpy()[true]
+    assert adaptive_true.sum() > plain_true.sum()
+    assert adaptive.path_.norms[ratio, adaptive.n_folds_].numpy()[(A == 0) & off].sum() <= \
+        plain.path_.norms[ratio, plain.n_folds_].numpy()[(A == 0) & off].sum()
+    with pytest.raises(ValueError, match="adaptive"):
+        _fit(X, t, adaptive=-1.0)
 
 
 def test_scaling_one_feature_by_1000_leaves_the_graph_unchanged():
@@ -334,6 +387,9 @@ def test_the_progress_bar_counts_every_path_stage_and_is_off_for_small_systems(c
     assert "SparseGraph" in out.err and "22/22" in out.err and out.out == ""
     SparseGraph(n_subsamples=0, n_stages=5, steps=50, poly=False, design="smoothed", progress=True).fit(X, t=t)
     assert "5/5" in capsys.readouterr().err
+    SparseGraph(n_subsamples=0, n_stages=5, steps=50, poly=False, design="smoothed", progress=True,
+                adaptive=1.0).fit(X, t=t)
+    assert "10/10" in capsys.readouterr().err  # the adaptive group lasso's second path
     assert PROGRESS_FEATURES > 5
     SparseGraph(n_subsamples=2, n_stages=5, steps=50).fit(X, t=t)
     assert capsys.readouterr().err == ""

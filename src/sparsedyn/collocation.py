@@ -312,13 +312,30 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
                 on_stage()
     return _path_fit(lambdas, stages)
 
-def library_lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> float:
+def adaptive_penalty_scale(norms: Tensor, off_diagonal: Tensor, gamma: float, floor: float = 1e-3) -> Tensor:
+    """The adaptive group lasso's penalty factors (Zou 2006; Wang & Leng 2008 for groups): each member's
+    group norms ``norms`` (M, n, n) of a first fit, relative to their off-diagonal mean, to the power
+    ``-gamma`` (relative norms below ``floor`` count as ``floor``). A group that was strong is penalised
+    less in the second fit and a weak one more, which undoes the plain group lasso's shrinkage of the true
+    edges and its pull towards their correlated stand-ins. Each member's factors come from its own first fit
+    (no fold sees a fit to its held-out rows)."""
+    off = off_diagonal.bool()
+    relative = norms / norms[:, off].mean(dim=1).clamp_min(1e-30)[:, None, None]
+    return relative.clamp_min(floor) ** (-gamma)
+
+
+def library_lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor,
+                       penalty_scale: Tensor | None = None) -> float:
     """:func:`lambda_max` for :func:`fit_library_path`'s loss: the largest off-diagonal group gradient norm
-    with only the biases fitted (each member's weighted mean derivative)."""
+    with only the biases fitted (each member's weighted mean derivative), each divided by its
+    ``penalty_scale`` (M, n, n) where given."""
     phi = library_features(field, z)
     count = weights.sum(dim=1).clamp_min(1)
     mean = (weights @ y) / count[:, None]  # (M, n): the bias-only fit
     resid = mean[:, None, :] - y[None]  # (M, N, n)
     grad = (2.0 / (count * field.n))[:, None, None] * torch.einsum("mn,nf,mni->mfi", weights, phi, resid)
-    sq = (grad**2).transpose(1, 2) @ feature_groups(field)
-    return float((sq.sqrt() * field.off_diagonal).max())
+    norms = ((grad**2).transpose(1, 2) @ feature_groups(field)).sqrt()
+    if penalty_scale is not None:
+        norms = norms / penalty_scale
+    off = norms[:, field.off_diagonal.bool()]
+    return float(off.max()) if off.numel() else 0.0  # one variable: no edge to enter

@@ -56,7 +56,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .baselines.edges import Standardiser, simulate, trajectory_folds
-from .collocation import HybridField, PathFit, fit_library_path, fit_path, lambda_max, library_lambda_max
+from .collocation import (
+    HybridField,
+    PathFit,
+    adaptive_penalty_scale,
+    fit_library_path,
+    fit_path,
+    lambda_max,
+    library_lambda_max,
+)
 from .derivatives import DerivativeData, derivative_data, difference_data, observed_points
 from .interval_error import ObservedPairs, one_step_error, trajectory_error
 from .loco import necessity_frequency
@@ -152,14 +160,20 @@ class SparseGraph(_Base):
     stages on stderr (``None``: shown on an interactive terminal from ``PROGRESS_FEATURES`` variables on,
     where a default fit takes a minute or more on one core), ``refine`` trajectory matching of the
     forecasting field after collocation (:mod:`sparsedyn.shooting`; kept where the folds forecast better:
-    ``refined_``, ``refine_errors_``; library fields only, ``hidden=0``).
+    ``refined_``, ``refine_errors_``; library fields only, ``hidden=0``), ``adaptive`` the adaptive group
+    lasso's power (0, the default: off; ``gamma > 0``: each library's path is fitted twice, the second time
+    with each group's penalty divided by (its norm at the first path's densest stage, relative to the mean)^gamma,
+    :func:`~sparsedyn.collocation.adaptive_penalty_scale`; library fields only; it did not rank edges better
+    on the benchmark, ``docs/results-graph-recovery.md``).
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
                  expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, design: str = "auto",
-                 seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True) -> None:
+                 seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True,
+                 adaptive: float = 0.0) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
+        self.adaptive = adaptive
         self.randomize = randomize
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
         self.expected_false = expected_false
@@ -188,7 +202,7 @@ class SparseGraph(_Base):
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
                   "design": self.design in DESIGNS,
                   "threads": self.threads >= 1, "progress": self.progress in (None, True, False),
-                  "refine": self.refine in (True, False)}
+                  "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
@@ -217,7 +231,9 @@ class SparseGraph(_Base):
             disable = None if series.n_features >= PROGRESS_FEATURES else True
         else:
             disable = not self.progress
-        total = len(candidates) * len(libraries) * self.n_stages + (len(libraries) if self.n_subsamples else 0)
+        paths = 2 if self.adaptive and not self.hidden else 1  # the adaptive group lasso fits a second path
+        total = (len(candidates) * len(libraries) * paths * self.n_stages
+                 + (len(libraries) if self.n_subsamples else 0))
         with tqdm(total=total, desc="SparseGraph", unit="stage", disable=disable) as bar:
             with _torch_threads(self.threads):
                 designs = {name: self._fit_design(data, held_out, libraries, bar.update)
@@ -392,9 +408,18 @@ class SparseGraph(_Base):
         generator = torch.Generator().manual_seed(self.seed)
         field = HybridField(len(weights), n, self.hidden, poly, generator)
         if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
+            randomised = self._penalty_scale(n)
             top = library_lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-            path = fit_library_path(field, z, y, weights, lambdas, self.steps, self._penalty_scale(n), on_stage)
+            path = fit_library_path(field, z, y, weights, lambdas, self.steps, randomised, on_stage)
+            if self.adaptive:  # a second path, each group's penalty set by its norm at the first's densest stage
+                scale = adaptive_penalty_scale(path.norms[-1], field.off_diagonal, self.adaptive)
+                if randomised is not None:
+                    scale = scale * randomised
+                field = HybridField(len(weights), n, 0, poly, torch.Generator().manual_seed(self.seed))
+                top = library_lambda_max(field, z, y, weights, scale)
+                lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
+                path = fit_library_path(field, z, y, weights, lambdas, self.steps, scale, on_stage)
         else:
             top = lambda_max(field, z, y, weights)
             lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
