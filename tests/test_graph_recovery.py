@@ -246,6 +246,27 @@ def test_sparse_graph_recovers_a_sparse_linear_system_and_is_confident_about_it(
     assert np.all(g.sign_[(A != 0) & off] == true_signs)
 
 
+def test_a_fit_runs_numpy_and_torch_on_its_own_thread_count_and_restores_the_callers(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import sparsedyn.graph as graph_module
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(([pool["num_threads"] for pool in threadpool_info()], torch.get_num_threads()))
+        return derivative_data(*args, **kwargs)
+
+    monkeypatch.setattr(graph_module, "derivative_data", spy)
+    A, t, X = _linear_data(n_traj=6)
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=2):
+        SparseGraph(n_subsamples=0, n_stages=3, steps=20, threads=1).fit(X, t=t)
+        after = [pool["num_threads"] for pool in threadpool_info()]
+    assert seen and seen[0][0] and all(count == 1 for count in seen[0][0]) and seen[0][1] == 1
+    assert all(count == 2 for count in after) and torch.get_num_threads() == before
+
+
 def test_the_randomised_lasso_moves_only_the_subsamples():
     A, t, X = _linear_data()
     plain, randomised = _fit(X, t), _fit(X, t, randomize=0.3)

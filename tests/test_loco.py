@@ -67,3 +67,33 @@ def test_a_parent_is_needed_and_a_correlated_stand_in_or_an_irrelevant_variable_
     assert p[0, 2] <= 0.3  # the stand-in: not needed beside the parent (measured 0.2)
     assert p[0, 3] < 0.9  # an irrelevant variable: a coin flip per half (measured 0.5), never confident
     assert np.all(np.diag(p) == 1.0)
+
+
+def test_necessity_equals_direct_refits_with_random_selections_on_five_variables():
+    """The refits without each source come from one inverse per half and target (the deletion formula):
+    against direct ridge regressions, with random selections, so that each left-out set has several features."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((120, 5))
+    y = np.stack([z[:, 1] * z[:, 2] - z[:, 0], z[:, 3] ** 2, -z[:, 4] + z[:, 0] * z[:, 1], z[:, 2],
+                  z[:, 4] * z[:, 3]], 1)
+    y = y + 0.3 * rng.standard_normal(y.shape)
+    weights = _halves(120, 4, seed=3)
+    selected = rng.random((4, 5, 5)) < 0.6
+    got = necessity_frequency(torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), weights,
+                              slice(2, None), selected, poly=True, ridge=0.01)
+    zf, yf = z.astype(np.float32).astype(float), y.astype(np.float32).astype(float)
+    pairs = [(j, k) for j in range(5) for k in range(j, 5)]
+    contains = [set()] + [{j} for j in range(5)] + [{j, k} for j, k in pairs]
+    expected = np.zeros((4, 5, 5))
+    for s in range(4):
+        train = weights[2 + s].numpy() > 0
+        for i in range(5):
+            cand = set(np.flatnonzero(selected[s, i])) | {i}
+            keep = [f for f, c in enumerate(contains) if c <= cand]
+            full = _direct(zf, yf, train, i, keep, 0.01)
+            for j in cand - {i}:
+                expected[s, i, j] = _direct(zf, yf, train, i, [f for f in keep if j not in contains[f]], 0.01) > full
+    expected = expected.mean(0)
+    np.fill_diagonal(expected, 1.0)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < got[~np.eye(5, dtype=bool)].mean() < 1  # some edges needed, some not: the comparison is not vacuous

@@ -144,18 +144,23 @@ class HybridField(torch.nn.Module):
         both = scale[:, :, self.pj] * torch.where(self.pj == self.pk, 1.0, scale[:, :, self.pk])
         return scale, both
 
+    def _quadratic_slopes(self, z: Tensor) -> Tensor:
+        """``d/dz_j`` of the degree-2 terms at every row: (M, N, i, j). With ``C[i, j, k]`` the coefficient of
+        ``z_j z_k`` counted from both sides (so ``2 q`` for a square ``q z_j^2``), the slope is
+        ``sum_k C[i, j, k] z_k``: one product of (M, n n, n) with ``z'``, a factor n fewer operations than
+        lifting each term's slope onto its variable (at 30 variables that lift was 15% of a default fit)."""
+        m, n = self.quad.shape[0], self.n
+        both = torch.zeros(m, n, n * n, dtype=self.quad.dtype)
+        both.index_add_(2, self.pj * n + self.pk, self.quad)
+        both.index_add_(2, self.pk * n + self.pj, self.quad)  # a square's term lands twice: its slope 2 q z_j
+        return (both.view(m, n * n, n) @ z.T).view(m, n, n, len(z)).permute(0, 3, 1, 2)
+
     def jacobian(self, z: Tensor) -> Tensor:
         """Mean ``|df_i/dz_j|`` over the rows of ``z``: (M, n, n), in closed form."""
         with torch.no_grad():
             jac = self.linear[:, None].expand(-1, len(z), -1, -1).clone()  # (M, N, i, j)
             if self.poly:
-                # d(z_j z_k)/dz_j = z_k (and 2 z_j for j == k)
-                dj = z[:, self.pk] * torch.where(self.pj == self.pk, 2.0, 1.0)  # (N, P) w.r.t. z_pj
-                dk = torch.where(self.pj == self.pk, 0.0, 1.0) * z[:, self.pj]  # (N, P) w.r.t. z_pk
-                lift_j = torch.nn.functional.one_hot(self.pj, self.n).float()  # (P, n)
-                lift_k = torch.nn.functional.one_hot(self.pk, self.n).float()
-                jac = jac + torch.einsum("mip,sp,pj->msij", self.quad, dj, lift_j)
-                jac = jac + torch.einsum("mip,sp,pj->msij", self.quad, dk, lift_k)
+                jac = jac + self._quadratic_slopes(z)
             if self.hidden:
                 h = self._hidden(z)
                 slope = (1.0 - h**2) ** 1.5  # s'(u) = (1 + u^2)^(-3/2) = (1 - s(u)^2)^(3/2)

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .baselines.edges import Standardiser, simulate, trajectory_folds
@@ -81,10 +82,11 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
-# took 189 s of CPU on this project's machine (bench/graph_size.py; docs/results-graph-recovery.md)
+# takes 73 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
 PROGRESS_FEATURES = 20
-# poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit took
-# 189 s of CPU against 1.5 s for the linear library alone (bench/graph_size.py), and memory grows as features^2
+# poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit takes
+# 73 s of CPU, most of it the degree-2 paths, against 1.5 s for the linear library alone (bench/graph_size.py),
+# and memory grows as features^2
 MAX_AUTO_POLY_FEATURES = 500
 LIBRARY_WEIGHT_POWER = 4.0  # graph_ averages the libraries' graphs with weights (held-out error)^-4
 
@@ -115,12 +117,15 @@ class _Design:
 
 
 @contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch threads, restoring the caller's count after it."""
+def _fit_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads and ``n`` BLAS threads for numpy and scipy (threadpoolctl),
+    restoring the caller's counts after it: a fit's thread count is part of the fit (its ``fit_seconds_``
+    is CPU time, which numpy's own thread pool inflated at 30 variables)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(threads)
 
@@ -214,6 +219,10 @@ class SparseGraph(_Base):
         takes them; ``y`` is scikit-learn's unused slot). Folds and subsamples are over trajectories; a single
         trajectory is cut into contiguous blocks of time for them."""
         self._check_params()
+        with _fit_threads(self.threads):  # torch's and numpy's: the thread count is part of the fit
+            return self._fit(X, t, masks, feature_names)
+
+    def _fit(self, X: Any, t: Any, masks: Any, feature_names: Sequence[str] | None) -> SparseGraph:
         start = time.process_time()
         series = from_arrays(X, t, masks, feature_names)
         smoothed = derivative_data(series, self.smooth)
@@ -235,20 +244,19 @@ class SparseGraph(_Base):
         total = (len(candidates) * len(libraries) * paths * self.n_stages
                  + (len(libraries) if self.n_subsamples else 0))
         with tqdm(total=total, desc="SparseGraph", unit="stage", disable=disable) as bar:
-            with _torch_threads(self.threads):
-                designs = {name: self._fit_design(data, held_out, libraries, bar.update)
-                           for name, data in candidates.items()}
-                pairs = ObservedPairs.of(series)
-                if len(designs) > 1:
-                    self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
-                    self.design_ = self._pick_design(self.design_errors_)
-                else:
-                    self.design_errors_ = {}
-                    self.design_ = next(iter(designs))
-                chosen = designs[self.design_]
-                # one trajectory: its folds are blocks of time, not trajectories; the derivative error decides
-                self.forecast_errors_ = (self._library_forecast_errors(chosen, series, held_out)
-                                         if len(np.unique(pairs.trajectory)) >= 2 else {})
+            designs = {name: self._fit_design(data, held_out, libraries, bar.update)
+                       for name, data in candidates.items()}
+            pairs = ObservedPairs.of(series)
+            if len(designs) > 1:
+                self.design_errors_ = self._one_step_errors(designs, pairs, held_out)
+                self.design_ = self._pick_design(self.design_errors_)
+            else:
+                self.design_errors_ = {}
+                self.design_ = next(iter(designs))
+            chosen = designs[self.design_]
+            # one trajectory: its folds are blocks of time, not trajectories; the derivative error decides
+            self.forecast_errors_ = (self._library_forecast_errors(chosen, series, held_out)
+                                     if len(np.unique(pairs.trajectory)) >= 2 else {})
             library_graphs = {name: self._library_graphs(design) for name, design in designs.items()}
             self.design_graphs_ = {name: average_library_graphs(library_graphs[name], design.errors)
                                    for name, design in designs.items()}
@@ -294,7 +302,7 @@ class SparseGraph(_Base):
         warnings.warn(f"SparseGraph: {n} variables make {features} degree-2 library features, more than "
                       f"poly='auto' fits ({MAX_AUTO_POLY_FEATURES}, 30 variables): the linear library alone is "
                       "fitted (poly=True forces the degree-2 one; its cost grows as the square of the features)",
-                      GraphWarning, stacklevel=3)
+                      GraphWarning, stacklevel=4)
         return [False]
 
     def _fit_design(self, data: DerivativeData, held_out: list[np.ndarray], libraries: list[bool],
@@ -366,8 +374,7 @@ class SparseGraph(_Base):
         self.field_.load_state_dict(self.path_.states[self.best_stage_])
         members = self.field_.members(slice(0, full + 1))  # the folds' and the full data's
         rows = np.array([~np.isin(pairs.trajectory, ids) for ids in held_out] + [np.ones(len(pairs.dt), bool)])
-        with _torch_threads(self.threads):  # the fit's thread count, as for the paths
-            refit = shooting_refit(members, design.scaler, pairs, rows)
+        refit = shooting_refit(members, design.scaler, pairs, rows)  # under fit()'s thread count
         before = self.forecast_errors_[_library_name(self.field_)]
         after = self._fold_forecast_error(refit, design.scaler, series, held_out)
         self.refine_errors_ = {"collocation": before, "trajectory matching": after}
@@ -533,16 +540,16 @@ class SparseGraph(_Base):
         if self.constant_features_:
             warnings.warn(f"SparseGraph: {self.constant_features_} do not vary in the data, so no edge out of "
                           "them can be estimated (their scores are 0); drop them or add trajectories where "
-                          "they move", GraphWarning, stacklevel=3)
+                          "they move", GraphWarning, stacklevel=4)
         off = ~np.eye(self.n_features_in_, dtype=bool)
         if off.any() and not self.support_[off].any():  # one variable has no edge to miss
             warnings.warn("SparseGraph: the selected graph has no edge between variables (the one-standard-error "
                           "stage cuts them all); graph_ still ranks candidate edges by the best-fitting stage",
-                          GraphWarning, stacklevel=3)
+                          GraphWarning, stacklevel=4)
         if self.cv_mse_ >= 1.0:
             warnings.warn(f"SparseGraph: the held-out derivative error ({self.cv_mse_:.3g} in standardised units) "
                           "is no better than predicting the training mean (1.0): the graph is not supported by "
-                          "the fit", GraphWarning, stacklevel=3)
+                          "the fit", GraphWarning, stacklevel=4)
 
     # -- read-outs -----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
