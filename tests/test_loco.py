@@ -25,6 +25,27 @@ def _direct(z, y, train, i, cols, ridge):
     return float(((phi[~train] @ coef - y[~train, i]) ** 2).sum())
 
 
+def _expected(z, y, weights, selected, ridge):
+    """Necessity frequencies from direct ridge refits (the oracle): per half, target and selected source, is
+    the held-out error without the source's features larger than with all of them?"""
+    n, halves = z.shape[1], len(selected)
+    zf, yf = z.astype(np.float32).astype(float), y.astype(np.float32).astype(float)
+    pairs = [(j, k) for j in range(n) for k in range(j, n)]
+    contains = [set()] + [{j} for j in range(n)] + [{j, k} for j, k in pairs]
+    expected = np.zeros((halves, n, n))
+    for s in range(halves):
+        train = weights[2 + s].numpy() > 0
+        for i in range(n):
+            cand = set(np.flatnonzero(selected[s, i])) | {i}
+            keep = [f for f, c in enumerate(contains) if c <= cand]
+            full = _direct(zf, yf, train, i, keep, ridge)
+            for j in cand - {i}:
+                expected[s, i, j] = _direct(zf, yf, train, i, [f for f in keep if j not in contains[f]], ridge) > full
+    expected = expected.mean(0)
+    np.fill_diagonal(expected, 1.0)
+    return expected
+
+
 def test_necessity_equals_direct_ridge_refits_on_each_half():
     rng = np.random.default_rng(1)
     z = rng.standard_normal((80, 3))
@@ -35,20 +56,7 @@ def test_necessity_equals_direct_ridge_refits_on_each_half():
     selected[1, 0, 2] = False  # half 1 did not select 0 <- 2
     got = necessity_frequency(torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), weights,
                               slice(2, None), selected, poly=True, ridge=0.05)
-    zf, yf = z.astype(np.float32).astype(float), y.astype(np.float32).astype(float)
-    pairs = [(j, k) for j in range(3) for k in range(j, 3)]
-    contains = [set()] + [{j} for j in range(3)] + [{j, k} for j, k in pairs]
-    expected = np.zeros((3, 3, 3))
-    for s in range(3):
-        train = weights[2 + s].numpy() > 0
-        for i in range(3):
-            cand = set(np.flatnonzero(selected[s, i])) | {i}
-            keep = [f for f, c in enumerate(contains) if c <= cand]
-            full = _direct(zf, yf, train, i, keep, 0.05)
-            for j in cand - {i}:
-                expected[s, i, j] = _direct(zf, yf, train, i, [f for f in keep if j not in contains[f]], 0.05) > full
-    expected = expected.mean(0)
-    np.fill_diagonal(expected, 1.0)
+    expected = _expected(z, y, weights, selected, 0.05)
     np.testing.assert_array_equal(got, expected)
     assert got[0, 2] <= 2 / 3  # never counted where the half did not select it
 
@@ -81,19 +89,6 @@ def test_necessity_equals_direct_refits_with_random_selections_on_five_variables
     selected = rng.random((4, 5, 5)) < 0.6
     got = necessity_frequency(torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), weights,
                               slice(2, None), selected, poly=True, ridge=0.01)
-    zf, yf = z.astype(np.float32).astype(float), y.astype(np.float32).astype(float)
-    pairs = [(j, k) for j in range(5) for k in range(j, 5)]
-    contains = [set()] + [{j} for j in range(5)] + [{j, k} for j, k in pairs]
-    expected = np.zeros((4, 5, 5))
-    for s in range(4):
-        train = weights[2 + s].numpy() > 0
-        for i in range(5):
-            cand = set(np.flatnonzero(selected[s, i])) | {i}
-            keep = [f for f, c in enumerate(contains) if c <= cand]
-            full = _direct(zf, yf, train, i, keep, 0.01)
-            for j in cand - {i}:
-                expected[s, i, j] = _direct(zf, yf, train, i, [f for f in keep if j not in contains[f]], 0.01) > full
-    expected = expected.mean(0)
-    np.fill_diagonal(expected, 1.0)
+    expected = _expected(z, y, weights, selected, 0.01)
     np.testing.assert_array_equal(got, expected)
     assert 0 < got[~np.eye(5, dtype=bool)].mean() < 1  # some edges needed, some not: the comparison is not vacuous
