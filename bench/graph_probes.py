@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # graph_fresh_systems,
 from graph_fresh_systems import FRESH  # noqa: E402
 from sparsedyn import graph_benchmark  # noqa: E402
 from sparsedyn.baselines.edges import BASELINES, simulate  # noqa: E402
-from sparsedyn.collocation import HybridField, adaptive_penalty_scale, fit_library_path, library_lambda_max  # noqa: E402
 from sparsedyn.derivatives import derivative_data  # noqa: E402
 from sparsedyn.graph import SparseGraph, _library_name  # noqa: E402
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, forecast_r2, make_dataset  # noqa: E402
@@ -134,21 +133,8 @@ class _BestStageAdaptive(SparseGraph):
     """SparseGraph whose adaptive path takes its penalty factors from the first path's best stage instead of
     its densest (``SparseGraph(adaptive=...)``): the ``adaptive`` probe's ``best`` start."""
 
-    def _fit_path(self, poly, z, y, weights, n, on_stage=None):
-        gamma, self.adaptive = self.adaptive, 0.0
-        try:
-            field, path, _ = super()._fit_path(poly, z, y, weights, n, on_stage)
-        finally:
-            self.adaptive = gamma
-        scale = adaptive_penalty_scale(path.norms[self._cv_curve(path)[2]], field.off_diagonal, gamma)
-        randomised = self._penalty_scale(n)
-        if randomised is not None:
-            scale = scale * randomised
-        refit = HybridField(len(weights), n, 0, poly, torch.Generator().manual_seed(self.seed))
-        top = library_lambda_max(refit, z, y, weights, scale)
-        lambdas = top * torch.logspace(0, np.log10(self.min_ratio), self.n_stages)
-        path = fit_library_path(refit, z, y, weights, lambdas, self.steps, scale)
-        return refit, path, float(self._cv_curve(path)[0].min())
+    def _adaptive_norms(self, path):
+        return path.norms[self._cv_curve(path)[2]]
 
 
 def probe_adaptive(data, seed: int, variants: str) -> dict[str, float]:

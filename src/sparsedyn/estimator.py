@@ -161,11 +161,9 @@ class SparseODE(_Base):
             from .derivative_start import fit_to_derivatives
 
             pieces = task.series  # the scaled trajectories (or their windows) the task split
-            keep = [pieces.names.index(name) for name in task.splits["train"].meta["names"]]
-            train_pieces = Series([pieces.times[i] for i in keep], [pieces.values[i] for i in keep],
-                                  pieces.features, [pieces.names[i] for i in keep])
+            train = pieces.subset([pieces.names.index(name) for name in task.splits["train"].meta["names"]])
             torch.manual_seed(self.seed)
-            self.derivative_error_ = fit_to_derivatives(model, train_pieces, self.derivative_steps)
+            self.derivative_error_ = fit_to_derivatives(model, train, self.derivative_steps)
         with tempfile.TemporaryDirectory() as tmp:
             result = Trainer(model, method, task, settings, Path(tmp), seed=self.seed).fit()
             self._sparsified_state = torch.load(Path(tmp) / "sparsified.pt", weights_only=False) \

@@ -412,26 +412,38 @@ class SparseGraph(_Base):
     def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int,
                   on_stage: Callable[[], object] | None = None) -> tuple[HybridField, PathFit, float]:
         """One library's path for every member, and its best mean log held-out error over the folds."""
-        generator = torch.Generator().manual_seed(self.seed)
-        field = HybridField(len(weights), n, self.hidden, poly, generator)
         if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
-            randomised = self._penalty_scale(n)
-            top = library_lambda_max(field, z, y, weights)
-            lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-            path = fit_library_path(field, z, y, weights, lambdas, self.steps, randomised, on_stage)
-            if self.adaptive:  # a second path, each group's penalty set by its norm at the first's densest stage
-                scale = adaptive_penalty_scale(path.norms[-1], field.off_diagonal, self.adaptive)
-                if randomised is not None:
-                    scale = scale * randomised
-                field = HybridField(len(weights), n, 0, poly, torch.Generator().manual_seed(self.seed))
-                top = library_lambda_max(field, z, y, weights, scale)
-                lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
-                path = fit_library_path(field, z, y, weights, lambdas, self.steps, scale, on_stage)
+            randomised = self._penalty_scale(n)  # the path starts where the plain penalty admits an edge
+            field, path = self._library_path(poly, z, y, weights, randomised, None, on_stage)
+            if self.adaptive:  # a second path, each group's penalty set by its norm on the first
+                scale = adaptive_penalty_scale(self._adaptive_norms(path), field.off_diagonal, self.adaptive)
+                scale = scale if randomised is None else scale * randomised
+                field, path = self._library_path(poly, z, y, weights, scale, scale, on_stage)
         else:
-            top = lambda_max(field, z, y, weights)
-            lambdas = top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
+            field = HybridField(len(weights), n, self.hidden, poly, torch.Generator().manual_seed(self.seed))
+            lambdas = self._lambdas(lambda_max(field, z, y, weights))
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr, on_stage)
         return field, path, float(self._cv_curve(path)[0].min())
+
+    def _library_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                      scale: torch.Tensor | None, top_scale: torch.Tensor | None,
+                      on_stage: Callable[[], object] | None) -> tuple[HybridField, PathFit]:
+        """A library field (no residual) fitted along the path, every member, each group's penalty multiplied by
+        ``scale`` (M, n, n) where given; the path starts at the strength from which no edge enters under the
+        factors ``top_scale`` (None: the plain penalty)."""
+        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed))
+        lambdas = self._lambdas(library_lambda_max(field, z, y, weights, top_scale))
+        return field, fit_library_path(field, z, y, weights, lambdas, self.steps, scale, on_stage)
+
+    def _lambdas(self, top: float) -> torch.Tensor:
+        """The path's ``n_stages`` strengths, from ``top`` down to ``min_ratio`` times it (geometric)."""
+        return top * torch.logspace(0, math.log10(self.min_ratio), self.n_stages)
+
+    @staticmethod
+    def _adaptive_norms(path: PathFit) -> torch.Tensor:
+        """The group norms (M, n, n) the adaptive path's penalty factors come from: each member's at the first
+        path's densest stage (nearly least squares)."""
+        return path.norms[-1]
 
     def _penalty_scale(self, n: int) -> torch.Tensor | None:
         """The randomised lasso (Meinshausen & Buehlmann 2010, section 3.1) for the subsample members: each

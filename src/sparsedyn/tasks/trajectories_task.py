@@ -109,8 +109,7 @@ class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
         test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
         self.scaling = None
         if self.config.standardize:
-            self.scaling = SeriesScaling.fit(Series([series.times[i] for i in train], [series.values[i] for i in train],
-                                                    series.features, [series.names[i] for i in train]))
+            self.scaling = SeriesScaling.fit(series.subset(train))
             series = self.series = self.scaling.series(series)
         self.splits = {"train": to_trajectories(series, sorted(train))}
         self.splits["val"] = to_trajectories(series, sorted(val)) if val else self.splits["train"]

@@ -55,6 +55,11 @@ class Series:
     def __len__(self) -> int:
         return len(self.values)
 
+    def subset(self, indices: Sequence[int]) -> Series:
+        """The trajectories ``indices`` picks, in that order (same features)."""
+        return Series([self.times[i] for i in indices], [self.values[i] for i in indices], self.features,
+                      [self.names[i] for i in indices])
+
 
 def check_series(series: Series, where: str = "data") -> Series:
     """The checks every reader shares (see the module docstring); returns ``series``."""
