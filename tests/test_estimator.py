@@ -228,3 +228,23 @@ def test_bad_calls_get_one_clear_error_each(tmp_path):
         SparseODE.load(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="at least one strength"):
         SparseODE().path(np.zeros((2, 5, 2)), strengths=[])
+
+
+def test_missing_interpolate_fits_exactly_what_the_interpolated_data_would_fit(data):
+    """SparseODE(missing="interpolate") is the fit to the interpolated series (interpolate_gaps), same
+    numbers; without it a point missing some features is refused, naming the option."""
+    from sparsedyn.tasks.user_data import from_arrays
+
+    t, X, _ = data
+    gappy = X[:4].copy()
+    gappy[1, 5, 2] = gappy[2, 9, 0] = gappy[3, 3, 4] = np.nan
+    kw = dict(method="vanilla", hidden=(8,), epochs=2, solver="euler", derivative_steps=5)
+    with pytest.raises(DataError, match="missing='interpolate'"):
+        SparseODE(**kw).fit(gappy, t=t)
+    filled = from_arrays(gappy, t, missing="interpolate")
+    assert filled.interpolated == 3
+    np.testing.assert_allclose(filled.values[1][5, 2], (X[1, 4, 2] + X[1, 6, 2]) / 2)  # regular grid: the mean
+    a = SparseODE(**kw, missing="interpolate").fit(gappy, t=t)
+    b = SparseODE(**kw).fit(np.stack(filled.values), t=t)
+    np.testing.assert_array_equal(a.simulate(X[0, 0], t), b.simulate(X[0, 0], t))
+    assert a.score(gappy, t=t) == b.score(np.stack(filled.values), t=t)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from sparsedyn.cli import app
 from sparsedyn.graph import SparseGraph
+from sparsedyn.graph_benchmark import edge_metrics
 from sparsedyn.graph_figure import CONFIDENT, graph_figure
 from sparsedyn.tasks.user_data import DataError, from_arrays
 from test_graph_recovery import _linear_data
@@ -84,3 +85,34 @@ def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
     assert missing.exit_code != 0 and "data file not found" in missing.output
     bad = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--poly", "cubic"])
     assert bad.exit_code != 0 and "--poly must be auto, true or false" in bad.output
+
+
+def test_gaps_in_some_features_are_interpolated_when_asked_and_the_graph_survives(tmp_path):
+    A, t, X = _linear_data(n_traj=8)
+    gappy = X.copy()
+    rng = np.random.default_rng(5)
+    holes = rng.random(X.shape) < 0.08
+    holes[:, 0] = False  # every trajectory's first state observed
+    holes[:, -1, 1:] = False
+    holes[:, -1, 0] = True  # a gap at each trajectory's end: nothing brackets it, so the point goes
+    gappy[holes] = np.nan
+    with pytest.raises(DataError, match="missing='interpolate'"):
+        SparseGraph(**FAST).fit(gappy, t=t)
+    g = SparseGraph(missing="interpolate", **FAST).fit(gappy, t=t)
+    assert (g.n_interpolated_, g.n_dropped_points_) == (int(holes[:, :-1].sum()), len(X))
+    assert edge_metrics(g.graph_, A != 0)["auroc"] == 1.0  # the true edges still rank first
+    with pytest.raises(ValueError, match="bad missing='drop'"):
+        SparseGraph(missing="drop").fit(X, t=t)
+    data = tmp_path / "gappy.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "time", *[f"g{i}" for i in range(5)]])
+        for b in range(len(X)):
+            w.writerows([f"r{b}", t[k], *["" if np.isnan(v) else v for v in gappy[b, k]]] for k in range(len(t)))
+    res = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--out",
+                                   str(tmp_path / "out"), "--missing", "interpolate"])
+    assert res.exit_code == 0, res.output
+    chosen = json.loads((tmp_path / "out" / "fit.json").read_text())
+    assert (chosen["values_interpolated"], chosen["points_dropped"]) == (g.n_interpolated_, len(X))
+    refused = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time"])
+    assert refused.exit_code != 0 and "--missing interpolate" in refused.output

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sparsedyn.cli import app
 from sparsedyn.tasks.systems import make_system
 from sparsedyn.tasks.trajectories_task import TrajectoriesTask
-from sparsedyn.tasks.user_data import DataError, from_arrays, load_series
+from sparsedyn.tasks.user_data import DataError, Series, check_series, from_arrays, interpolate_gaps, load_series
 
 NAMES = ["prey", "predator", "x2", "x3"]
 
@@ -173,3 +173,58 @@ def test_a_data_error_is_one_line_and_exit_code_2_in_the_cli(tmp_path):
     _csv(tmp_path, "t,a\n0,1\n2,2\n1,3\n")
     res, _ = run_cli(tmp_path, {"name": "trajectories", "path": "d.csv"})
     assert res.exit_code == 2 and "times are not sorted" in res.output and "Traceback" not in res.output
+
+
+def test_interpolate_gaps_fills_each_feature_linearly_in_time_from_its_own_observations():
+    nan = np.nan
+    t = np.array([0.0, 1.0, 3.0, 4.0, 6.0])  # irregular: the fill follows time, not the row index
+    x = np.array([[0.0, 10.0], [nan, 11.0], [3.0, nan], [nan, nan], [6.0, 16.0]])
+    series = interpolate_gaps(Series([t], [x], ["a", "b"], ["0"]))
+    # a at t=1 between (0, 0) and (3, 3): 1; b at t=3 between (1, 11) and (6, 16): 13; the row missing
+    # every feature stays missing (a masked point, as without interpolation)
+    np.testing.assert_array_equal(series.values[0][:3], [[0.0, 10.0], [1.0, 11.0], [3.0, 13.0]])
+    assert np.isnan(series.values[0][3]).all()
+    assert (series.interpolated, series.dropped) == (2, 0)
+    assert x[1, 0] != x[1, 0]  # the caller's array is not written
+
+
+def test_interpolate_gaps_drops_points_outside_a_features_observed_span():
+    nan = np.nan
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    x = np.array([[nan, 1.0], [1.0, 2.0], [nan, 3.0], [3.0, 4.0], [4.0, nan]])
+    series = check_series(Series([t], [x], ["a", "b"], ["0"]), "X", missing="interpolate")
+    # nothing brackets a at t=0 or b at t=4: those points go; a at t=2 lies between its observations
+    np.testing.assert_array_equal(series.times[0], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(series.values[0], [[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]])
+    assert (series.interpolated, series.dropped) == (1, 2)
+
+
+def test_partly_missing_points_are_refused_unless_interpolation_is_asked_for(tmp_path):
+    x = np.array([[0.0, 1.0], [np.nan, 2.0], [2.0, 3.0]])
+    with pytest.raises(DataError, match="time 1 has NaN in \\['x0'\\].*missing='interpolate'"):
+        from_arrays(x)
+    np.testing.assert_array_equal(from_arrays(x, missing="interpolate").values[0][1], [1.0, 2.0])
+    never = np.array([[0.0, np.nan], [1.0, np.nan], [2.0, np.nan]])
+    with pytest.raises(DataError, match="X: trajectory '0': feature 'x1' is never observed"):
+        from_arrays(never, missing="interpolate")
+    with pytest.raises(ValueError, match="missing must be one of"):
+        from_arrays(x, missing="zero")
+    path_series = load_series(_csv(tmp_path, "t,x0,x1\n0,0,1\n1,,2\n2,2,3\n"), missing="interpolate")
+    np.testing.assert_array_equal(path_series.values[0], [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]])
+
+
+def test_the_trajectories_task_reads_gaps_as_its_config_says(tmp_path):
+    t, X = simulated()
+    gappy = X.copy()
+    gappy[2, 4, 1] = np.nan
+    path = write_csv(tmp_path / "data.csv", t, gappy)
+    task = {"name": "trajectories", "path": "data.csv", "time": "time", "group": "traj"}
+    res, _ = run_cli(tmp_path, task)
+    assert res.exit_code != 0 and "missing='interpolate'" in res.output
+    (tmp_path / "again").mkdir()
+    write_csv(tmp_path / "again" / "data.csv", t, gappy)
+    res, _ = run_cli(tmp_path / "again", {**task, "missing": "interpolate"})
+    assert res.exit_code == 0, res.output
+    series = load_series(path, time="time", group="traj", missing="interpolate")
+    expected = gappy[2, 3, 1] + (gappy[2, 5, 1] - gappy[2, 3, 1]) * (t[4] - t[3]) / (t[5] - t[3])
+    assert series.values[2][4, 1] == pytest.approx(expected, rel=1e-12)

@@ -313,6 +313,9 @@ def graph(
     seed: int = typer.Option(0, help="Every random choice of the fit (folds, subsamples)."),
     poly: str = typer.Option("auto", help="Degree-2 library terms: auto, true or false."),
     top: int = typer.Option(15, min=0, help="Edges to print, best first."),
+    missing: str = typer.Option("error", help="Time points where only some features are missing: error, or "
+                                              "interpolate (each feature's interior gaps filled linearly in time, "
+                                              "points with a gap at a trajectory's start or end dropped)."),
 ) -> None:
     """The dependency graph of your system from its trajectories (SparseGraph with its defaults): writes
     edges.csv (every edge, best first, with its probability and sign), graph.png (the graph with edge
@@ -326,7 +329,12 @@ def graph(
     choices: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}
     if poly.lower() not in choices:
         raise typer.BadParameter(f"--poly must be auto, true or false, got {poly!r}")
-    series = load_series(data, time, group)
+    if missing not in ("error", "interpolate"):
+        raise typer.BadParameter(f"--missing must be error or interpolate, got {missing!r}")
+    series = load_series(data, time, group, missing=missing)
+    if series.interpolated or series.dropped:
+        typer.echo(f"--missing interpolate: {series.interpolated} values interpolated, {series.dropped} time "
+                   "points dropped (a gap at a trajectory's start or end)")
     est = SparseGraph(poly=choices[poly.lower()], seed=seed, progress=True).fit(
         series.values, t=series.times, feature_names=series.features)
     write_csv(out / "edges.csv", est.edges_)
@@ -336,7 +344,8 @@ def graph(
         "forecast_library": "degree 2" if est.poly_ else "linear", "strength": est.strength_,
         "library_errors": est.library_errors_, "forecast_errors": est.forecast_errors_,
         "trajectory_matching_kept": est.refined_, "trajectory_matching_errors": est.refine_errors_,
-        "fit_cpu_seconds": est.fit_seconds_, "seed": seed})
+        "fit_cpu_seconds": est.fit_seconds_, "seed": seed, "missing": missing,
+        "values_interpolated": series.interpolated, "points_dropped": series.dropped})
     est.plot(out / "graph.png", series)
     typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
     for e in est.edges_[:top]:

@@ -62,7 +62,9 @@ class SparseODE(_Base):
     and maps forecasts and derivatives back, so that a strength means the same whatever the data's units;
     ``jacobian_scores_`` are then in those scaled units (comparable across edges); ``derivative_steps``
     full-batch Adam steps fitting the field to the training runs' smoothed derivatives before it is trained on
-    trajectories (:mod:`sparsedyn.derivative_start`; 0: none; skipped with a ``warm_start``).
+    trajectories (:mod:`sparsedyn.derivative_start`; 0: none; skipped with a ``warm_start``); ``missing``
+    what to do with time points where only some features are missing (``"error"`` or ``"interpolate"``, as
+    :class:`~sparsedyn.graph.SparseGraph` takes it: :func:`~sparsedyn.tasks.user_data.interpolate_gaps`).
     """
 
     def __init__(self, method: str = "pathreg", strength: float = 1e-3, method_params: dict | None = None,
@@ -70,13 +72,14 @@ class SparseODE(_Base):
                  solver: str = "rk4", step_size: float | None = None, epochs: int = 200,
                  finetune_epochs: int | None = None, lr: float = 1e-2, batch_size: int = 16,
                  window: int | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 progress: bool = False, standardize: bool = True, derivative_steps: int = 500) -> None:
+                 progress: bool = False, standardize: bool = True, derivative_steps: int = 500,
+                 missing: str = "error") -> None:
         self.method, self.strength, self.method_params = method, strength, method_params
         self.relative_strength, self.hidden, self.activation = relative_strength, hidden, activation
         self.solver, self.step_size, self.epochs, self.finetune_epochs = solver, step_size, epochs, finetune_epochs
         self.lr, self.batch_size, self.window, self.val_fraction = lr, batch_size, window, val_fraction
         self.seed, self.progress, self.standardize = seed, progress, standardize
-        self.derivative_steps = derivative_steps
+        self.derivative_steps, self.missing = derivative_steps, missing
 
     # -- scikit-learn protocol -----------------------------------------------------------
     @classmethod
@@ -137,7 +140,7 @@ class SparseODE(_Base):
 
         if not (isinstance(self.derivative_steps, int) and self.derivative_steps >= 0):
             raise ValueError(f"SparseODE: derivative_steps must be an integer >= 0, got {self.derivative_steps!r}")
-        series = from_arrays(X, t, masks, feature_names)
+        series = from_arrays(X, t, masks, feature_names, self.missing)
         self.scaling_ = SeriesScaling.fit(series) if self.standardize else SeriesScaling.identity(series.n_features)
         task = self._task(self.scaling_.series(series))
         batch = min(self.batch_size, len(task.splits["train"]))
@@ -265,7 +268,7 @@ class SparseODE(_Base):
         """R^2 of forecasting every trajectory of ``X`` from its first state, over the observed points
         (1 is perfect, 0 is predicting the data's mean); ``t`` defaults to the grid seen in ``fit``."""
         self._check_fitted()
-        series = from_arrays(X, self.t_ if t is None else t, masks)
+        series = from_arrays(X, self.t_ if t is None else t, masks, missing=getattr(self, "missing", "error"))
         if series.n_features != self.n_features_in_:
             raise DataError(f"X has {series.n_features} features, but SparseODE is expecting "
                             f"{self.n_features_in_} features as input")

@@ -70,7 +70,7 @@ from .derivatives import DerivativeData, derivative_data, difference_data, obser
 from .interval_error import ObservedPairs, one_step_error, trajectory_error
 from .loco import necessity_frequency
 from .shooting import shooting_refit
-from .tasks.user_data import DataError, Series, from_arrays
+from .tasks.user_data import MISSING, DataError, Series, from_arrays
 
 try:  # scikit-learn's own classes where it is installed: its tags, `except sklearn...NotFittedError` works
     from sklearn.base import BaseEstimator as _Base
@@ -169,16 +169,20 @@ class SparseGraph(_Base):
     lasso's power (0, the default: off; ``gamma > 0``: each library's path is fitted twice, the second time
     with each group's penalty divided by (its norm at the first path's densest stage, relative to the mean)^gamma,
     :func:`~sparsedyn.collocation.adaptive_penalty_scale`; library fields only; it did not rank edges better
-    on the benchmark, ``docs/results-graph-recovery.md``).
+    on the benchmark, ``docs/results-graph-recovery.md``), ``missing`` what to do with time points where only
+    some features are missing (``"error"``, the default, names the first such point; ``"interpolate"``: each
+    feature's interior gaps filled linearly in time from its own observations and points with a gap at a
+    trajectory's start or end dropped, :func:`~sparsedyn.tasks.user_data.interpolate_gaps`; ``n_interpolated_``
+    and ``n_dropped_points_`` count them). Points missing every feature are left out in either case.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
                  expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, design: str = "auto",
                  seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True,
-                 adaptive: float = 0.0) -> None:
+                 adaptive: float = 0.0, missing: str = "error") -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
-        self.adaptive = adaptive
+        self.adaptive, self.missing = adaptive, missing
         self.randomize = randomize
         self.steps, self.lr, self.folds, self.n_subsamples = steps, lr, folds, n_subsamples
         self.expected_false = expected_false
@@ -207,7 +211,8 @@ class SparseGraph(_Base):
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
                   "design": self.design in DESIGNS,
                   "threads": self.threads >= 1, "progress": self.progress in (None, True, False),
-                  "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0}
+                  "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0,
+                  "missing": self.missing in MISSING}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
@@ -224,7 +229,8 @@ class SparseGraph(_Base):
 
     def _fit(self, X: Any, t: Any, masks: Any, feature_names: Sequence[str] | None) -> SparseGraph:
         start = time.process_time()
-        series = from_arrays(X, t, masks, feature_names)
+        series = from_arrays(X, t, masks, feature_names, self.missing)
+        self.n_interpolated_, self.n_dropped_points_ = series.interpolated, series.dropped
         smoothed = derivative_data(series, self.smooth)
         groups = self._cv_groups(smoothed.trajectory)
         # the held-out groups of each fold, shared by every design so that their errors compare fold by fold

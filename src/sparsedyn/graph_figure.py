@@ -104,7 +104,8 @@ def plot_graph(est: Any, path: str | Path, X: Any = None, t: Any = None, truth: 
     :class:`~sparsedyn.tasks.user_data.Series`) are the trajectories to forecast, if any."""
     import matplotlib.pyplot as plt
 
-    series = X if isinstance(X, Series) or X is None else from_arrays(X, t, None, est.feature_names_in_)
+    missing = getattr(est, "missing", "error")  # the fit's own rule for partly missing points
+    series = X if isinstance(X, Series) or X is None else from_arrays(X, t, None, est.feature_names_in_, missing)
     fig = graph_figure(est, series, truth, **options)
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

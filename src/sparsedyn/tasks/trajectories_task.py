@@ -35,6 +35,9 @@ class TrajectoriesTaskConfig(TaskConfig):
     time: str = "t"  # CSV column, NPZ array or AnnData obs column of the times
     group: str | None = None  # CSV / obs column of the trajectory id
     features: list[str] | None = None  # default: every column but time and group (CSV), all genes (h5ad)
+    # time points missing only some features: refused ("error"), or each feature's interior gaps filled
+    # linearly in time and edge gaps dropped ("interpolate"; sparsedyn.tasks.user_data.interpolate_gaps)
+    missing: Literal["error", "interpolate"] = "error"
     window: int | None = Field(None, ge=2)
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
@@ -86,7 +89,7 @@ class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
 
     def setup(self) -> None:
         c = self.config
-        self._build(load_series(c.path, c.time, c.group, c.features))
+        self._build(load_series(c.path, c.time, c.group, c.features, c.missing))
 
     @classmethod
     def from_series(cls, series: Series, **fields: Any) -> TrajectoriesTask:

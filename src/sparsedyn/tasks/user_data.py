@@ -5,7 +5,9 @@ after the same checks, each error naming the problem: non-numeric columns, NaN o
 value is observed, unsorted or duplicate times, a single time point, an unobserved initial state.
 A missing value is a whole time point left out of a trajectory (NaN in every feature, or ``False``
 in a mask): the models observe whole states, so a point with only some features missing is an
-error (drop the point or impute it).
+error (drop the point or impute it), unless the reader is asked for ``missing="interpolate"``
+(:func:`interpolate_gaps`: each feature's interior gaps filled linearly in time from its own
+observations, points missing some features at a trajectory's start or end dropped).
 
 File layouts (``time``, ``group`` and ``features`` name columns / keys):
 
@@ -47,6 +49,8 @@ class Series:
     values: list[np.ndarray]
     features: list[str]
     names: list[str]  # one per trajectory (group ids, or "0", "1", ...)
+    interpolated: int = 0  # values filled by interpolate_gaps (missing="interpolate"), over all trajectories
+    dropped: int = 0  # time points interpolate_gaps dropped (some features missing at a trajectory's start or end)
 
     @property
     def n_features(self) -> int:
@@ -61,8 +65,54 @@ class Series:
                       [self.names[i] for i in indices])
 
 
-def check_series(series: Series, where: str = "data") -> Series:
-    """The checks every reader shares (see the module docstring); returns ``series``."""
+MISSING = ("error", "interpolate")  # what a reader does with a time point where only some features are missing
+
+
+def interpolate_gaps(series: Series) -> Series:
+    """``series`` with every time point that has some features missing (NaN) but not all completed: each
+    feature's value there linearly interpolated in time between its own nearest observations in the same
+    trajectory (irregular times fine); a point outside a feature's observed span (a gap at a trajectory's
+    start or end) is dropped instead, as nothing brackets it. Points missing every feature stay missing.
+    The counts go in ``interpolated`` and ``dropped``.
+
+    Why linear: it assumes nothing beyond continuity between two observations and never overshoots them;
+    the derivative smoother and the difference quotients then treat the filled values as observations, so
+    use it for scattered gaps, not for a feature missing over long stretches."""
+    times, values, filled, dropped = [], [], 0, 0
+    for name, t, x in zip(series.names, series.times, series.values):
+        nan = np.isnan(x)
+        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        if not partial.any():
+            times.append(t)
+            values.append(x)
+            continue
+        x = x.copy()
+        for j in np.flatnonzero(nan[partial].any(axis=0)):
+            seen = ~nan[:, j]
+            if not seen.any():
+                raise DataError(f"trajectory {name!r}: feature {series.features[j]!r} is never observed, so its "
+                                "gaps cannot be interpolated")
+            inside = partial & nan[:, j] & (t > t[seen].min()) & (t < t[seen].max())
+            x[inside, j] = np.interp(t[inside], t[seen], x[seen, j])
+            filled += int(inside.sum())
+        keep = ~(np.isnan(x).any(axis=1) & ~np.isnan(x).all(axis=1))
+        dropped += int((~keep).sum())
+        times.append(t[keep])
+        values.append(x[keep])
+    return Series(times, values, series.features, series.names, series.interpolated + filled,
+                  series.dropped + dropped)
+
+
+def check_series(series: Series, where: str = "data", missing: str = "error") -> Series:
+    """The checks every reader shares (see the module docstring); returns ``series`` (with its partly
+    missing points interpolated first if ``missing="interpolate"``, :func:`interpolate_gaps`)."""
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    if missing == "interpolate":
+        try:
+            series = interpolate_gaps(series)
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
     if not series.values:
         raise DataError(f"{where}: no trajectories")
     n = series.n_features
@@ -97,7 +147,9 @@ def check_series(series: Series, where: str = "data") -> Series:
             k = int(np.argmax(partial))
             cols = [series.features[j] for j in np.flatnonzero(nan[k])]
             raise DataError(f"{label}: time {t[k]:g} has NaN in {cols} but not in every feature; sparsedyn "
-                            "masks whole time points (drop the point or impute it)")
+                            "masks whole time points (drop the point or impute it, or pass missing='interpolate' "
+                            "to fill gaps linearly in time: SparseGraph, SparseODE, from_arrays, load_series; "
+                            "sparsedyn graph --missing interpolate)")
         if nan[0].any():
             raise DataError(f"{label}: the first time point is missing; the initial state must be observed")
         if (~nan.any(axis=1)).sum() < 2:
@@ -120,11 +172,13 @@ def _numeric(values: Any, what: str) -> np.ndarray:
         raise DataError(f"{what}: non-numeric values") from None
 
 
-def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str] | None = None) -> Series:
+def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str] | None = None,
+                missing: str = "error") -> Series:
     """Trajectories from arrays: ``X`` one (T, n) array, a (B, T, n) array or a list of (T_i, n)
     arrays; ``t`` None (unit steps), one (T,) grid, or one grid per trajectory; ``masks`` (optional)
-    True where a point is observed, shaped like ``X`` without its feature axis."""
-    return check_series(_arrays_series(X, t, masks, features), "X")
+    True where a point is observed, shaped like ``X`` without its feature axis; ``missing`` what to do
+    with points missing only some features (:func:`check_series`)."""
+    return check_series(_arrays_series(X, t, masks, features), "X", missing)
 
 
 def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -> Series:
@@ -178,7 +232,7 @@ def _open_text(path: Path):
 
 
 def read_csv(path: str | Path, time: str = "t", group: str | None = None,
-             features: Sequence[str] | None = None) -> Series:
+             features: Sequence[str] | None = None, missing: str = "error") -> Series:
     """One row per observation (see the module docstring); empty cells are missing values."""
     path = Path(path)
     try:
@@ -214,10 +268,12 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     for k, i in enumerate(ids):
         sel.setdefault(i, []).append(k)
     order = list(sel)
-    return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path))
+    return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path),
+                        missing)
 
 
-def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None) -> Series:
+def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None,
+             missing: str = "error") -> Series:
     """``x`` (T, n) or (B, T, n), times under ``time``, optional ``mask`` and ``features``."""
     path = Path(path)
     try:
@@ -229,11 +285,12 @@ def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None =
             raise DataError(f"{path}: no array {key!r} (arrays: {', '.join(data.files)})")
     names = [str(f) for f in data["features"]] if "features" in data else None
     series = _arrays_series(data["x"], data[time], data.get("mask", None), names)
-    return check_series(_select(series, features, str(path)), str(path))  # unselected columns go unchecked
+    # unselected columns go unchecked
+    return check_series(_select(series, features, str(path)), str(path), missing)
 
 
 def read_h5ad(path: str | Path, time: str, group: str | None = None,
-              features: Sequence[str] | None = None) -> Series:
+              features: Sequence[str] | None = None, missing: str = "error") -> Series:
     """Cells as observations: time ``obs[time]``, trajectory ``obs[group]``, genes ``var_names``."""
     try:
         import anndata
@@ -248,9 +305,9 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         if name is not None and name not in adata.obs:
             raise DataError(f"{path}: obs has no {role} column {name!r} (obs columns: {', '.join(adata.obs.columns)})")
     genes = [str(g) for g in adata.var_names]
-    missing = [f for f in (features or []) if f not in genes]
-    if missing:
-        raise DataError(f"{path}: genes not in var_names: {missing[:5]}")
+    absent = [f for f in (features or []) if f not in genes]
+    if absent:
+        raise DataError(f"{path}: genes not in var_names: {absent[:5]}")
     idx = [genes.index(f) for f in features] if features is not None else list(range(len(genes)))
     X = adata.X[:, idx]
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
@@ -263,7 +320,7 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         rows = rows[np.argsort(t[rows], kind="stable")]  # cells have no order of their own
         times.append(t[rows])
         values.append(X[rows])
-    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path))
+    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing)
 
 
 def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
@@ -277,19 +334,20 @@ def _select(series: Series, features: Sequence[str] | None, where: str) -> Serie
 
 
 def load_series(path: str | Path, time: str = "t", group: str | None = None,
-                features: Sequence[str] | None = None) -> Series:
-    """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.npz``, ``.h5ad``)."""
+                features: Sequence[str] | None = None, missing: str = "error") -> Series:
+    """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.npz``, ``.h5ad``); ``missing`` as for
+    :func:`check_series`."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz")):
-        return read_csv(path, time, group, features)
+        return read_csv(path, time, group, features, missing)
     if name.endswith(".npz"):
         if group is not None:
             raise DataError(f"{path}: an .npz holds its trajectories along the first axis of x; 'group' is for "
                             "CSV and .h5ad files")
-        return read_npz(path, time, features)
+        return read_npz(path, time, features, missing)
     if name.endswith(".h5ad"):
-        return read_h5ad(path, time, group, features)
+        return read_h5ad(path, time, group, features, missing)
     raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .csv.gz, .npz and .h5ad")
