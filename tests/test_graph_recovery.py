@@ -9,7 +9,15 @@ import torch
 
 from sparsedyn.analysis import ranking_metrics
 from sparsedyn.baselines.edges import BASELINES, Standardiser
-from sparsedyn.collocation import HybridField, adaptive_penalty_scale, fit_library_path, library_lambda_max
+from sparsedyn.collocation import (
+    HybridField,
+    adaptive_penalty_scale,
+    feature_groups,
+    fit_library_path,
+    library_lambda_max,
+    square_partners,
+    stacked_prox,
+)
 from sparsedyn.derivatives import _local_fits, derivative_data, difference_data
 from sparsedyn.graph import PROGRESS_FEATURES, GraphWarning, NotFittedError, SparseGraph
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, make_dataset
@@ -158,6 +166,33 @@ def test_the_composed_group_prox_by_hand():
     assert field.quad[0, 0, 1].item() == pytest.approx(3.2)
     assert field.linear[0, 1, 0].item() == 0.0 and field.quad[0, 1, 1].item() == 0.0  # z0 z1 cut with (1, 0)
     assert field.linear[0, 1, 1].item() == 2.0  # the diagonal is never penalised
+
+
+@pytest.mark.parametrize("poly", [True, False])
+def test_the_stacked_prox_of_the_fista_path_is_the_fields_prox(poly):
+    """stacked_prox (the FISTA path's, in the coefficients' layout) against the factors of
+    HybridField.shrink_factors applied to the same norms (bit for bit: only the gathers' layout changed), and
+    against HybridField.prox (whose norms sum the terms in another order: to float rounding)."""
+    gen = torch.Generator().manual_seed(3)
+    field = HybridField(members=4, n=6, hidden=0, poly=poly, generator=gen)
+    with torch.no_grad():
+        for p in (field.bias, field.linear, field.quad):
+            p.copy_(torch.randn(p.shape, generator=gen))
+    thresholds = 2.0 * torch.rand(4, 6, 6, generator=gen) * field.off_diagonal  # some groups cut, some shrunk
+    stacked = torch.cat([field.bias[:, None], field.linear.transpose(1, 2), field.quad.transpose(1, 2)], dim=1)
+    stacked = stacked.detach()
+    groups = feature_groups(field)
+    out = stacked_prox(field, groups, square_partners(field), stacked, thresholds)
+    factor, both = field.shrink_factors(((stacked**2).transpose(1, 2) @ groups).sqrt(), thresholds)
+    expected = stacked.clone()
+    expected[:, 1:7] *= factor.transpose(1, 2)
+    expected[:, 7:] *= both.transpose(1, 2)
+    assert torch.equal(out, expected)
+    field.prox(thresholds)
+    np.testing.assert_allclose(out[:, 1:7], field.linear.detach().transpose(1, 2), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out[:, 7:], field.quad.detach().transpose(1, 2), rtol=1e-6, atol=1e-7)
+    assert torch.equal(out[:, 0], field.bias.detach())  # the bias is never penalised
+    assert (field.linear == 0).any() and (field.linear != 0).any()
 
 
 def test_the_library_path_at_zero_strength_is_least_squares():

@@ -82,10 +82,10 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
-# takes 73 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
+# takes 60 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
 PROGRESS_FEATURES = 20
 # poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit takes
-# 73 s of CPU, most of it the degree-2 paths, against 1.5 s for the linear library alone (bench/graph_size.py),
+# 60 s of CPU, most of it the degree-2 paths, against 1.5 s for the linear library alone (bench/graph_size.py),
 # and memory grows as features^2
 MAX_AUTO_POLY_FEATURES = 500
 LIBRARY_WEIGHT_POWER = 4.0  # graph_ averages the libraries' graphs with weights (held-out error)^-4
