@@ -434,13 +434,39 @@ def test_a_constant_feature_is_named_in_a_warning_and_scores_no_edge_out():
     np.testing.assert_array_equal(g.graph_[[0, 1, 3, 4], 2], 0.0)
 
 
+class _AllMembersAtOnce(SparseGraph):
+    """SparseGraph fitting the halves with the folds and the full data, every stage (the plain path)."""
+
+    def _fit_deferred(self, poly, z, y, weights, randomised, on_stage):
+        field, path = self._library_path(poly, z, y, weights, randomised, None, on_stage)
+        return self._split(field, path)
+
+
+@pytest.mark.parametrize("options", [{}, {"randomize": 0.6, "n_subsamples": 4, "seed": 2}])
+def test_deferred_halves_give_the_numbers_of_fitting_every_member_at_once(options):
+    """The halves fitted only for the kept design and down to the one-standard-error stage: every read-out
+    equal, bit for bit, to fitting every member along the whole path (both designs, both libraries)."""
+    data = make_dataset("hill", 0, REGIMES["few_points"], 0)
+    fits = [kind(n_stages=8, steps=60, **options).fit(data.train.values, t=data.train.times)
+            for kind in (SparseGraph, _AllMembersAtOnce)]
+    for attr in ("graph_", "edge_probability_", "edge_stability_", "support_", "sign_"):
+        assert np.array_equal(getattr(fits[0], attr), getattr(fits[1], attr)), attr
+    assert fits[0].design_errors_.keys() == {"smoothed", "differences"}
+    assert len(fits[0].path_.val_mse[0]) == fits[0].n_folds_ + 1  # the kept path holds no halves
+
+
 def test_the_progress_bar_counts_every_path_stage_and_is_off_for_small_systems(capsys):
-    """Two designs x two libraries x 5 stages, then one necessity step per library: 22 units; the bar
-    goes to stderr, never stdout, and is off by default below PROGRESS_FEATURES variables."""
+    """Two designs x two libraries x 5 stages, one necessity step per library, and the kept design's halves'
+    stages down to each library's one-standard-error stage (1 to 5 each): 22 + 2 to 10 units, the bar
+    ending at its total; it goes to stderr, never stdout, and is off by default below PROGRESS_FEATURES
+    variables."""
+    import re
+
     A, t, X = _linear_data(n_traj=6)
     SparseGraph(n_subsamples=2, n_stages=5, steps=50, progress=True).fit(X, t=t)
     out = capsys.readouterr()
-    assert "SparseGraph" in out.err and "22/22" in out.err and out.out == ""
+    done, total = map(int, re.findall(r"(\d+)/(\d+)", out.err)[-1])
+    assert "SparseGraph" in out.err and done == total and 24 <= total <= 32 and out.out == ""
     SparseGraph(n_subsamples=0, n_stages=5, steps=50, poly=False, design="smoothed", progress=True).fit(X, t=t)
     assert "5/5" in capsys.readouterr().err
     SparseGraph(n_subsamples=0, n_stages=5, steps=50, poly=False, design="smoothed", progress=True,

@@ -44,6 +44,14 @@ class PathFit:
     train_mse: Tensor
     states: list[dict[str, Tensor]]
 
+    def select(self, index: slice, field: torch.nn.Module) -> PathFit:
+        """The members ``index`` picks, at every stage (``field``: the path's field, whose parameters are the
+        states' member-indexed entries; its buffers are shared by all members)."""
+        params = {name for name, _ in field.named_parameters()}
+        return PathFit(self.lambdas, self.norms[:, index], self.jacobian[:, index], self.val_mse[:, index],
+                       self.train_mse[:, index],
+                       [{k: v[index] if k in params else v for k, v in state.items()} for state in self.states])
+
 
 class HybridField(torch.nn.Module):
     """``M`` independent hybrid fields on ``n`` standardised variables (see the module docstring)."""
@@ -264,24 +272,47 @@ def feature_groups(field: HybridField) -> Tensor:
     return torch.cat([torch.zeros(1, field.n), torch.eye(field.n)] + ([field.membership] if field.poly else []))
 
 
+@dataclass
+class LibrarySystem:
+    """The quadratic problem of every member of a library field (``hidden=0``): each member's loss gradient
+    is ``gram @ theta - rhs`` with ``gram`` (M, F, F) = ``Phi' W Phi`` scaled and ``rhs`` (M, F, n), and
+    ``step`` (M,) is one over the gradient's Lipschitz constant (FISTA's step)."""
+
+    gram: Tensor
+    rhs: Tensor
+    step: Tensor
+
+    @classmethod
+    def of(cls, field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> LibrarySystem:
+        phi = library_features(field, z)
+        count = weights.sum(dim=1).clamp_min(1)  # (M,)
+        scale = (2.0 / (count * field.n))[:, None, None]
+        gram = scale * torch.einsum("mn,nf,ng->mfg", weights, phi, phi)
+        rhs = scale * torch.einsum("mn,nf,ni->mfi", weights, phi, y)
+        return cls(gram, rhs, 1.0 / torch.linalg.eigvalsh(gram)[:, -1].clamp_min(1e-12))
+
+    def select(self, index: slice) -> LibrarySystem:
+        """The members ``index`` picks. einsum's contraction order depends on the member count, so a subset's
+        system is sliced from the whole one's (the same numbers as fitting every member at once) rather than
+        formed anew."""
+        return LibrarySystem(self.gram[index], self.rhs[index], self.step[index])
+
+
 def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas: Tensor, steps: int = 300,
-                     penalty_scale: Tensor | None = None, on_stage: Callable[[], object] | None = None) -> PathFit:
+                     penalty_scale: Tensor | None = None, on_stage: Callable[[], object] | None = None,
+                     system: LibrarySystem | None = None) -> PathFit:
     """:func:`fit_path` for a field without residual (``hidden=0``): the loss is then quadratic in the
     library coefficients ``Theta`` (F, n) per member, so each member's Gram matrix ``Phi' W Phi`` is formed
-    once and the path runs FISTA (accelerated proximal gradient, step ``1 / L`` with ``L`` the loss
-    gradient's Lipschitz constant), with the same composed group soft-threshold, at the cost of small
-    (F x F) products per step whatever the number of data rows. ``penalty_scale``
-    (M, n, n): each member's factor on each group's penalty (the randomised lasso of stability selection);
-    ``on_stage`` is called after each stage (a progress bar)."""
+    once (:class:`LibrarySystem`, or ``system`` where given: its rows for these members) and the path runs
+    FISTA (accelerated proximal gradient, step ``1 / L`` with ``L`` the loss gradient's Lipschitz constant),
+    with the same composed group soft-threshold, at the cost of small (F x F) products per step whatever the
+    number of data rows. ``penalty_scale`` (M, n, n): each member's factor on each group's penalty (the
+    randomised lasso of stability selection); ``on_stage`` is called after each stage (a progress bar)."""
     if field.hidden:
         raise ValueError("fit_library_path needs a field without residual (hidden=0)")
-    phi = library_features(field, z)
     groups = feature_groups(field)  # (F, n)
-    count = weights.sum(dim=1).clamp_min(1)  # (M,)
-    scale = (2.0 / (count * field.n))[:, None, None]
-    gram = scale * torch.einsum("mn,nf,ng->mfg", weights, phi, phi)  # (M, F, F): the gradient is gram @ theta - rhs
-    rhs = scale * torch.einsum("mn,nf,ni->mfi", weights, phi, y)
-    step = 1.0 / torch.linalg.eigvalsh(gram)[:, -1].clamp_min(1e-12)  # (M,)
+    system = system if system is not None else LibrarySystem.of(field, z, y, weights)
+    gram, rhs, step = system.gram, system.rhs, system.step
     theta = torch.cat([field.bias[:, None], field.linear.transpose(1, 2), field.quad.transpose(1, 2)], dim=1).detach()
     theta = theta.clone()
     previous, momentum = theta.clone(), theta.clone()

@@ -19,8 +19,8 @@ The pipeline (each step in its own module):
    data's units and scales do not matter; the field is mapped back for forecasts;
 3. one batched job (:mod:`sparsedyn.collocation`) fits the hybrid field (linear + degree-2 library + a
    small neural residual, one group penalty per input and output) along a strength path from "no
-   edge" down, for K folds over trajectories, the full data, and ``n_subsamples`` random halves of the
-   trajectories at once;
+   edge" down, for K folds over trajectories and the full data at once, and for ``n_subsamples`` random
+   halves of the trajectories (only for the design that is kept, and down to the stage step 6 reads);
 4. the stage is chosen by the folds' held-out derivative error (mean of log errors, robust to one
    fold that extrapolates badly): ``graph_`` is read at the error minimum, the selected edges at the
    sparsest stage within one standard error of it (the one-standard-error rule); ``graph_`` averages the
@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 from .baselines.edges import Standardiser, simulate, trajectory_folds
 from .collocation import (
     HybridField,
+    LibrarySystem,
     PathFit,
     adaptive_penalty_scale,
     fit_library_path,
@@ -82,10 +83,10 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
 
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
-# takes 60 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
+# takes 36 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
 PROGRESS_FEATURES = 20
 # poly="auto" fits the degree-2 library up to this many features (30 variables): there a default fit takes
-# 60 s of CPU, most of it the degree-2 paths, against 1.5 s for the linear library alone (bench/graph_size.py),
+# 36 s of CPU, most of it the degree-2 paths, against 1.5 s for the linear library alone (bench/graph_size.py),
 # and memory grows as features^2
 MAX_AUTO_POLY_FEATURES = 500
 LIBRARY_WEIGHT_POWER = 4.0  # graph_ averages the libraries' graphs with weights (held-out error)^-4
@@ -99,16 +100,23 @@ class GraphWarning(UserWarning):
     """A fit whose graph or forecasts should not be trusted as they are (the message says why)."""
 
 
+_Halves = Callable[[int, Callable[[], object]], PathFit]  # (last stage, on_stage) -> the halves' path
+
+
 @dataclass
 class _Design:
     """One way of estimating derivatives, fitted: its scaler, standardised states ``z`` and derivatives ``y``,
-    members' row ``weights``, and per library ``(field, path, mean log held-out error)``."""
+    members' row ``weights`` (all members: folds, full data, halves), per library ``(field, path, mean log
+    held-out error)`` of the folds' and the full data's members, and per library the random halves' path
+    (``halves``: None without halves, or a function that fits it down to a given stage, run only for the
+    design that is kept, :meth:`SparseGraph._fit_halves`)."""
 
     scaler: Standardiser
     z: torch.Tensor
     y: torch.Tensor
     weights: torch.Tensor
     fits: list[tuple[HybridField, PathFit, float]]
+    halves: list[PathFit | _Halves | None]
 
     @property
     def errors(self) -> dict[str, float]:
@@ -248,7 +256,7 @@ class SparseGraph(_Base):
             disable = not self.progress
         paths = 2 if self.adaptive and not self.hidden else 1  # the adaptive group lasso fits a second path
         total = (len(candidates) * len(libraries) * paths * self.n_stages
-                 + (len(libraries) if self.n_subsamples else 0))
+                 + (len(libraries) if self.n_subsamples else 0))  # the halves' stages are added when known
         with tqdm(total=total, desc="SparseGraph", unit="stage", disable=disable) as bar:
             designs = {name: self._fit_design(data, held_out, libraries, bar.update)
                        for name, data in candidates.items()}
@@ -282,12 +290,14 @@ class SparseGraph(_Base):
             self.refine_errors_: dict[str, float] = {}
             if self.refine and self.forecast_errors_ and not self.hidden:
                 self._refine(chosen, pairs, series, held_out)
+            halves = self._fit_halves(chosen, bar)
             # stable under every library tried: the mean of each library's selection frequencies
-            self.edge_stability_ = np.mean([self._stability_of(path) for _, path, _ in fits], axis=0)
+            self.edge_stability_ = np.mean([self._stability_of(path, half) for (_, path, _), half
+                                            in zip(fits, halves)], axis=0)
             if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
                 necessity = []
-                for field, path, _ in fits:
-                    necessity.append(self._necessity_of(field, path, chosen.z, chosen.y, chosen.weights))
+                for (field, path, _), half in zip(fits, halves):
+                    necessity.append(self._necessity_of(field, path, half, chosen.z, chosen.y, chosen.weights))
                     bar.update()
                 self.edge_probability_ = np.mean(necessity, axis=0)
             else:
@@ -318,8 +328,8 @@ class SparseGraph(_Base):
         z = torch.as_tensor(scaler.states(data.x), dtype=torch.float32)
         y = torch.as_tensor(scaler.derivatives(data.dxdt), dtype=torch.float32)
         weights = self._members(self._cv_groups(data.trajectory), held_out)
-        return _Design(scaler, z, y, weights, [self._fit_path(poly, z, y, weights, data.x.shape[1], on_stage)
-                                               for poly in libraries])
+        fits = [self._fit_path(poly, z, y, weights, data.x.shape[1], on_stage) for poly in libraries]
+        return _Design(scaler, z, y, weights, [fit[:3] for fit in fits], [fit[3] for fit in fits])
 
     def _one_step_errors(self, designs: dict[str, _Design], pairs: ObservedPairs, held_out: list[np.ndarray]
                          ) -> dict[str, np.ndarray]:
@@ -416,20 +426,81 @@ class SparseGraph(_Base):
         return "differences" if gap.mean() + gap.std(ddof=1) / math.sqrt(len(gap)) < 0 else "smoothed"
 
     def _fit_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, n: int,
-                  on_stage: Callable[[], object] | None = None) -> tuple[HybridField, PathFit, float]:
-        """One library's path for every member, and its best mean log held-out error over the folds."""
+                  on_stage: Callable[[], object] | None = None
+                  ) -> tuple[HybridField, PathFit, float, PathFit | _Halves | None]:
+        """One library's path: the field and path of the folds' and the full data's members, their best mean
+        log held-out error over the folds, and the random halves' path (see :class:`_Design`).
+
+        The plain library path (the default) fits the folds and the full data first and leaves the halves for
+        later: they only serve ``edge_probability_`` and ``edge_stability_``, which read them down to the
+        one-standard-error stage of the design that is kept, so a design that is not kept, and the stages
+        past that one, are never fitted for them. Members are independent and their quadratic problems are
+        sliced from one computed for all of them, so the numbers are those of fitting all members at once, bit
+        for bit (test); at 30 variables a default fit takes 0.61x the time. The adaptive path (whose
+        second path needs every member's first one) and the neural residual fit all members at once."""
         if self.hidden == 0:  # quadratic loss: FISTA on Gram matrices
             randomised = self._penalty_scale(n)  # the path starts where the plain penalty admits an edge
+            if not self.adaptive:
+                return self._fit_deferred(poly, z, y, weights, randomised, on_stage)
             field, path = self._library_path(poly, z, y, weights, randomised, None, on_stage)
-            if self.adaptive:  # a second path, each group's penalty set by its norm on the first
-                scale = adaptive_penalty_scale(self._adaptive_norms(path), field.off_diagonal, self.adaptive)
-                scale = scale if randomised is None else scale * randomised
-                field, path = self._library_path(poly, z, y, weights, scale, scale, on_stage)
+            # a second path, each group's penalty set by its norm on the first
+            scale = adaptive_penalty_scale(self._adaptive_norms(path), field.off_diagonal, self.adaptive)
+            scale = scale if randomised is None else scale * randomised
+            field, path = self._library_path(poly, z, y, weights, scale, scale, on_stage)
         else:
             field = HybridField(len(weights), n, self.hidden, poly, torch.Generator().manual_seed(self.seed))
             lambdas = self._lambdas(lambda_max(field, z, y, weights))
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr, on_stage)
-        return field, path, float(self._cv_curve(path)[0].min())
+        return self._split(field, path)
+
+    def _split(self, field: HybridField, path: PathFit) -> tuple[HybridField, PathFit, float, PathFit | None]:
+        """A path of every member as :meth:`_fit_path` returns it: the folds' and the full data's members, their
+        best error, and the halves' path (None without halves)."""
+        head, rest = slice(0, self.n_folds_ + 1), slice(self.n_folds_ + 1, None)
+        halves = path.select(rest, field) if self.n_subsamples else None
+        path = path.select(head, field)
+        return field.members(head), path, float(self._cv_curve(path)[0].min()), halves
+
+    def _fit_deferred(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                      randomised: torch.Tensor | None, on_stage: Callable[[], object] | None
+                      ) -> tuple[HybridField, PathFit, float, _Halves | None]:
+        """The plain library path of the folds' and the full data's members now, the halves' deferred
+        (:meth:`_fit_path`): the same initial values, strengths and quadratic problems as fitting every
+        member at once."""
+        head, rest = slice(0, self.n_folds_ + 1), slice(self.n_folds_ + 1, None)
+        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed))
+        lambdas = self._lambdas(library_lambda_max(field, z, y, weights, None))
+        system = LibrarySystem.of(field, z, y, weights)  # every member's, sliced below
+        halves = (self._deferred_halves(field.members(rest), z, y, weights[rest], lambdas,
+                                        None if randomised is None else randomised[rest], system.select(rest))
+                  if self.n_subsamples else None)
+        field = field.members(head)
+        path = fit_library_path(field, z, y, weights[head], lambdas, self.steps,
+                                None if randomised is None else randomised[head], on_stage, system.select(head))
+        return field, path, float(self._cv_curve(path)[0].min()), halves
+
+    def _deferred_halves(self, field: HybridField, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                         lambdas: torch.Tensor, scale: torch.Tensor | None, system: LibrarySystem) -> _Halves:
+        """The halves' library path (``field``: their members, untrained; ``system`` their rows of every
+        member's quadratic problem) as a function of the last stage it needs."""
+
+        def fit(last: int, on_stage: Callable[[], object]) -> PathFit:
+            return fit_library_path(field, z, y, weights, lambdas[: last + 1], self.steps, scale, on_stage, system)
+
+        return fit
+
+    def _fit_halves(self, design: _Design, bar: Any) -> list[PathFit | None]:
+        """The kept design's halves' paths, fitting the deferred ones down to their library's
+        one-standard-error stage (the progress bar's total grows by those stages)."""
+        out = []
+        for (_, path, _), halves in zip(design.fits, design.halves):
+            if callable(halves):
+                last = self._cv_curve(path)[3]
+                bar.total += last + 1
+                bar.refresh()
+                halves = halves(last, bar.update)
+            out.append(halves)
+        return out
 
     def _library_path(self, poly: bool, z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
                       scale: torch.Tensor | None, top_scale: torch.Tensor | None,
@@ -511,21 +582,24 @@ class SparseGraph(_Base):
         self.train_mse_ = float(path.train_mse[best, full])
         self.cv_mse_ = float(np.exp(self.cv_mean_[best]))
 
-    def _stability_of(self, path: PathFit) -> np.ndarray:
-        """One library's stability-selection frequencies, over its path down to its own
-        one-standard-error stage."""
+    def _stability_of(self, path: PathFit, halves: PathFit | None) -> np.ndarray:
+        """One library's stability-selection frequencies, over the halves' path (``halves``, None without
+        them) down to the library's one-standard-error stage (``path``: the folds' and the full data's)."""
         stage = self._cv_curve(path)[3]
         selected = path.norms[stage, self.n_folds_].numpy() > 0
-        return self._stability(path.norms[:, self.n_folds_ + 1:].numpy() > 0, selected, stage)
+        n = selected.shape[0]
+        subs = halves.norms[: stage + 1].numpy() > 0 if halves is not None else np.zeros((stage + 1, 0, n, n), bool)
+        return self._stability(subs, selected, stage)
 
-    def _necessity_of(self, field: HybridField, path: PathFit, z: torch.Tensor, y: torch.Tensor,
-                      weights: torch.Tensor) -> np.ndarray:
+    def _necessity_of(self, field: HybridField, path: PathFit, halves: PathFit | None, z: torch.Tensor,
+                      y: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
         """One library's necessity frequencies (:func:`~sparsedyn.loco.necessity_frequency`): each random
-        half's selection at the library's one-standard-error stage, refitted on the half and scored on the
-        other half."""
+        half's selection (``halves``' path) at the library's one-standard-error stage (``path``'s), refitted on
+        the half and scored on the other half (``weights``: every member's rows, the halves' last)."""
         stage = self._cv_curve(path)[3]
-        halves = slice(self.n_folds_ + 1, None)
-        return necessity_frequency(z, y, weights, halves, path.norms[stage, halves].numpy() > 0, field.poly)
+        rows = slice(self.n_folds_ + 1, None)
+        selection = halves.norms[stage].numpy() > 0 if halves is not None else np.zeros((0,) + path.norms.shape[2:])
+        return necessity_frequency(z, y, weights, rows, selection, field.poly)
 
     def _stability(self, subs: np.ndarray, selected: np.ndarray, stage: int) -> np.ndarray:
         """Stability selection (Meinshausen & Buehlmann 2010) over the path's strong end: an edge's
