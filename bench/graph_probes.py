@@ -15,6 +15,8 @@ the shipped behaviour on the very same data sets, before any is adopted (none of
 - ``shoot``: ``graph_`` read from trajectory-matched fields: each library's full-data member at its best stage
   refitted by multiple shooting (:func:`~sparsedyn.shooting.shooting_refit`; support fixed, or every library
   term free), the libraries' graphs averaged as ``graph_`` averages them, alone and half-and-half with ``graph_``.
+- ``forecast_weights``: the libraries' graphs averaged with weights from their held-out forecast errors
+  (``forecast_errors_``) instead of their derivative errors, at powers 1, 2 and 4.
 - ``per_output``: each output's row of each library's graph read at the path stage that minimises that
   output's held-out error (one strength per output, as LassoCV per output chooses), not the summed error's.
 
@@ -233,6 +235,21 @@ def probe_per_output(data, seed: int) -> dict[str, float]:
             "stage per output, half with graph_": edge_metrics(0.5 * averaged + 0.5 * g.graph_, data.truth)["auroc"]}
 
 
+def probe_forecast_weights(data, seed: int) -> dict[str, float]:
+    """``graph_``'s two libraries averaged with weights from their folds' held-out *forecast* errors
+    (``forecast_errors_``, the rule that picks the forecasting library) instead of their derivative errors,
+    at powers 1, 2 and 4 (4 is the shipped power)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = SparseGraph(seed=seed, refine=False).fit(data.train.values, t=data.train.times)
+    row = {"shipped": edge_metrics(g.graph_, data.truth)["auroc"]}
+    for power in (1.0, 2.0, 4.0):
+        graph = (average_library_graphs(g.library_graphs_, g.forecast_errors_, power)
+                 if len(g.forecast_errors_) == len(g.library_graphs_) else g.graph_)
+        row[f"forecast-error weights, power {power:g}"] = edge_metrics(graph, data.truth)["auroc"]
+    return row
+
+
 def summary(rows: list[dict]) -> str:
     """Each candidate's mean and its paired difference to the shipped behaviour, overall and per regime group."""
     lines = []
@@ -262,6 +279,7 @@ PROBES: dict[str, Callable[[Any, argparse.Namespace], dict[str, float]]] = {
     "adaptive": lambda data, a: probe_adaptive(data, a.seed, a.variants),
     "shoot": lambda data, a: probe_shoot(data, a.seed),
     "per_output": lambda data, a: probe_per_output(data, a.seed),
+    "forecast_weights": lambda data, a: probe_forecast_weights(data, a.seed),
 }
 
 
