@@ -52,6 +52,20 @@ def test_masked_mse_ignores_unobserved_points_and_scores_from():
     assert masked_mse(pred, data).item() == pytest.approx(4.0)
 
 
+def test_a_subset_is_the_checked_trajectories_of_its_rows():
+    t = torch.linspace(0, 1, 4)
+    y = torch.arange(24.0).reshape(3, 4, 2)
+    mask = torch.tensor([[True, True, False, True], [True, False, True, True], [True, True, True, True]])
+    data = Trajectories(t, y, mask, intervention={1: 0.0}, score_from=0.5, meta={"names": ["a", "b", "c"]})
+    idx = torch.tensor([2, 0])
+    sub = data.subset(idx)
+    built = Trajectories(t, y[idx], mask[idx], {1: 0.0}, 0.5, {"names": ["a", "b", "c"]})
+    for name in ("t", "y", "mask"):
+        assert torch.equal(getattr(sub, name), getattr(built, name))
+    assert (sub.intervention, sub.score_from, sub.meta) == (built.intervention, built.score_from, built.meta)
+    assert len(sub) == 2 and torch.equal(sub.x0, y[idx, 0])
+
+
 def test_nan_in_observed_data_is_rejected():
     y = torch.zeros(1, 3, 2)
     y[0, 1, 0] = float("nan")

@@ -41,8 +41,13 @@ class Trajectories:
         return self.y.shape[0]
 
     def subset(self, idx: Tensor) -> Trajectories:
-        return Trajectories(self.t, self.y[idx], self.mask[idx], self.intervention, self.score_from,
-                            self.meta)
+        """The trajectories ``idx`` picks. Not checked again: rows of checked data pass every check (a
+        training step draws one subset per member, and the NaN check cost ~6% of a lockstep step of 32
+        members on 200 variables)."""
+        out = object.__new__(Trajectories)
+        out.t, out.y, out.mask = self.t, self.y[idx], self.mask[idx]
+        out.intervention, out.score_from, out.meta = self.intervention, self.score_from, self.meta
+        return out
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Trajectories]:
         """Shuffled mini-batches (the last may be smaller)."""
