@@ -78,7 +78,8 @@ def main() -> None:
     dense = SparseODE(method="vanilla", hidden=(32, 32), epochs=150).fit(train, t=t, feature_names=series.features)
     print(f"dense: test R^2 {dense.score(test, t=t):.3f}, AUROC "
           f"{recovery_metrics(dense.path_scores_, truth)['auroc']:.3f}")
-    sparse = SparseODE(method="group_lasso", method_params={"hidden": [16]}, hidden=(32, 32), epochs=150)
+    sparse = SparseODE(method="group_lasso", method_params={"hidden": [16]}, hidden=(32, 32), epochs=150,
+                   relative_strength=False)  # the path's strengths below are group lasso's own (absolute)
     print("group_lasso path (each strength warm-started from the previous one):")
     print("  strength  train R^2  feature sparsity  AUROC")
     for row in sparse.path(train, t=t, strengths=[0.0, 3e-3, 1e-2, 3e-2, 1e-1], feature_names=series.features):
