@@ -109,6 +109,21 @@ def test_a_path_reports_every_strength_and_ends_sparser_than_it_starts(data):
     assert est.strength == 0.3  # fitted at the last strength
 
 
+def test_the_default_path_is_on_the_strength_scale_the_estimator_uses(data):
+    from sparsedyn.estimator import ABSOLUTE_PATH, RELATIVE_PATH
+
+    t, X, _ = data
+    for relative, expected in ((True, RELATIVE_PATH), (False, ABSOLUTE_PATH)):
+        est = SparseODE(method="l1", hidden=(4,), epochs=2, finetune_epochs=0, derivative_steps=5,
+                        relative_strength=relative)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = est.path(X[:6], t=t)
+        assert [r["strength"] for r in rows] == list(expected) and est.strength == expected[-1]
+        if relative:  # the last point calibrated from its relative strength to an absolute lam
+            assert est.strengths_["l1.lam"] > 0
+
+
 def test_the_units_of_the_data_change_only_the_units_of_the_answers(data):
     """A feature x 1000 and the time axis x 3600 (hours to seconds): the same scaled data, so the same fit; its
     forecasts and derivatives come back in the new units, and a strength means what it meant."""

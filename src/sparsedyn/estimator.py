@@ -48,6 +48,10 @@ except ImportError:  # pragma: no cover - sklearn is optional
     _Base = object
 
 
+RELATIVE_PATH = (0.0, 0.01, 0.1, 1.0, 10.0)  # SparseODE.path's default strengths, relative to the data loss
+ABSOLUTE_PATH = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # ... and with relative_strength=False (the methods' own scale)
+
+
 class SparseODE(_Base):
     """A sparse neural ODE ``dx/dt = f(x)`` fitted to trajectories, with a readable dependency graph.
 
@@ -287,11 +291,16 @@ class SparseODE(_Base):
         sst = float(((allv - allv.mean(axis=0)) ** 2).sum())
         return 1.0 - sse / sst if sst > 0 else float("nan")
 
-    def path(self, X: Any, t: Any = None, strengths: Sequence[float] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+    def path(self, X: Any, t: Any = None, strengths: Sequence[float] | None = None,
              **fit_kw: Any) -> list[dict[str, Any]]:
         """A regularisation path: ``strengths`` increasing, each fit warm-started from the previous one's
         weights at the end of its sparsification epochs; one row per strength (R^2 on ``X``, sparsity,
-        graph, path scores). The estimator ends fitted at the last strength."""
+        graph, path scores). The estimator ends fitted at the last strength. Default strengths:
+        :data:`RELATIVE_PATH` with ``relative_strength`` (from no penalty to one 10x the data loss: on the
+        benchmark's Hill and gLV networks 0.1 pruned ~57% of the weights and 1 ~80%), else
+        :data:`ABSOLUTE_PATH`."""
+        if strengths is None:
+            strengths = RELATIVE_PATH if self.relative_strength else ABSOLUTE_PATH
         values = [float(s) for s in strengths]
         if not values:
             raise ValueError("path needs at least one strength, got an empty list")
