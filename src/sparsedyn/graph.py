@@ -297,6 +297,7 @@ class SparseGraph(_Base):
             if self.n_subsamples:  # selected and needed, averaged over the libraries; without halves: the selection
                 necessity = []
                 for (field, path, _), half in zip(fits, halves):
+                    assert half is not None  # every library has its halves' path when there are halves
                     necessity.append(self._necessity_of(field, path, half, chosen.z, chosen.y, chosen.weights))
                     bar.update()
                 self.edge_probability_ = np.mean(necessity, axis=0)
@@ -388,9 +389,9 @@ class SparseGraph(_Base):
         (``refine_errors_``: mean log error over the folds, before and after)."""
         full = self.n_folds_
         self.field_.load_state_dict(self.path_.states[self.best_stage_])
-        members = self.field_.members(slice(0, full + 1))  # the folds' and the full data's
         rows = np.array([~np.isin(pairs.trajectory, ids) for ids in held_out] + [np.ones(len(pairs.dt), bool)])
-        refit = shooting_refit(members, design.scaler, pairs, rows)  # under fit()'s thread count
+        # the field holds the folds' and the full data's members (the halves are fitted apart); the refit is a copy
+        refit = shooting_refit(self.field_, design.scaler, pairs, rows)  # under fit()'s thread count
         before = self.forecast_errors_[_library_name(self.field_)]
         after = self._fold_forecast_error(refit, design.scaler, series, held_out)
         self.refine_errors_ = {"collocation": before, "trajectory matching": after}
@@ -453,10 +454,14 @@ class SparseGraph(_Base):
             path = fit_path(field, z, y, weights, lambdas, self.steps, self.lr, on_stage)
         return self._split(field, path)
 
+    def _member_slices(self) -> tuple[slice, slice]:
+        """The members of a fit's rows (:meth:`_members`): the folds' and the full data's, then the halves'."""
+        return slice(0, self.n_folds_ + 1), slice(self.n_folds_ + 1, None)
+
     def _split(self, field: HybridField, path: PathFit) -> tuple[HybridField, PathFit, float, PathFit | None]:
         """A path of every member as :meth:`_fit_path` returns it: the folds' and the full data's members, their
         best error, and the halves' path (None without halves)."""
-        head, rest = slice(0, self.n_folds_ + 1), slice(self.n_folds_ + 1, None)
+        head, rest = self._member_slices()
         halves = path.select(rest, field) if self.n_subsamples else None
         path = path.select(head, field)
         return field.members(head), path, float(self._cv_curve(path)[0].min()), halves
@@ -467,7 +472,7 @@ class SparseGraph(_Base):
         """The plain library path of the folds' and the full data's members now, the halves' deferred
         (:meth:`_fit_path`): the same initial values, strengths and quadratic problems as fitting every
         member at once."""
-        head, rest = slice(0, self.n_folds_ + 1), slice(self.n_folds_ + 1, None)
+        head, rest = self._member_slices()
         field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed))
         lambdas = self._lambdas(library_lambda_max(field, z, y, weights, None))
         system = LibrarySystem.of(field, z, y, weights)  # every member's, sliced below
@@ -591,15 +596,14 @@ class SparseGraph(_Base):
         subs = halves.norms[: stage + 1].numpy() > 0 if halves is not None else np.zeros((stage + 1, 0, n, n), bool)
         return self._stability(subs, selected, stage)
 
-    def _necessity_of(self, field: HybridField, path: PathFit, halves: PathFit | None, z: torch.Tensor,
+    def _necessity_of(self, field: HybridField, path: PathFit, halves: PathFit, z: torch.Tensor,
                       y: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
         """One library's necessity frequencies (:func:`~sparsedyn.loco.necessity_frequency`): each random
         half's selection (``halves``' path) at the library's one-standard-error stage (``path``'s), refitted on
         the half and scored on the other half (``weights``: every member's rows, the halves' last)."""
         stage = self._cv_curve(path)[3]
-        rows = slice(self.n_folds_ + 1, None)
-        selection = halves.norms[stage].numpy() > 0 if halves is not None else np.zeros((0,) + path.norms.shape[2:])
-        return necessity_frequency(z, y, weights, rows, selection, field.poly)
+        rows = self._member_slices()[1]
+        return necessity_frequency(z, y, weights, rows, halves.norms[stage].numpy() > 0, field.poly)
 
     def _stability(self, subs: np.ndarray, selected: np.ndarray, stage: int) -> np.ndarray:
         """Stability selection (Meinshausen & Buehlmann 2010) over the path's strong end: an edge's

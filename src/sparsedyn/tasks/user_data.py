@@ -68,6 +68,12 @@ class Series:
 MISSING = ("error", "interpolate")  # what a reader does with a time point where only some features are missing
 
 
+def _partly_missing(x: np.ndarray) -> np.ndarray:
+    """(T,) True at the time points of ``x`` (T, n) with some features NaN but not all."""
+    nan = np.isnan(x)
+    return nan.any(axis=1) & ~nan.all(axis=1)
+
+
 def interpolate_gaps(series: Series) -> Series:
     """``series`` with every time point that has some features missing (NaN) but not all completed: each
     feature's value there linearly interpolated in time between its own nearest observations in the same
@@ -80,8 +86,7 @@ def interpolate_gaps(series: Series) -> Series:
     use it for scattered gaps, not for a feature missing over long stretches."""
     times, values, filled, dropped = [], [], 0, 0
     for name, t, x in zip(series.names, series.times, series.values):
-        nan = np.isnan(x)
-        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        nan, partial = np.isnan(x), _partly_missing(x)
         if not partial.any():
             times.append(t)
             values.append(x)
@@ -95,7 +100,7 @@ def interpolate_gaps(series: Series) -> Series:
             inside = partial & nan[:, j] & (t > t[seen].min()) & (t < t[seen].max())
             x[inside, j] = np.interp(t[inside], t[seen], x[seen, j])
             filled += int(inside.sum())
-        keep = ~(np.isnan(x).any(axis=1) & ~np.isnan(x).all(axis=1))
+        keep = ~_partly_missing(x)
         dropped += int((~keep).sum())
         times.append(t[keep])
         values.append(x[keep])
@@ -141,8 +146,7 @@ def check_series(series: Series, where: str = "data", missing: str = "error") ->
             raise DataError(f"{label}: times are not sorted ({t[k]:g} then {t[k + 1]:g} at point {k + 1})")
         if np.isinf(x).any():
             raise DataError(f"{label}: inf in feature {series.features[int(np.argwhere(np.isinf(x))[0, 1])]!r}")
-        nan = np.isnan(x)
-        partial = nan.any(axis=1) & ~nan.all(axis=1)
+        nan, partial = np.isnan(x), _partly_missing(x)
         if partial.any():
             k = int(np.argmax(partial))
             cols = [series.features[j] for j in np.flatnonzero(nan[k])]
