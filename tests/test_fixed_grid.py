@@ -132,6 +132,25 @@ def test_the_fused_backward_passes_gradcheck_in_float64(weight_grads):
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("hidden", [(), (5,), (5, 6, 7)])
+def test_the_sigmoid_form_is_the_same_network(hidden):
+    """The fused solve evaluates the tanh MLP as a sigmoid network: same output, hidden states (1 + tanh) / 2,
+    for no, one and three hidden layers, single and stacked weights."""
+    torch.manual_seed(0)
+    field = MLP(3, 2, hidden).double()
+    params = tuple(p.detach() for layer in field.layers for p in (layer.weight, layer.bias))
+    u = torch.randn(9, 3, dtype=torch.float64) * 3
+    out, states = fused_rk4._mlp(fused_rk4._sigmoid_form(params), u)
+    torch.testing.assert_close(out, field(u).detach(), rtol=1e-12, atol=1e-12)
+    h = u
+    for layer, s in zip(field.layers, states):
+        h = torch.tanh(layer(h))
+        torch.testing.assert_close(s, (1 + h.detach()) / 2, rtol=1e-12, atol=1e-12)
+    stacked = tuple(torch.stack([p, 2 * p]) for p in params)
+    out2, _ = fused_rk4._mlp(fused_rk4._sigmoid_form(stacked), torch.stack([u, u]))
+    torch.testing.assert_close(out2[0], out, rtol=1e-12, atol=1e-12)
+
+
 def test_only_plain_tanh_mlps_are_fused():
     assert fusable(MLP(3, 3, (4,)))
     assert not fusable(MLP(3, 3, (4,), activation_name="relu"))
