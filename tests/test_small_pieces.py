@@ -8,6 +8,7 @@ import torch
 from sparsedyn.methods import L0, L1, Compose, PathReg
 from sparsedyn.nn import MLP, NeuralODE, gates
 from sparsedyn.tasks import Trajectories, masked_mse
+from sparsedyn.tasks.trajectories import stacked_masked_mse
 
 
 def test_l1_is_sum_of_absolute_weights_without_biases():
@@ -50,6 +51,24 @@ def test_masked_mse_ignores_unobserved_points_and_scores_from():
     assert masked_mse(pred, data).item() == pytest.approx((1 + 1 + 4 + 4) / 4)
     data.score_from = 0.6
     assert masked_mse(pred, data).item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("score_from", [None, 0.4])
+def test_the_stacked_masked_mse_is_each_members_own(score_from):
+    """Members with different observation masks: each one's MSE as masked_mse computes it alone."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 5)
+    batches = []
+    for m in range(3):
+        mask = torch.rand(4, 5, generator=gen) > 0.3
+        mask[:, 0] = True
+        batches.append(Trajectories(t, torch.randn(4, 5, 2, generator=gen), mask, score_from=score_from))
+    pred = torch.randn(3, 4, 5, 2, generator=gen)
+    stacked = stacked_masked_mse(pred, batches)
+    alone = [masked_mse(p, b) for p, b in zip(pred, batches)]
+    torch.testing.assert_close(torch.stack(stacked), torch.stack(alone), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="prediction shape"):
+        stacked_masked_mse(pred[:, :, :4], batches)
 
 
 def test_a_subset_is_the_checked_trajectories_of_its_rows():

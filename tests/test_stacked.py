@@ -335,3 +335,25 @@ def test_navigation_members_train_the_same_stacked_as_alone(methods, monkeypatch
     results = train_stacked(trainers, progress=False)
     assert calls["n"] == 5 * 3  # every step of every epoch (both phases) was one stacked forward
     _assert_same_training(alone, results, trainers)
+
+
+def test_lockstep_zeroes_each_members_gradients_through_its_own_optimizer_where_it_has_its_own():
+    """Members with torch's zero_grad get their gradients set to None directly; an optimizer with its own
+    zero_grad is still called."""
+    from sparsedyn.train_stacked import _zero_grads
+
+    class Counting(torch.optim.SGD):
+        calls = 0
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            Counting.calls += 1
+            super().zero_grad(set_to_none)
+
+    plain, custom = _trainer(_config(0, [])), _trainer(_config(1, []))
+    custom.optimizer = Counting(custom.model.parameters(), lr=0.1)
+    for t in (plain, custom):
+        for p in t.model.parameters():
+            p.grad = torch.ones_like(p)
+    _zero_grads([plain, custom])
+    assert Counting.calls == 1
+    assert all(p.grad is None for t in (plain, custom) for p in t.model.parameters())

@@ -184,19 +184,20 @@ class _FusedRK4(torch.autograd.Function):
 
         def f(u: Tensor) -> tuple[Tensor, list[Tensor]]:
             out, hidden = _mlp(params, u)
-            return (out if keep is None else out * keep), hidden
+            return (out if keep is None else out.mul_(keep)), hidden
 
-        for dt, out in zip(steps, outputs):  # the 3/8-rule step, scalars folded into fused adds
+        # the 3/8-rule step, scalars folded into fused adds, each sum built in place in one new tensor
+        for dt, out in zip(steps, outputs):
             k1, h1 = f(y)
             u2 = torch.add(y, k1, alpha=dt * _THIRD)
             k2, h2 = f(u2)
-            u3 = torch.add(torch.add(y, k2, alpha=dt), k1, alpha=-dt * _THIRD)
+            u3 = torch.add(y, k2, alpha=dt).add_(k1, alpha=-dt * _THIRD)
             k3, h3 = f(u3)
-            u4 = torch.add(torch.add(torch.add(y, k1, alpha=dt), k2, alpha=-dt), k3, alpha=dt)
+            u4 = torch.add(y, k1, alpha=dt).add_(k2, alpha=-dt).add_(k3, alpha=dt)
             k4, h4 = f(u4)
             eighth = dt * 0.125
-            y1 = torch.add(torch.add(torch.add(torch.add(y, k1, alpha=eighth), k2, alpha=3 * eighth), k3,
-                                     alpha=3 * eighth), k4, alpha=eighth)
+            y1 = torch.add(y, k1, alpha=eighth).add_(k2, alpha=3 * eighth).add_(k3, alpha=3 * eighth).add_(
+                k4, alpha=eighth)
             saved.append(((y, u2, u3, u4), (h1, h2, h3, h4)))
             for j, slope in out:
                 solution[j] = y1 if slope is None else (y if slope == 0.0 else y + slope * (y1 - y))
@@ -228,13 +229,12 @@ class _FusedRK4(torch.autograd.Function):
 
             eighth = dt * 0.125
             g4 = vjp(3, a * eighth)
-            g3 = vjp(2, torch.add(g4 * dt, a, alpha=3 * eighth))
-            g2 = vjp(1, torch.add(torch.add(g3 * dt, g4, alpha=-dt), a, alpha=3 * eighth))
-            g1 = vjp(0, torch.add(torch.add(torch.add(g4 * dt, g3, alpha=-dt * _THIRD), g2, alpha=dt * _THIRD),
-                                  a, alpha=eighth))
-            a = a + g1 + g2 + g3 + g4
+            g3 = vjp(2, (g4 * dt).add_(a, alpha=3 * eighth))
+            g2 = vjp(1, (g3 * dt).add_(g4, alpha=-dt).add_(a, alpha=3 * eighth))
+            g1 = vjp(0, (g4 * dt).add_(g3, alpha=-dt * _THIRD).add_(g2, alpha=dt * _THIRD).add_(a, alpha=eighth))
+            a = (a + g1).add_(g2).add_(g3).add_(g4)
             if before is not None:
-                a = a + before
+                a.add_(before)
         a = a + grad_out[0]
         return (None, None, a, *_original_grads(_weight_grads(seen, sums), len(params) // 2))
 

@@ -12,7 +12,7 @@ from ..nn.modes import eval_mode
 from ..nn.ode import NeuralODE, SecondOrderODE
 from ..nn.stacked import stackable, stacked_forecast
 from .base import ConfigT, Task
-from .trajectories import Trajectories, masked_mse
+from .trajectories import Trajectories, masked_mse, stacked_masked_mse
 
 
 def _aligned(batches: Sequence[Trajectories]) -> bool:
@@ -117,8 +117,12 @@ class ForecastTask(Task[ConfigT]):
         return stackable(models) is None and _aligned(batches)
 
     def stacked_loss(self, models: Sequence[nn.Module], batches: Sequence[Trajectories]) -> list[Tensor]:
-        """Each member's :meth:`loss` on its batch, from one stacked forecast (check :meth:`can_stack`)."""
-        return [self.score(p, b) for p, b in zip(self.predict_stacked(models, batches), batches)]
+        """Each member's :meth:`loss` on its batch, from one stacked forecast (check :meth:`can_stack`); the
+        members' masked MSEs in one computation where :meth:`score` is this class's own."""
+        pred = self.predict_stacked(models, batches)
+        if type(self).score is ForecastTask.score and len({b.score_from for b in batches}) == 1:
+            return stacked_masked_mse(pred, batches)
+        return [self.score(p, b) for p, b in zip(pred, batches)]
 
     def evaluate(self, model: nn.Module, splits: tuple[str, ...] | None = None) -> dict[str, float]:
         """``{<split>_mse: value}`` with the model in eval mode (deterministic gates)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +54,22 @@ class Trajectories:
         perm = torch.randperm(len(self), generator=generator)
         for i in range(0, len(self), batch_size):
             yield self.subset(perm[i:i + batch_size])
+
+
+def stacked_masked_mse(pred: Tensor, batches: Sequence[Trajectories]) -> list[Tensor]:
+    """:func:`masked_mse` of each member's prediction ``pred[m]`` (``(M, B, T, n)``) on ``batches[m]`` (one time
+    grid and ``score_from``), in one computation instead of ``M``: a lockstep step of 81 small members
+    spent ~5% of its time in the members' own MSEs. Equal to each member's own to float rounding (the sum
+    over a member's points is taken along dimensions, not over a whole tensor)."""
+    first = batches[0]
+    y = torch.stack([b.y for b in batches])
+    if pred.shape != y.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} != data shape {tuple(y.shape)}")
+    w = torch.stack([b.mask for b in batches]).to(pred.dtype)
+    if first.score_from is not None:
+        w = w * (first.t >= first.score_from).to(pred.dtype)[None, None, :]
+    err = ((pred - y) ** 2 * w[..., None]).sum(dim=(1, 2, 3))
+    return list((err / (w.sum(dim=(1, 2)) * pred.shape[-1]).clamp_min(1.0)).unbind(0))
 
 
 def masked_mse(pred: Tensor, data: Trajectories) -> Tensor:
