@@ -14,6 +14,12 @@ from ..nn.stacked import stackable, stacked_forecast
 from .base import ConfigT, Task
 from .trajectories import Trajectories, masked_mse, stacked_masked_mse
 
+STACKED_MSE_BELOW = 8192
+"""Predicted values per member below which :meth:`ForecastTask.stacked_loss` computes the members' MSEs in one
+computation: there each member's own is bound by per-operation overhead (81 members of 800 values: the lockstep
+step 0.88x), while for large members the stacked copies of the data cost more than the calls they save (32 members
+of 32,000 values: 1.08x; ``python bench/lockstep_bookkeeping.py [--n200]``)."""
+
 
 def _aligned(batches: Sequence[Trajectories]) -> bool:
     """Whether ``batches`` share a time grid, a batch size and an intervention (one stacked solve fits)."""
@@ -120,7 +126,8 @@ class ForecastTask(Task[ConfigT]):
         """Each member's :meth:`loss` on its batch, from one stacked forecast (check :meth:`can_stack`); the
         members' masked MSEs in one computation where :meth:`score` is this class's own."""
         pred = self.predict_stacked(models, batches)
-        if type(self).score is ForecastTask.score and len({b.score_from for b in batches}) == 1:
+        if (type(self).score is ForecastTask.score and len({b.score_from for b in batches}) == 1
+                and pred[0].numel() < STACKED_MSE_BELOW):
             return stacked_masked_mse(pred, batches)
         return [self.score(p, b) for p, b in zip(pred, batches)]
 
