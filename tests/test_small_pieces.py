@@ -59,7 +59,7 @@ def test_the_stacked_masked_mse_is_each_members_own(score_from):
     gen = torch.Generator().manual_seed(0)
     t = torch.linspace(0, 1, 5)
     batches = []
-    for m in range(3):
+    for _ in range(3):
         mask = torch.rand(4, 5, generator=gen) > 0.3
         mask[:, 0] = True
         batches.append(Trajectories(t, torch.randn(4, 5, 2, generator=gen), mask, score_from=score_from))
