@@ -23,15 +23,16 @@ intervention's mask multiplies the field as in :class:`~sparsedyn.nn.ode._FirstO
 enter as tensors (a parametrized layer's effective weight), so gates and masks receive their gradients
 through autograd as before. The step's scalars are folded into fused adds and the weight gradients are
 summed over every field evaluation of the solve in one product per layer, so forward values and
-gradients equal the unfused loop's to float rounding (tests, including ``gradcheck`` in float64). The MLP is
-evaluated as the equal sigmoid network (:func:`_sigmoid_form`: torch's CPU tanh costs several times its
-sigmoid), its weight gradients mapped back to the tanh network's (:func:`_original_grads`).
+gradients equal the unfused loop's to float rounding (tests, including ``gradcheck`` in float64). Every
+operation computes an element the same way whatever the tensor's size, so a stacked member's numbers do not
+depend on how many members it is stacked with (test); that is why the activation is ``torch.tanh`` and not the
+equal, faster ``torch.sigmoid`` network (whose CPU kernel computes a tensor's last partial vector by another
+formula: ``docs/benchmarks.md``, 2026-12-07).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -49,73 +50,26 @@ def fusable(field: torch.nn.Module) -> bool:
         layer.bias is not None for layer in field.layers)
 
 
-def _sigmoid_form(params: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The same MLP with logistic sigmoids in place of tanh: weights and biases ``(W_i', b_i')`` such that
-    ``s_i = sigmoid(W_i' s_{i-1} + b_i')`` equals ``(1 + tanh(u_i)) / 2`` at every hidden layer and the
-    output is unchanged (``tanh(u) = 2 sigmoid(2u) - 1``; the affine map ``2 s - 1`` is folded into the next
-    layer: ``W' = 4 W`` and ``b' = 2 (b - W 1)`` between hidden layers, ``2 W`` and ``2 b`` into the first,
-    ``2 W`` and ``b - W 1`` out of the last). Why: torch's CPU ``tanh`` is 4-6x slower per element than its
-    ``sigmoid`` (7.1 against 2.1 us per call on 2,048 floats, 141 against 22 us on 51,200, one thread;
-    ``bench/fused_activation.py``), and a solve makes two activations per field evaluation: a solve with its
-    backward takes 0.93x the time."""
-    last = len(params) // 2 - 1
-    out: list[Tensor] = []
-    for i in range(last + 1):
-        w, b = params[2 * i], params[2 * i + 1]
-        if i > 0:  # the previous layer's tanh is 2 s - 1
-            b = b - w.sum(-1)
-            w = 2.0 * w
-        if i < last:  # this layer's tanh(u) = 2 sigmoid(2 u) - 1
-            w, b = 2.0 * w, 2.0 * b
-        out += [w, b]
-    return tuple(out)
-
-
-def _original_grads(grads: list[Tensor], layers: int) -> list[Tensor]:
-    """Gradients of :func:`_sigmoid_form`'s weights and biases mapped back to the original ones (the chain rule
-    through ``W' = c W`` and ``b' = d (b - [i > 0] W 1)``)."""
-    last = layers - 1
-    out: list[Tensor] = []
-    for i in range(layers):
-        gw, gb = grads[2 * i], grads[2 * i + 1]
-        c = (2.0 if i > 0 else 1.0) * (2.0 if i < last else 1.0)
-        d = 2.0 if i < last else 1.0
-        gw = c * gw
-        if i > 0:
-            gw = gw - (d * gb).unsqueeze(-1)
-        out += [gw, d * gb]
-    return out
-
-
-def _sigmoid_slope(g: Tensor, h: Tensor) -> Tensor:
-    """``g`` times the sigmoid's derivative at the unit whose output is ``h``: ``g h (1 - h)``."""
-    gh = g * h
-    return torch.addcmul(gh, gh, h, value=-1.0)
-
-
-def _mlp(params: tuple[Tensor, ...], u: Tensor, activation: Callable[[Tensor], Tensor] = torch.sigmoid
-         ) -> tuple[Tensor, list[Tensor]]:
-    """The MLP at ``u`` in :func:`_sigmoid_form` and its post-activation hidden states (for the backward).
-    Weights ``(out, in)`` with ``u (B, in)``, or stacked members' ``(M, out, in)`` with ``u (M, B, in)``."""
+def _mlp(params: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """The MLP at ``u`` and its post-activation hidden states (for the backward). Weights ``(out, in)``
+    with ``u (B, in)``, or stacked members' ``(M, out, in)`` with ``u (M, B, in)``."""
     hidden, h = [], u
     last = len(params) // 2 - 1
     for i in range(last + 1):
         w, b = params[2 * i], params[2 * i + 1]
         h = torch.addmm(b, h, w.t()) if w.dim() == 2 else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
         if i < last:
-            h = activation(h)
+            h = torch.tanh(h)
             hidden.append(h)
     return h, hidden
 
 
 def _mlp_vjp(params: tuple[Tensor, ...], u: Tensor, hidden: list[Tensor], g: Tensor,
-             seen: list[list[tuple[Tensor, Tensor]] | None], sums: list[Tensor],
-             slope: Callable[[Tensor, Tensor], Tensor] = _sigmoid_slope) -> Tensor:
-    """``J^T g`` at input ``u`` (``slope(g, h)``: ``g`` times the activation's derivative at output ``h``),
-    collecting each layer's weight gradient terms: appended to ``seen[i]`` as an (output gradient, input)
-    pair (summed over all pairs at once in :func:`_weight_grads`), or, where ``seen[i]`` is None,
-    accumulated at once into ``sums[2 i]`` (weight) and ``sums[2 i + 1]`` (the running sum of output
-    gradients)."""
+             seen: list[list[tuple[Tensor, Tensor]] | None], sums: list[Tensor]) -> Tensor:
+    """``J^T g`` at input ``u``, collecting each layer's weight gradient terms: appended to ``seen[i]`` as
+    an (output gradient, input) pair (summed over all pairs at once in :func:`_weight_grads`), or, where
+    ``seen[i]`` is None, accumulated at once into ``sums[2 i]`` (weight) and ``sums[2 i + 1]`` (the
+    running sum of output gradients)."""
     last = len(params) // 2 - 1
     for i in range(last, -1, -1):
         x = hidden[i - 1] if i > 0 else u
@@ -130,7 +84,8 @@ def _mlp_vjp(params: tuple[Tensor, ...], u: Tensor, hidden: list[Tensor], g: Ten
             sums[2 * i + 1].add_(g)
         g = torch.matmul(g, params[2 * i])  # (B, out) @ (out, in), or (M, B, out) @ (M, out, in)
         if i > 0:
-            g = slope(g, hidden[i - 1])
+            h = hidden[i - 1]
+            g = torch.addcmul(g, g * h, h, value=-1.0)  # g * (1 - h^2): tanh's derivative
     return g
 
 
@@ -180,7 +135,6 @@ class _FusedRK4(torch.autograd.Function):
         solution: list[Tensor | None] = [None] * (1 + sum(len(o) for o in outputs))
         solution[0] = y0
         saved, y = [], y0
-        params = _sigmoid_form(params)
 
         def f(u: Tensor) -> tuple[Tensor, list[Tensor]]:
             out, hidden = _mlp(params, u)
@@ -236,7 +190,7 @@ class _FusedRK4(torch.autograd.Function):
             if before is not None:
                 a.add_(before)
         a = a + grad_out[0]
-        return (None, None, a, *_original_grads(_weight_grads(seen, sums), len(params) // 2))
+        return (None, None, a, *_weight_grads(seen, sums))
 
 
 def fused_rk4_solve(field: MLP, y0: Tensor, t: Tensor, step_size: float | None,
