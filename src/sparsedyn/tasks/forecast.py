@@ -18,7 +18,7 @@ STACKED_MSE_BELOW = 8192
 """Predicted values per member below which :meth:`ForecastTask.stacked_loss` computes the members' MSEs in one
 computation: there each member's own is bound by per-operation overhead (81 members of 800 values: the lockstep
 step 0.88x), while for large members the stacked copies of the data cost more than the calls they save (32 members
-of 32,000 values: 1.08x; ``python bench/lockstep_bookkeeping.py [--n200]``)."""
+of 32,000 values: 1.02-1.08x; ``python bench/lockstep_bookkeeping.py --n200 --force-stacked-mse``)."""
 
 
 def _aligned(batches: Sequence[Trajectories]) -> bool:
