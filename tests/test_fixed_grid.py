@@ -69,7 +69,8 @@ def test_a_short_training_run_gives_the_same_numbers_either_way(kind):
 def weight_grads(request, monkeypatch):
     """Both ways the fused backward collects weight gradients (one product over concatenated pairs, or
     accumulated evaluation by evaluation), forced for every layer whatever its size."""
-    monkeypatch.setattr(fused_rk4, "ACCUMULATE_FROM", 0 if request.param == "accumulated" else 10**12)
+    for name in ("ACCUMULATE_FROM", "ACCUMULATE_FROM_MEMBER"):
+        monkeypatch.setattr(fused_rk4, name, 0 if request.param == "accumulated" else 10**12)
     return request.param
 
 
@@ -132,16 +133,17 @@ def test_the_fused_backward_passes_gradcheck_in_float64(weight_grads):
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("hidden", [(4,), (16, 16)])
-def test_a_stacked_solve_gives_each_member_the_same_bits_whatever_it_is_stacked_with(hidden):
+@pytest.mark.parametrize("n,hidden,batch", [(3, (4,), 4), (3, (16, 16), 4), (200, (16,), 16)])
+def test_a_stacked_solve_gives_each_member_the_same_bits_whatever_it_is_stacked_with(n, hidden, batch):
     """A lockstep job that resumes with one member where the uninterrupted one had two must reproduce its
     numbers bit for bit: every operation of the fused solve computes an element the same way whatever the
     tensor's size (torch.sigmoid would not: its last, partly filled vector is computed by another formula).
     (Widths like 5 and 7 are left out: there MKL's batched product gives the weight gradients other last bits
-    for one member than for three.)"""
+    for one member than for three.) The third case's layers accumulate their weight gradients: the choice is
+    made per member (fused_rk4.ACCUMULATE_FROM_MEMBER), not for the whole stack."""
     torch.manual_seed(0)
-    fields = [MLP(3, 3, hidden) for _ in range(3)]
-    y0, t = torch.randn(3, 4, 3), torch.linspace(0, 1, 6)
+    fields = [MLP(n, n, hidden) for _ in range(3)]
+    y0, t = torch.randn(3, batch, n), torch.linspace(0, 1, 6)
     per_field = len(list(fields[0].parameters()))
     together = fused_rk4.fused_rk4_stacked(fields, y0, t, 0.1)
     grads = torch.autograd.grad(together.square().sum(), [p for f in fields for p in f.parameters()])
