@@ -28,8 +28,9 @@ from node_overhead import make, step
 from sparsedyn.nn import fused_rk4
 from stacked_training import SYSTEMS, SYSTEMS_N200, steps, trainers
 
-NEVER = math.inf  # ACCUMULATE_FROM that makes every layer concatenate (the code before the change)
+NEVER = math.inf  # ACCUMULATE_FROM(_MEMBER) that makes every layer concatenate (the code before the change)
 DEFAULT_THRESHOLD, DEFAULT_JOINT = fused_rk4.ACCUMULATE_FROM, train_stacked.joint_adam_step
+DEFAULT_MEMBER_THRESHOLD = fused_rk4.ACCUMULATE_FROM_MEMBER  # the same rule for stacked members (per member)
 
 
 def variant(accumulate: bool, joint: bool) -> Callable[[], None]:
@@ -37,6 +38,7 @@ def variant(accumulate: bool, joint: bool) -> Callable[[], None]:
 
     def apply() -> None:
         fused_rk4.ACCUMULATE_FROM = DEFAULT_THRESHOLD if accumulate else NEVER
+        fused_rk4.ACCUMULATE_FROM_MEMBER = DEFAULT_MEMBER_THRESHOLD if accumulate else NEVER
         train_stacked.joint_adam_step = DEFAULT_JOINT if joint else (lambda optimizers: False)
     return apply
 
@@ -61,7 +63,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"# update_ab: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-          f"{args.rounds} rounds, fastest kept; ACCUMULATE_FROM = {fused_rk4.ACCUMULATE_FROM}")
+          f"{args.rounds} rounds, fastest kept; ACCUMULATE_FROM = {fused_rk4.ACCUMULATE_FROM}, "
+          f"per stacked member {fused_rk4.ACCUMULATE_FROM_MEMBER}")
     print(f"{'row':34s} {'before ms':>10s} {'accumulate':>11s} {'+ joint Adam':>13s} {'ratio':>6s}")
     singles = {"single step, n = 10, MLP 64-64": 10, "single step, n = 529, MLP 64-64": 529}
     for name, n in singles.items():
