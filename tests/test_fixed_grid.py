@@ -108,7 +108,7 @@ def test_the_fused_rk4_solve_equals_the_loop_with_its_gradients(step_size, inter
     target = torch.randn(12, 8, 4, generator=torch.Generator().manual_seed(3))
     y0_ref, y0_fused = y0.clone().requires_grad_(), y0.clone().requires_grad_()
     ref = solve_fixed_grid(lambda s, y: field(y) if keep is None else field(y) * keep, y0_ref, t, "rk4", step_size)
-    fused = fused_rk4_solve(field, y0_fused, t, step_size, keep)
+    fused = fused_rk4_solve(field, y0_fused, t, step_size, keep, native=False)  # the C kernel: test_native_rk4
     torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
     params = list(field.parameters())
     g_ref = torch.autograd.grad(((ref - target) ** 2).mean(), [y0_ref, *params])
@@ -145,10 +145,10 @@ def test_a_stacked_solve_gives_each_member_the_same_bits_whatever_it_is_stacked_
     fields = [MLP(n, n, hidden) for _ in range(3)]
     y0, t = torch.randn(3, batch, n), torch.linspace(0, 1, 6)
     per_field = len(list(fields[0].parameters()))
-    together = fused_rk4.fused_rk4_stacked(fields, y0, t, 0.1)
+    together = fused_rk4.fused_rk4_stacked(fields, y0, t, 0.1, native=False)  # the C kernel: test_native_rk4
     grads = torch.autograd.grad(together.square().sum(), [p for f in fields for p in f.parameters()])
     for m, field in enumerate(fields):
-        alone = fused_rk4.fused_rk4_stacked([field], y0[m:m + 1], t, 0.1)
+        alone = fused_rk4.fused_rk4_stacked([field], y0[m:m + 1], t, 0.1, native=False)
         assert torch.equal(alone[:, 0], together[:, m])
         own = torch.autograd.grad(alone.square().sum(), list(field.parameters()))
         assert all(torch.equal(a, b) for a, b in zip(own, grads[per_field * m: per_field * (m + 1)]))

@@ -83,6 +83,9 @@ class ModelConfig(_Strict):
     atol: float = Field(1e-4, gt=0)
     adjoint: bool = False
     fixed_grid_loop: bool = True  # euler/midpoint/rk4: the lean loop (torchdiffeq's numbers); False: odeint
+    # rk4 of a tanh MLP field: the fused solve in C (nn.fused_native; built on first use, equal to float rounding);
+    # False: the PyTorch fused solve. SPARSEDYN_NATIVE=0 in the environment turns it off everywhere
+    native_solve: bool = True
     sindy_degree: int = Field(2, ge=1)  # kind: sindy only (pysindy baseline)
     sindy_threshold: float = Field(0.05, ge=0)
 

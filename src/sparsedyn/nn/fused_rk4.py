@@ -33,12 +33,14 @@ formula: ``docs/benchmarks.md``, 2026-12-07).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from .fields import MLP
 from .fixed_grid import _plan
+from .fused_native import applies, native_rk4
 
 _THIRD = 1 / 3
 
@@ -206,21 +208,26 @@ class _FusedRK4(torch.autograd.Function):
 
 
 def fused_rk4_solve(field: MLP, y0: Tensor, t: Tensor, step_size: float | None,
-                    keep: Tensor | None = None) -> Tensor:
+                    keep: Tensor | None = None, native: bool = True) -> Tensor:
     """The rk4 solve of ``dy/dt = field(y) (* keep)`` at the increasing times ``t``: ``(len(t), *y0.shape)``,
-    the numbers of :func:`~sparsedyn.nn.fixed_grid.solve_fixed_grid`, one autograd node."""
+    the numbers of :func:`~sparsedyn.nn.fixed_grid.solve_fixed_grid`, one autograd node; in C
+    (:mod:`~sparsedyn.nn.fused_native`) when ``native`` and the kernel applies."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
-    params = tuple(p for layer in field.layers for p in (layer.weight, layer.bias))
+    params = cast(tuple[Tensor, ...], tuple(p for layer in field.layers for p in (layer.weight, layer.bias)))
+    if native and applies(y0, params):
+        return native_rk4(plan, keep, y0, params)
     return _FusedRK4.apply(plan, keep, y0, *params)
 
 
 def fused_rk4_stacked(fields: list[MLP], y0: Tensor, t: Tensor, step_size: float | None,
-                      keep: Tensor | None = None) -> Tensor:
+                      keep: Tensor | None = None, native: bool = True) -> Tensor:
     """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
     weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
     params = tuple(torch.stack([getattr(f.layers[i], name) for f in fields])
                    for i in range(len(fields[0].layers)) for name in ("weight", "bias"))
+    if native and applies(y0, params):
+        return native_rk4(plan, keep, y0, params)
     return _FusedRK4.apply(plan, keep, y0, *params)

@@ -57,6 +57,7 @@ class ContinuousDepth(nn.Module):
     def __init__(
         self, solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-4,
         step_size: float | None = None, adjoint: bool = False, fixed_grid_loop: bool = True,
+        native_solve: bool = True,
     ) -> None:
         super().__init__()
         if solver not in SOLVERS:
@@ -67,6 +68,7 @@ class ContinuousDepth(nn.Module):
         self.step_size, self.adjoint = step_size, adjoint
         self.outer_skip = None
         self.fixed_grid_loop = fixed_grid_loop
+        self.native_solve = native_solve  # the fused rk4 solve in C where it applies (nn.fused_native)
 
     @property
     def n_state(self) -> int:
@@ -86,7 +88,7 @@ class ContinuousDepth(nn.Module):
         with parametrize.cached():
             if (self.fixed_grid_loop and self.solver == "rk4" and isinstance(func, _FirstOrder)
                     and fusable(func.field) and bool((t[1:] > t[:-1]).all())):
-                return fused_rk4_solve(func.field, y0, t, self.step_size, func.keep)
+                return fused_rk4_solve(func.field, y0, t, self.step_size, func.keep, native=self.native_solve)
             return integrate(func, y0, t, self.solver, self.rtol, self.atol, self.step_size, self.fixed_grid_loop)
 
     def _add_skip(self, x: Tensor, x0: Tensor, keep: Tensor | None) -> Tensor:

@@ -139,7 +139,7 @@ def stacked_field(fields: Sequence[nn.Module]) -> StackedFn:
 
 def _solver_options(model: nn.Module) -> tuple:
     return (type(model), model.solver, model.step_size, model.adjoint, model.rtol, model.atol,
-            model.fixed_grid_loop)
+            model.fixed_grid_loop, model.native_solve)
 
 
 def stackable(models: Sequence[nn.Module]) -> str | None:
@@ -198,7 +198,7 @@ def stacked_forecast(models: Sequence[Any], x0: Tensor, t: Tensor, intervention:
         fields = [m.field for m in models]
         if (first.fixed_grid_loop and first.solver == "rk4" and isinstance(first, NeuralODE)
                 and all(fusable(f) for f in fields) and bool((t[1:] > t[:-1]).all())):
-            states = fused_rk4_stacked(fields, y0, t, first.step_size, keep)
+            states = fused_rk4_stacked(fields, y0, t, first.step_size, keep, native=first.native_solve)
         else:
             states = integrate(func, y0, t, first.solver, first.rtol, first.atol, first.step_size,
                                first.fixed_grid_loop)

@@ -51,7 +51,8 @@ def vector_field_for(n_in: int, n_out: int, m) -> nn.Module:
 def node_model(n: int, m) -> NeuralODE:
     """A NODE with a field on ``n`` variables (:func:`vector_field_for`), from a config's ``model`` section."""
     return NeuralODE(vector_field_for(n, n, m), solver=m.solver, rtol=m.rtol, atol=m.atol,
-                     step_size=m.step_size, adjoint=m.adjoint, fixed_grid_loop=m.fixed_grid_loop)
+                     step_size=m.step_size, adjoint=m.adjoint, fixed_grid_loop=m.fixed_grid_loop,
+                     native_solve=m.native_solve)
 
 
 class ForecastTask(Task[ConfigT]):
@@ -83,7 +84,7 @@ class ForecastTask(Task[ConfigT]):
         """A NODE (``kind: node``) or SONODE (``kind: sonode``) with MLP fields on the observed variables."""
         n = self.n_observed
         solver = dict(solver=m.solver, rtol=m.rtol, atol=m.atol, step_size=m.step_size, adjoint=m.adjoint,
-                      fixed_grid_loop=m.fixed_grid_loop)
+                      fixed_grid_loop=m.fixed_grid_loop, native_solve=m.native_solve)
         if m.kind == "node":
             return node_model(n, m)
         if m.kind != "sonode":

@@ -1,0 +1,143 @@
+"""The fused rk4 solve of :mod:`~sparsedyn.nn.fused_rk4` with its inner loops in C (:mod:`~sparsedyn.nn.native`).
+
+Same autograd contract as :class:`~sparsedyn.nn.fused_rk4._FusedRK4`: the solve is one node, weights enter as
+tensors (a gated layer's effective weight), the adjoint of the 3/8-rule step is the one written out there. The
+C kernel runs every grid step and field evaluation of the forward in one call and the whole adjoint pass in
+another; what stays in PyTorch is the output interpolation and its adjoint (a few indexed operations).
+
+Numbers: equal to the PyTorch path to float rounding (matrix products summed in another order; float32 tanh by
+a rational approximation within a few ulp), not bit for bit. Within the kernel a stacked member's numbers are
+computed by the same loops whatever the member count or batch size, so a member's bits do not depend on what it
+is stacked with (tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from . import native
+
+MAX_LAYERS = 16
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def applies(y0: Tensor, params: tuple[Tensor, ...]) -> bool:
+    """Whether the native kernel can take this solve: CPU tensors of float32 or float64, at most 16 layers,
+    and the kernel built (on first use) and not switched off."""
+    if y0.device.type != "cpu" or y0.dtype not in _DTYPES or len(params) // 2 > MAX_LAYERS:
+        return False
+    if any(p.device.type != "cpu" or p.dtype != y0.dtype for p in params):
+        return False
+    return native.kernel() is not None
+
+
+@lru_cache(maxsize=64)
+def _output_map(outputs: tuple[tuple, ...]) -> dict[str, Tensor]:
+    """Index tensors for the plan's outputs: at a step's end (``after``), at its start (``before``) and
+    interpolated between (``interp``, with its slopes)."""
+    after: list[tuple[int, int]] = []
+    before: list[tuple[int, int]] = []
+    interp: list[tuple[int, int, float]] = []
+    for step, out in enumerate(outputs):
+        for j, slope in out:
+            if slope is None:
+                after.append((j, step))
+            elif slope == 0.0:
+                before.append((j, step))
+            else:
+                interp.append((j, step, slope))
+
+    def col(rows: list, k: int, dtype=torch.long) -> Tensor:
+        return torch.tensor([r[k] for r in rows], dtype=dtype)
+
+    return {"after_j": col(after, 0), "after_s": col(after, 1), "before_j": col(before, 0),
+            "before_s": col(before, 1), "interp_j": col(interp, 0), "interp_s": col(interp, 1),
+            "slope": col(interp, 2, torch.float64)}
+
+
+def _pointers(tensors: list[Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _NativeRK4(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plan, keep, y0, *params):
+        lib = native.kernel()
+        steps, outputs = plan
+        sfx = _DTYPES[y0.dtype]
+        m = params[0].shape[0] if params[0].dim() == 3 else 1
+        n = y0.shape[-1]
+        y = y0.detach().reshape(m, -1, n).contiguous()
+        batch = y.shape[1]
+        weights = [p.detach().contiguous() for p in params[::2]]
+        biases = [p.detach().contiguous() for p in params[1::2]]
+        dims = [n] + [w.shape[-2] for w in weights]
+        c_dims = (ctypes.c_int * len(dims))(*dims)
+        dt = torch.tensor(steps, dtype=torch.float64)
+        k = None if keep is None else keep.detach().to(y0.dtype).contiguous()
+        s = len(steps)
+        grid = y.new_empty(s + 1, m, batch, n)
+        stages = y.new_empty(s, 4, m, batch, n)
+        hidden = y.new_empty(s, 4, m, batch * sum(dims[1:-1]))
+        rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, _pointers(weights), _pointers(biases),
+                                                _ptr(k), s, dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
+                                                stages.data_ptr(), hidden.data_ptr())
+        if rc != 0:
+            raise RuntimeError(f"native rk4 forward failed (code {rc})")
+        idx = _output_map(outputs)
+        solution = y.new_empty(1 + sum(len(o) for o in outputs), m, batch, n)
+        solution[0] = y
+        solution[idx["after_j"]] = grid[idx["after_s"] + 1]
+        solution[idx["before_j"]] = grid[idx["before_s"]]
+        if len(idx["interp_j"]):
+            lo, hi = grid[idx["interp_s"]], grid[idx["interp_s"] + 1]
+            slope = idx["slope"].to(y.dtype).view(-1, 1, 1, 1)
+            solution[idx["interp_j"]] = lo + slope * (hi - lo)
+        ctx.plan, ctx.saved = plan, (k, weights, biases, c_dims, dt, stages, hidden, m, batch, sfx)
+        return solution.view(solution.shape[0], *y0.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        lib = native.kernel()
+        k, weights, biases, c_dims, dt, stages, hidden, m, batch, sfx = ctx.saved
+        steps, outputs = ctx.plan
+        s, n = len(steps), c_dims[0]
+        g = grad_out.reshape(grad_out.shape[0], m, batch, n)
+        idx = _output_map(outputs)
+        after = g.new_zeros(s, m, batch, n)
+        after.index_add_(0, idx["after_s"], g[idx["after_j"]])
+        before = None
+        if len(idx["before_j"]) or len(idx["interp_j"]):
+            before = g.new_zeros(s, m, batch, n)
+            before.index_add_(0, idx["before_s"], g[idx["before_j"]])
+        if len(idx["interp_j"]):
+            slope = idx["slope"].to(g.dtype).view(-1, 1, 1, 1)
+            gi = g[idx["interp_j"]]
+            after.index_add_(0, idx["interp_s"], gi * slope)
+            before.index_add_(0, idx["interp_s"], gi * (1 - slope))
+        a = g.new_zeros(m, batch, n)
+        grads_w = [torch.zeros_like(w) for w in weights]
+        grads_b = [torch.zeros_like(b) for b in biases]
+        rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, _pointers(weights), _pointers(biases),
+                                                 _ptr(k), s, dt.data_ptr(), stages.data_ptr(), hidden.data_ptr(),
+                                                 after.data_ptr(), _ptr(before), a.data_ptr(), _pointers(grads_w),
+                                                 _pointers(grads_b))
+        if rc != 0:
+            raise RuntimeError(f"native rk4 backward failed (code {rc})")
+        a = a + g[0]
+        grads = [t for pair in zip(grads_w, grads_b) for t in pair]
+        return (None, None, a.view(grad_out.shape[1:]), *grads)
+
+
+def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+    """The solve for :func:`~sparsedyn.nn.fused_rk4.fused_rk4_solve` / ``fused_rk4_stacked`` (call
+    :func:`applies` first): ``(T, *y0.shape)``."""
+    return _NativeRK4.apply(plan, keep, y0, *params)

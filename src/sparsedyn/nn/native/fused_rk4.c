@@ -1,0 +1,311 @@
+/* The fused rk4 solve of a tanh MLP field, forward and adjoint, in plain C (see fused_native.py).
+ *
+ * Members (a stack of M fields of one shape, M = 1 for a single solve) are computed one after the other
+ * with the same loops, so a member's numbers never depend on how many members are stacked with it; every
+ * element of a layer is computed by the same sequence of operations whatever its position (explicit fma,
+ * no contraction left to the compiler: built with -ffp-contract=off), so a state's bits do not depend on
+ * the batch size either. Compiled twice, for float (suffix f32) and, with -DUSE_DOUBLE, double (suffix f64).
+ *
+ * Layout (all row-major, contiguous): weights W[l] (M, d[l+1], d[l]), biases b[l] (M, d[l+1]), y0 (M, B, n),
+ * keep (n) or NULL. The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
+ * and the hidden activations H (S, 4, M, B * hsum), hsum = d[1] + ... + d[L-1]. The backward reads them.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef USE_DOUBLE
+#define REAL double
+#define SFX(name) name##_f64
+#define FMA fma
+#define TANH tanh
+#else
+#define REAL float
+#define SFX(name) name##_f32
+#define FMA fmaf
+#define TANH fast_tanhf
+#endif
+
+#define MAXL 16
+
+/* tanh for float: an odd rational function of degree 13/6 on [-c, c] (the minimax coefficients Eigen
+ * publishes for its float tanh), clamped outside; below 4e-4 tanh(x) = x to float precision; exactly +-1 from
+ * |x| = 9.0108404, where torch.tanh's float result becomes 1 (so saturated units pass no gradient, as there:
+ * 1 - h^2 = 0; with the clamped value alone a unit driven far into saturation still passed 2e-7 of its
+ * gradient, and a run with huge weights overflowed where PyTorch's did not). */
+static inline float fast_tanhf(float x) {
+    const float c = 7.90531110763549805f;
+    float xc = x > c ? c : (x < -c ? -c : x);
+    float x2 = xc * xc;
+    float p = fmaf(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
+    p = fmaf(x2, p, -8.60467152213735e-11f);
+    p = fmaf(x2, p, 5.12229709037114e-08f);
+    p = fmaf(x2, p, 1.48572235717979e-05f);
+    p = fmaf(x2, p, 6.37261928875436e-04f);
+    p = fmaf(x2, p, 4.89352455891786e-03f);
+    p = xc * p;
+    float q = fmaf(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
+    q = fmaf(x2, q, 2.26843463243900e-03f);
+    q = fmaf(x2, q, 4.89352518554385e-03f);
+    float r = p / q;
+    r = fabsf(x) < 0.0004f ? x : r;
+    return fabsf(x) >= 9.01084041595459f ? copysignf(1.0f, x) : r;
+}
+
+
+#define PB 4
+#define QB (64 / (int)sizeof(REAL))
+
+/* C[p, q] += sum_k A[p, k] Bm[k, q] for p < P, q < Q, k < K: every element summed by one fma chain in
+ * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs).
+ * A is read with strides (sap, sak), Bm row-major with row stride ldb, C with row stride ldc. */
+static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak, const REAL *Bm, size_t ldb,
+                     REAL *C, size_t ldc) {
+    for (int q0 = 0; q0 < Q; q0 += QB) {
+        const int qn = Q - q0 < QB ? Q - q0 : QB;
+        int p0 = 0;
+        if (qn == QB) {
+            for (; p0 + PB <= P; p0 += PB) {
+                REAL acc[PB][QB];
+                for (int pp = 0; pp < PB; pp++)
+                    for (int q = 0; q < QB; q++) acc[pp][q] = C[(size_t)(p0 + pp) * ldc + q0 + q];
+                for (int k = 0; k < K; k++) {
+                    const REAL *b = Bm + (size_t)k * ldb + q0;
+#pragma GCC unroll 8
+                    for (int pp = 0; pp < PB; pp++) {
+                        const REAL a = A[(size_t)(p0 + pp) * sap + (size_t)k * sak];
+#pragma GCC unroll 16
+                        for (int q = 0; q < QB; q++) acc[pp][q] = FMA(a, b[q], acc[pp][q]);
+                    }
+                }
+                for (int pp = 0; pp < PB; pp++)
+                    for (int q = 0; q < QB; q++) C[(size_t)(p0 + pp) * ldc + q0 + q] = acc[pp][q];
+            }
+        }
+        for (; p0 + PB <= P; p0 += PB) {  /* a partial column block: the same chains, qn wide */
+            REAL acc[PB][QB];
+            for (int pp = 0; pp < PB; pp++)
+                for (int q = 0; q < qn; q++) acc[pp][q] = C[(size_t)(p0 + pp) * ldc + q0 + q];
+            for (int k = 0; k < K; k++) {
+                const REAL *b = Bm + (size_t)k * ldb + q0;
+#pragma GCC unroll 8
+                for (int pp = 0; pp < PB; pp++) {
+                    const REAL a = A[(size_t)(p0 + pp) * sap + (size_t)k * sak];
+                    for (int q = 0; q < qn; q++) acc[pp][q] = FMA(a, b[q], acc[pp][q]);
+                }
+            }
+            for (int pp = 0; pp < PB; pp++)
+                for (int q = 0; q < qn; q++) C[(size_t)(p0 + pp) * ldc + q0 + q] = acc[pp][q];
+        }
+        for (; p0 < P; p0++) {
+            REAL *c = C + (size_t)p0 * ldc + q0;
+            for (int k = 0; k < K; k++) {
+                const REAL a = A[(size_t)p0 * sap + (size_t)k * sak];
+                const REAL *b = Bm + (size_t)k * ldb + q0;
+                for (int q = 0; q < qn; q++) c[q] = FMA(a, b[q], c[q]);
+            }
+        }
+    }
+}
+
+typedef struct {
+    int M, B, L;
+    const int *d;
+    const REAL *const *W;   /* per layer (M, out, in) */
+    const REAL *const *b;   /* per layer (M, out) */
+    REAL *Wt[MAXL];         /* per layer (M, in, out): transposed copies for the forward */
+    const REAL *keep;       /* (n) or NULL */
+    int hsum;
+} Net;
+
+static int net_init(Net *net, int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
+                    const REAL *keep) {
+    net->L = 0;
+    if (L < 1 || L > MAXL) return -1;
+    net->M = M; net->B = B; net->L = L; net->d = d; net->W = W; net->b = b; net->keep = keep;
+    net->hsum = 0;
+    for (int l = 1; l < L; l++) net->hsum += d[l];
+    for (int l = 0; l < L; l++) net->Wt[l] = NULL;
+    for (int l = 0; l < L; l++) {
+        int o = d[l + 1], in = d[l];
+        REAL *t = malloc(sizeof(REAL) * (size_t)M * o * in);
+        if (!t) return -2;
+        for (int m = 0; m < M; m++) {
+            const REAL *w = W[l] + (size_t)m * o * in;
+            REAL *tm = t + (size_t)m * o * in;
+            for (int i = 0; i < in; i++)
+                for (int j = 0; j < o; j++) tm[(size_t)i * o + j] = w[(size_t)j * in + i];
+        }
+        net->Wt[l] = t;
+    }
+    return 0;
+}
+
+static void net_free(Net *net) {
+    for (int l = 0; l < net->L; l++) free(net->Wt[l]);
+}
+
+/* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act */
+static void layer_forward(int B, int in, int o, const REAL *x, const REAL *Wt, const REAL *bias, REAL *out,
+                          int act) {
+    for (int r = 0; r < B; r++) memcpy(out + (size_t)r * o, bias, sizeof(REAL) * o);
+    gemm_acc(B, o, in, x, in, 1, Wt, o, out, o);
+    if (act)
+        for (size_t i = 0; i < (size_t)B * o; i++) out[i] = TANH(out[i]);
+}
+
+/* the field of member m at u (B, n) into k (B, n); hidden activations into h (B * hsum) */
+static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
+    const int B = net->B, L = net->L;
+    const int *d = net->d;
+    const REAL *x = u;
+    REAL *hl = h;
+    for (int l = 0; l < L; l++) {
+        const int in = d[l], o = d[l + 1];
+        const REAL *Wt = net->Wt[l] + (size_t)m * o * in;
+        const REAL *bias = net->b[l] + (size_t)m * o;
+        if (l < L - 1) {
+            layer_forward(B, in, o, x, Wt, bias, hl, 1);
+            x = hl;
+            hl += (size_t)B * o;
+        } else {
+            layer_forward(B, in, o, x, Wt, bias, k, 0);
+        }
+    }
+    if (net->keep) {
+        const int n = d[L];
+        for (int r = 0; r < B; r++)
+            for (int j = 0; j < n; j++) k[(size_t)r * n + j] *= net->keep[j];
+    }
+}
+
+int SFX(rk4_forward)(int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
+                     const REAL *keep, int S, const double *dt, const REAL *y0, REAL *Y, REAL *U, REAL *H) {
+    Net net;
+    int err = net_init(&net, M, B, L, d, W, b, keep);
+    if (err) { net_free(&net); return err; }
+    const int n = d[0];
+    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
+    REAL *k = malloc(sizeof(REAL) * 4 * mb);
+    if (!k) { net_free(&net); return -2; }
+    REAL *k1 = k, *k2 = k + mb, *k3 = k + 2 * mb, *k4 = k + 3 * mb;
+    memcpy(Y, y0, sizeof(REAL) * all);
+    for (int s = 0; s < S; s++) {
+        const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
+                   e3 = (REAL)(3.0 * dt[s] * 0.125);
+        for (int m = 0; m < M; m++) {
+            const REAL *y = Y + (size_t)s * all + m * mb;
+            REAL *y1 = Y + (size_t)(s + 1) * all + m * mb;
+            REAL *u1 = U + ((size_t)(4 * s + 0) * M + m) * mb, *u2 = U + ((size_t)(4 * s + 1) * M + m) * mb,
+                 *u3 = U + ((size_t)(4 * s + 2) * M + m) * mb, *u4 = U + ((size_t)(4 * s + 3) * M + m) * mb;
+            REAL *h1 = H + ((size_t)(4 * s + 0) * M + m) * hs, *h2 = H + ((size_t)(4 * s + 1) * M + m) * hs,
+                 *h3 = H + ((size_t)(4 * s + 2) * M + m) * hs, *h4 = H + ((size_t)(4 * s + 3) * M + m) * hs;
+            memcpy(u1, y, sizeof(REAL) * mb);
+            field(&net, m, u1, k1, h1);
+            for (size_t i = 0; i < mb; i++) u2[i] = FMA(third, k1[i], y[i]);
+            field(&net, m, u2, k2, h2);
+            for (size_t i = 0; i < mb; i++) u3[i] = FMA(-third, k1[i], FMA(h, k2[i], y[i]));
+            field(&net, m, u3, k3, h3);
+            for (size_t i = 0; i < mb; i++) u4[i] = FMA(h, k3[i], FMA(-h, k2[i], FMA(h, k1[i], y[i])));
+            field(&net, m, u4, k4, h4);
+            for (size_t i = 0; i < mb; i++)
+                y1[i] = FMA(e, k4[i], FMA(e3, k3[i], FMA(e3, k2[i], FMA(e, k1[i], y[i]))));
+        }
+    }
+    free(k);
+    net_free(&net);
+    return 0;
+}
+
+/* J^T g for member m at stage input u with hidden activations h; weight gradients accumulated into
+ * dW[l] (M, out, in), db[l] (M, out). g (B, n_out) is overwritten; the result goes to gx (B, n_in).
+ * work: 2 * B * dmax scratch. */
+static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const REAL *g_in, REAL *gx,
+                      REAL *const *dW, REAL *const *db, REAL *work, int dmax) {
+    const int B = net->B, L = net->L;
+    const int *d = net->d;
+    REAL *ga = work, *gb = work + (size_t)B * dmax;
+    memcpy(ga, g_in, sizeof(REAL) * (size_t)B * d[L]);
+    size_t off[MAXL];
+    off[0] = 0;
+    for (int l = 1; l < L; l++) off[l] = off[l - 1] + (size_t)B * d[l];
+    for (int l = L - 1; l >= 0; l--) {
+        const int in = d[l], o = d[l + 1];
+        const REAL *x = l > 0 ? h + off[l - 1] : u;
+        const REAL *w = net->W[l] + (size_t)m * o * in;
+        REAL *dw = dW[l] + (size_t)m * o * in, *dbm = db[l] + (size_t)m * o;
+        gemm_acc(o, in, B, ga, 1, o, x, in, dw, in);  /* dW[j, i] += sum_r g[r, j] x[r, i] */
+        for (int r = 0; r < B; r++)
+            for (int j = 0; j < o; j++) dbm[j] += ga[(size_t)r * o + j];
+        REAL *out = l > 0 ? gb : gx;
+        memset(out, 0, sizeof(REAL) * (size_t)B * in);
+        gemm_acc(B, in, o, ga, o, 1, w, in, out, in);  /* g_x[r, i] = sum_j g[r, j] W[j, i] */
+        if (l > 0) {
+            const REAL *hl = h + off[l - 1];
+            for (size_t i = 0; i < (size_t)B * in; i++) out[i] = out[i] - out[i] * hl[i] * hl[i];
+        }
+        if (l > 0) { REAL *t = ga; ga = gb; gb = t; }
+    }
+}
+
+/* The adjoint pass. a (M, B, n): on entry the adjoint of the last grid state, on exit that of y0 (before
+ * the output at t0 is added, which the caller does). after/before (S, M, B, n) or NULL: adjoint
+ * contributions of the outputs to each step's end state (added before the step is reversed) and start
+ * state (added after). dW, db zeroed by the caller. */
+int SFX(rk4_backward)(int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
+                      const REAL *keep, int S, const double *dt, const REAL *U, const REAL *H,
+                      const REAL *after, const REAL *before, REAL *a, REAL *const *dW, REAL *const *db) {
+    Net net;
+    /* the backward reads the weights as they are (no transposed copies) */
+    if (L < 1 || L > MAXL) return -1;
+    net.M = M; net.B = B; net.L = L; net.d = d; net.W = W; net.b = b; net.keep = keep; net.hsum = 0;
+    for (int l = 1; l < L; l++) net.hsum += d[l];
+    int dmax = 0;
+    for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
+    const int n = d[0];
+    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
+    REAL *buf = malloc(sizeof(REAL) * (9 * mb + 2 * (size_t)B * dmax));
+    if (!buf) return -2;
+    REAL *g1 = buf, *g2 = buf + mb, *g3 = buf + 2 * mb, *g4 = buf + 3 * mb, *v = buf + 4 * mb,
+         *work = buf + 9 * mb;
+    for (int s = S - 1; s >= 0; s--) {
+        const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
+                   e3 = (REAL)(3.0 * dt[s] * 0.125);
+        for (int m = 0; m < M; m++) {
+            REAL *am = a + m * mb;
+            if (after) {
+                const REAL *p = after + (size_t)s * all + m * mb;
+                for (size_t i = 0; i < mb; i++) am[i] += p[i];
+            }
+            const REAL *u[4], *hh[4];
+            for (int q = 0; q < 4; q++) {
+                u[q] = U + ((size_t)(4 * s + q) * M + m) * mb;
+                hh[q] = H + ((size_t)(4 * s + q) * M + m) * hs;
+            }
+            for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
+            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
+            field_vjp(&net, m, u[3], hh[3], v, g4, dW, db, work, dmax);
+            for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
+            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
+            field_vjp(&net, m, u[2], hh[2], v, g3, dW, db, work, dmax);
+            for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
+            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
+            field_vjp(&net, m, u[1], hh[1], v, g2, dW, db, work, dmax);
+            for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
+            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
+            field_vjp(&net, m, u[0], hh[0], v, g1, dW, db, work, dmax);
+            for (size_t i = 0; i < mb; i++) am[i] = am[i] + g1[i] + g2[i] + g3[i] + g4[i];
+            if (before) {
+                const REAL *p = before + (size_t)s * all + m * mb;
+                for (size_t i = 0; i < mb; i++) am[i] += p[i];
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+/* The kernel's tanh, elementwise (for the tests of its accuracy). */
+void SFX(tanh)(long n, const REAL *x, REAL *out) {
+    for (long i = 0; i < n; i++) out[i] = TANH(x[i]);
+}

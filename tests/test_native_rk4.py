@@ -1,0 +1,168 @@
+"""The fused rk4 solve in C (nn.native, nn.fused_native) against the PyTorch fused solve and the plain loop:
+states and gradients to float rounding, gradcheck in float64, the kernel's tanh against float64's, bits that do
+not depend on the stack or the batch, the switches, and a failed build falling back with a warning."""
+
+import pytest
+import torch
+
+from sparsedyn.nn import fused_rk4, native
+from sparsedyn.nn.fields import MLP
+from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
+from sparsedyn.nn.fused_native import _NativeRK4, applies
+from sparsedyn.nn.ode import NeuralODE
+
+
+@pytest.fixture(autouse=True)
+def _kernel():
+    if native.kernel() is None:
+        pytest.skip(f"the native kernel is not available here: {native.status()}")
+
+
+def _params(field):
+    return tuple(p for layer in field.layers for p in (layer.weight, layer.bias))
+
+
+@pytest.mark.parametrize("times,step_size", [
+    ((0.0, 0.4, 1.1, 1.5, 2.9), 0.1),     # every output between grid points
+    ((0.0, 0.2, 0.4, 0.6), 0.2),           # every output on the grid
+    ((0.0, 0.1, 0.13, 0.2, 0.5), None),    # the observation grid itself
+    ((0.0, 0.0501, 0.1, 0.3), 0.05),       # outputs at a step's start, end and between
+])
+@pytest.mark.parametrize("intervene", [False, True])
+def test_the_native_solve_equals_the_pytorch_fused_solve_and_the_loop(times, step_size, intervene):
+    torch.manual_seed(0)
+    field = MLP(4, 4, (16, 8))
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0]) if intervene else None
+    t = torch.tensor(times)
+    y0 = torch.randn(6, 4)
+    target = torch.randn(len(times), 6, 4)
+    outs, grads = [], []
+    for path in ("native", "torch", "loop"):
+        y = y0.clone().requires_grad_()
+        if path == "loop":
+            out = solve_fixed_grid(lambda s, u: field(u) if keep is None else field(u) * keep, y, t, "rk4", step_size)
+        else:
+            out = fused_rk4.fused_rk4_solve(field, y, t, step_size, keep, native=path == "native")
+        outs.append(out)
+        grads.append(torch.autograd.grad(((out - target) ** 2).sum(), [y, *field.parameters()]))
+    for out, g in zip(outs[1:], grads[1:]):
+        torch.testing.assert_close(outs[0], out, rtol=1e-5, atol=1e-6)
+        for a, b in zip(grads[0], g):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_native_backward_passes_gradcheck_in_float64():
+    torch.manual_seed(0)
+    field = MLP(2, 2, (3, 3)).double()
+    t = torch.tensor([0.0, 0.13, 0.4, 0.5], dtype=torch.float64)
+    y0 = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    keep = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    plan = _plan(tuple(t.tolist()), 0.1)
+    params = [p.detach().clone().requires_grad_() for p in field.parameters()]
+    assert applies(y0, tuple(params))
+
+    def solve(y, *ps):
+        return _NativeRK4.apply(plan, keep, y, *ps)
+
+    assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
+
+
+def test_a_stacked_native_solve_equals_the_members_pytorch_solves():
+    torch.manual_seed(0)
+    fields = [MLP(5, 5, (16, 16)) for _ in range(4)]
+    y0, t = torch.randn(4, 8, 5), torch.linspace(0, 2, 12)
+    params = [p for f in fields for p in f.parameters()]
+    together = fused_rk4.fused_rk4_stacked(fields, y0, t, 0.1)
+    g_together = torch.autograd.grad(together.square().sum(), params)
+    each = torch.stack([fused_rk4.fused_rk4_solve(f, y0[m], t, 0.1, native=False) for m, f in enumerate(fields)], 1)
+    g_each = torch.autograd.grad(each.square().sum(), params)
+    torch.testing.assert_close(together, each, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_together, g_each):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,hidden", [(3, (4,)), (3, (5, 7)), (200, (16,))])
+def test_a_member_and_a_row_get_the_same_bits_whatever_they_are_computed_with(n, hidden):
+    """The kernel computes members one after the other and every element by one fma chain, so a member's states
+    and gradients do not depend on the member count (odd widths included, which MKL's batched product does not
+    give), nor a trajectory's states on the batch it is in."""
+    torch.manual_seed(0)
+    fields = [MLP(n, n, hidden) for _ in range(3)]
+    y0, t = torch.randn(3, 5, n), torch.linspace(0, 1, 6)
+    per_field = len(list(fields[0].parameters()))
+    together = fused_rk4.fused_rk4_stacked(fields, y0, t, 0.1)
+    grads = torch.autograd.grad(together.square().sum(), [p for f in fields for p in f.parameters()])
+    for m, field in enumerate(fields):
+        alone = fused_rk4.fused_rk4_stacked([field], y0[m:m + 1], t, 0.1)
+        assert torch.equal(alone[:, 0], together[:, m])
+        own = torch.autograd.grad(alone.square().sum(), list(field.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(own, grads[per_field * m: per_field * (m + 1)]))
+    row = fused_rk4.fused_rk4_solve(fields[0], y0[0, 2:3], t, 0.1)
+    assert torch.equal(row[:, 0], fused_rk4.fused_rk4_solve(fields[0], y0[0], t, 0.1)[:, 2])
+
+
+def test_the_kernels_float_tanh_is_within_a_few_ulp_and_saturates_where_torch_does():
+    lib = native.kernel()
+    x = torch.cat([torch.linspace(-12, 12, 400_001), torch.tensor([0.0, 1e-30, -3e-4, 9.01084041595459, 1e30,
+                                                                   float("inf"), -float("inf")])])
+    out = torch.empty_like(x)
+    lib.tanh_f32(x.numel(), x.data_ptr(), out.data_ptr())
+    exact = torch.tanh(x.double())
+    err = (out.double() - exact).abs()
+    assert err.max() <= 3e-7  # a few float ulp at 1 (6e-8 each)
+    small = x.abs() < 1
+    assert (err[small] / exact[small].abs().clamp_min(1e-30)).max() <= 6e-7  # relative, near 0
+    neg, mirrored = -x, torch.empty_like(x)
+    lib.tanh_f32(x.numel(), neg.data_ptr(), mirrored.data_ptr())
+    assert torch.equal(mirrored, -out)  # odd, bit for bit
+    assert torch.equal(torch.sign(out), torch.sign(x))
+    saturated = x.abs() >= 9.01084041595459
+    assert torch.equal(out[saturated], torch.sign(x[saturated]))  # exactly +-1, as torch.tanh: no gradient leaks
+    assert torch.equal(torch.tanh(x[saturated]), out[saturated])
+    assert out.abs().max() <= 1.0
+    nan = torch.tensor([float("nan")])
+    lib.tanh_f32(1, nan.data_ptr(), nan.data_ptr())
+    assert torch.isnan(nan).all()
+
+
+def test_the_switches_turn_the_kernel_off(monkeypatch):
+    torch.manual_seed(0)
+    model = NeuralODE(MLP(3, 3, (8,)), solver="rk4", step_size=0.1)
+    x0, t = torch.randn(4, 3), torch.linspace(0, 1, 5)
+    params = _params(model.field)
+    plan = _plan(tuple(t.tolist()), 0.1)
+    with torch.no_grad():
+        pytorch = fused_rk4._FusedRK4.apply(plan, None, x0, *params)
+        kernel = _NativeRK4.apply(plan, None, x0, *params)
+        assert not torch.equal(pytorch, kernel)  # the two paths differ in the last bits: the check can tell them
+        assert torch.equal(model(x0, t).transpose(0, 1), kernel)
+        model.native_solve = False
+        assert torch.equal(model(x0, t).transpose(0, 1), pytorch)
+        model.native_solve = True
+        monkeypatch.setenv("SPARSEDYN_NATIVE", "0")
+        assert native.kernel() is None and native.status() == "disabled"
+        assert torch.equal(model(x0, t).transpose(0, 1), pytorch)
+
+
+def test_a_failed_build_warns_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("SPARSEDYN_CACHE_DIR", str(tmp_path / "cache"))
+    native._load.cache_clear()
+    try:
+        with pytest.warns(native.NativeBuildWarning, match="could not be built"):
+            assert native.kernel() is None
+        assert native.status().startswith("unavailable: ")
+        field, y0 = MLP(3, 3, (4,)), torch.randn(2, 3)
+        assert not applies(y0, _params(field))
+        out = fused_rk4.fused_rk4_solve(field, y0, torch.linspace(0, 1, 3), 0.1)  # the PyTorch path
+        assert torch.isfinite(out).all()
+    finally:
+        native._load.cache_clear()
+
+
+def test_the_build_is_cached_by_its_source_and_written_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSEDYN_CACHE_DIR", str(tmp_path))
+    first = native._build()
+    stamp = first.stat().st_mtime_ns
+    assert native._build() == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
