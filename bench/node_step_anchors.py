@@ -4,7 +4,9 @@ One training step = forecast a batch of trajectories with rk4 on a fixed grid, M
 Rows, all on the same field (MLP 10 -> 64 -> 64 -> 10, tanh), data (32 trajectories x 30 points of the
 10-variable sparse tanh system, rk4 step 0.1 on [0, 3]) and thread count:
 
-* ``sparsedyn``: the library's own step (the task's loss, the trainer's optimizer), fixed-grid loop on;
+* ``sparsedyn``: the library's own step (the task's loss, the trainer's optimizer), fixed-grid loop on (its rk4
+  solve in the native C kernel, ``sparsedyn.nn.native``, when it could be built);
+* ``sparsedyn, no kernel``: the same with ``model.native_solve = False`` (the PyTorch fused solve);
 * ``sparsedyn, odeint``: the same with ``model.fixed_grid_loop = False`` (torchdiffeq's odeint inside);
 * ``torchdiffeq direct``: ``odeint`` called on the bare field with a plain MSE and Adam: the anchor;
 * ``diffrax (jit)``: the same step in JAX/diffrax under ``jax.jit``, when jax and diffrax are installed
@@ -37,12 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # stacked_training, be
 N, HIDDEN, BATCH, POINTS, T_END, DT = 10, (64, 64), 32, 30, 3.0, 0.1
 
 
-def library_step(loop: bool):
+def library_step(loop: bool, native: bool = True):
     cfg = parse_config({
         "seed": 0, "methods": [],
         "task": {"system": "sparse_tanh", "system_params": {"n": N, "parents": 2}, "n_train": BATCH,
                  "t_end": T_END, "n_points": POINTS},
-        "model": {"hidden": list(HIDDEN), "solver": "rk4", "step_size": DT, "fixed_grid_loop": loop},
+        "model": {"hidden": list(HIDDEN), "solver": "rk4", "step_size": DT, "fixed_grid_loop": loop,
+                  "native_solve": native},
     })
     exp = build_experiment(cfg)
     trainer = Trainer(exp.model, exp.method, exp.task, TrainSettings(lr=1e-3, progress=False))
@@ -166,13 +169,15 @@ def _timed(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
-def stacked_gflops(members: int, rounds: int) -> tuple[float, float]:
+def stacked_gflops(members: int, rounds: int, native: bool = True) -> tuple[float, float]:
     """(GFLOP/s, ms per stacked step) of the trainer's lockstep epoch at ``members``
     (bench/stacked_training.py's systems model: LV n=5, MLP 16-16, rk4 on the 20-point grid, batch 8)."""
     import stacked_training as st
     from sparsedyn.train_stacked import _joint_epoch
 
     trainers = st.trainers(st.SYSTEMS, [], members)
+    for t in trainers:
+        t.model.native_solve = native
     steps = st.steps(trainers[0])
     batch = trainers[0].s.batch_size
     sizes = [5, 16, 16, 5]
@@ -192,7 +197,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     ours, exp, batch = library_step(True)
-    rows = {"sparsedyn": ours, "sparsedyn, odeint": library_step(False)[0],
+    rows = {"sparsedyn": ours, "sparsedyn, no kernel": library_step(True, native=False)[0],
+            "sparsedyn, odeint": library_step(False)[0],
             "torchdiffeq direct": torchdiffeq_step(exp, batch)}
     jax_step, note = diffrax_step(exp, batch)
     if jax_step is not None:
@@ -218,10 +224,13 @@ def main() -> None:
     if note:
         print(note)
     print(f"target: sparsedyn <= 0.8x torchdiffeq direct: {'met' if best['sparsedyn'] <= 0.8 * anchor else 'NOT met'}")
+    print(f"target: sparsedyn <= 1.0x diffrax (jit): "
+          f"{'met' if best['sparsedyn'] <= best.get('diffrax (jit)', 0.0) else 'NOT met (or no diffrax row)'}")
     if args.members:
-        gflops, ms = stacked_gflops(args.members, max(2, args.rounds // 2))
-        print(f"stacked step, M = {args.members}: {ms:.1f} ms per step, {gflops:.2f} GFLOP/s = "
-              f"{100 * gflops / peak:.1f}% of the single-core peak (target >= 10%)")
+        for native, label in ((False, "no kernel"), (True, "")):
+            gflops, ms = stacked_gflops(args.members, max(2, args.rounds // 2), native)
+            print(f"stacked step, M = {args.members}{', ' + label if label else ''}: {ms:.1f} ms per step, "
+                  f"{gflops:.2f} GFLOP/s = {100 * gflops / peak:.1f}% of the single-core peak (target >= 10%)")
 
 
 if __name__ == "__main__":

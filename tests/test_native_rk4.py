@@ -2,14 +2,19 @@
 states and gradients to float rounding, gradcheck in float64, the kernel's tanh against float64's, bits that do
 not depend on the stack or the batch, the switches, and a failed build falling back with a warning."""
 
+import json
+
 import pytest
 import torch
 
+from conftest import TINY_RUN
+from sparsedyn.config import parse_config
 from sparsedyn.nn import fused_rk4, native
 from sparsedyn.nn.fields import MLP
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
 from sparsedyn.nn.ode import NeuralODE
+from sparsedyn.runner import run_experiment
 
 
 @pytest.fixture(autouse=True)
@@ -166,3 +171,11 @@ def test_the_build_is_cached_by_its_source_and_written_once(monkeypatch, tmp_pat
     stamp = first.stat().st_mtime_ns
     assert native._build() == first and first.stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
+
+
+def test_a_run_records_whether_its_solves_could_use_the_kernel(tmp_path):
+    for native_solve, expected in ((True, "native"), (False, "off")):
+        raw = json.loads(json.dumps(TINY_RUN))
+        raw["trainer"]["epochs"], raw["model"]["native_solve"] = 1, native_solve
+        run_experiment(parse_config(raw), tmp_path / expected)
+        assert json.loads((tmp_path / expected / "run.json").read_text())["rk4_kernel"] == expected

@@ -19,6 +19,7 @@ from .config import ExperimentConfig
 from .methods.base import Compose
 from .methods.registry import METHODS, build_method, parameters_of
 from .methods.strength import calibrate
+from .nn import native
 from .nn.modes import eval_mode
 from .rundir import RunDirectory, fingerprint
 from .tasks import TASKS, Task
@@ -199,11 +200,20 @@ def train_experiment(cfg: ExperimentConfig, out_dir: str | Path | None = None, r
     try:
         if out_dir is None:
             return _run(cfg, None, resume)
-        info = {"threads": cfg.trainer.threads, "torch": torch.__version__}
+        info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "rk4_kernel": _rk4_kernel(cfg)}
         with RunDirectory(out_dir, fingerprint(cfg.model_dump()), resume, overwrite, info):
             return _run(cfg, Path(out_dir), resume)
     finally:
         torch.set_num_threads(threads)
+
+
+def _rk4_kernel(cfg: ExperimentConfig) -> str:
+    """For ``run.json``: whether this run's rk4 solves of tanh MLP fields may use the native kernel (its numbers
+    equal the PyTorch path's to float rounding, not bit for bit, so it is part of the run like the threads)."""
+    m = cfg.model
+    if not (m.solver == "rk4" and m.fixed_grid_loop and m.native_solve):
+        return "off"
+    return native.status()
 
 
 def _run(cfg: ExperimentConfig, out: Path | None, resume: bool) -> RunOutcome:
@@ -298,7 +308,8 @@ def train_stacked_experiments(cfgs: list[ExperimentConfig], out_dirs: Sequence[s
         with ExitStack() as dirs:
             for cfg, out, res, over in zip(cfgs, outs, resumes, overwrites):
                 if out is not None:
-                    info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "stacked": n}
+                    info = {"threads": cfg.trainer.threads, "torch": torch.__version__, "stacked": n,
+                            "rk4_kernel": _rk4_kernel(cfg)}
                     dirs.enter_context(RunDirectory(out, fingerprint(cfg.model_dump()), res, over, info))
             start = time.perf_counter()
             members: list[tuple[Experiment, Trainer]] = []

@@ -55,55 +55,77 @@ static inline float fast_tanhf(float x) {
 
 #define PB 4
 #define QB (64 / (int)sizeof(REAL))
+#define KC 256
+
+/* PB rows of one column block: C[p, q] += sum_k A[p, k] B[k, q] for q < qn, B a row-major block QB wide
+ * (columns from qn on are zero padding, never stored). */
+static inline void gemm_rows4(int K, const REAL *A, size_t sap, size_t sak, const REAL *B, size_t ldb, REAL *C,
+                              size_t ldc, int qn) {
+    REAL acc[PB][QB];
+    if (qn == QB) {
+        for (int pp = 0; pp < PB; pp++)
+            for (int q = 0; q < QB; q++) acc[pp][q] = C[(size_t)pp * ldc + q];
+    } else {
+        for (int pp = 0; pp < PB; pp++)
+            for (int q = 0; q < QB; q++) acc[pp][q] = q < qn ? C[(size_t)pp * ldc + q] : 0;
+    }
+    for (int k = 0; k < K; k++) {
+        const REAL *b = B + (size_t)k * ldb;
+#pragma GCC unroll 8
+        for (int pp = 0; pp < PB; pp++) {
+            const REAL a = A[(size_t)pp * sap + (size_t)k * sak];
+#pragma GCC unroll 16
+            for (int q = 0; q < QB; q++) acc[pp][q] = FMA(a, b[q], acc[pp][q]);
+        }
+    }
+    if (qn == QB) {
+        for (int pp = 0; pp < PB; pp++)
+            for (int q = 0; q < QB; q++) C[(size_t)pp * ldc + q] = acc[pp][q];
+    } else {
+        for (int pp = 0; pp < PB; pp++)
+            for (int q = 0; q < qn; q++) C[(size_t)pp * ldc + q] = acc[pp][q];
+    }
+}
+
+/* One row of one column block, as gemm_rows4. */
+static inline void gemm_row1(int K, const REAL *A, size_t sak, const REAL *B, size_t ldb, REAL *C, int qn) {
+    REAL acc[QB];
+    for (int q = 0; q < QB; q++) acc[q] = q < qn ? C[q] : 0;
+    for (int k = 0; k < K; k++) {
+        const REAL a = A[(size_t)k * sak];
+        const REAL *b = B + (size_t)k * ldb;
+#pragma GCC unroll 16
+        for (int q = 0; q < QB; q++) acc[q] = FMA(a, b[q], acc[q]);
+    }
+    for (int q = 0; q < qn; q++) C[q] = acc[q];
+}
 
 /* C[p, q] += sum_k A[p, k] Bm[k, q] for p < P, q < Q, k < K: every element summed by one fma chain in
- * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs).
- * A is read with strides (sap, sak), Bm row-major with row stride ldb, C with row stride ldc. */
+ * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs; a partial
+ * sum stored to C between chunks of k and loaded back is exact). A is read with strides (sap, sak), Bm row-major
+ * with row stride ldb, C with row stride ldc. A column block narrower than QB is copied into a zero-padded
+ * buffer, so every block runs the same full-width loop. */
 static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak, const REAL *Bm, size_t ldb,
                      REAL *C, size_t ldc) {
+    REAL pack[KC * QB];
     for (int q0 = 0; q0 < Q; q0 += QB) {
         const int qn = Q - q0 < QB ? Q - q0 : QB;
-        int p0 = 0;
-        if (qn == QB) {
-            for (; p0 + PB <= P; p0 += PB) {
-                REAL acc[PB][QB];
-                for (int pp = 0; pp < PB; pp++)
-                    for (int q = 0; q < QB; q++) acc[pp][q] = C[(size_t)(p0 + pp) * ldc + q0 + q];
-                for (int k = 0; k < K; k++) {
-                    const REAL *b = Bm + (size_t)k * ldb + q0;
-#pragma GCC unroll 8
-                    for (int pp = 0; pp < PB; pp++) {
-                        const REAL a = A[(size_t)(p0 + pp) * sap + (size_t)k * sak];
-#pragma GCC unroll 16
-                        for (int q = 0; q < QB; q++) acc[pp][q] = FMA(a, b[q], acc[pp][q]);
-                    }
-                }
-                for (int pp = 0; pp < PB; pp++)
-                    for (int q = 0; q < QB; q++) C[(size_t)(p0 + pp) * ldc + q0 + q] = acc[pp][q];
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            const int kc = K - k0 < KC ? K - k0 : KC;
+            const REAL *B = Bm + (size_t)k0 * ldb + q0;
+            size_t ld = ldb;
+            if (qn < QB) {
+                for (int k = 0; k < kc; k++)
+                    for (int q = 0; q < QB; q++) pack[k * QB + q] = q < qn ? B[(size_t)k * ldb + q] : 0;
+                B = pack;
+                ld = QB;
             }
-        }
-        for (; p0 + PB <= P; p0 += PB) {  /* a partial column block: the same chains, qn wide */
-            REAL acc[PB][QB];
-            for (int pp = 0; pp < PB; pp++)
-                for (int q = 0; q < qn; q++) acc[pp][q] = C[(size_t)(p0 + pp) * ldc + q0 + q];
-            for (int k = 0; k < K; k++) {
-                const REAL *b = Bm + (size_t)k * ldb + q0;
-#pragma GCC unroll 8
-                for (int pp = 0; pp < PB; pp++) {
-                    const REAL a = A[(size_t)(p0 + pp) * sap + (size_t)k * sak];
-                    for (int q = 0; q < qn; q++) acc[pp][q] = FMA(a, b[q], acc[pp][q]);
-                }
-            }
-            for (int pp = 0; pp < PB; pp++)
-                for (int q = 0; q < qn; q++) C[(size_t)(p0 + pp) * ldc + q0 + q] = acc[pp][q];
-        }
-        for (; p0 < P; p0++) {
-            REAL *c = C + (size_t)p0 * ldc + q0;
-            for (int k = 0; k < K; k++) {
-                const REAL a = A[(size_t)p0 * sap + (size_t)k * sak];
-                const REAL *b = Bm + (size_t)k * ldb + q0;
-                for (int q = 0; q < qn; q++) c[q] = FMA(a, b[q], c[q]);
-            }
+            const REAL *Ak = A + (size_t)k0 * sak;
+            int p0 = 0;
+            for (; p0 + PB <= P; p0 += PB)
+                gemm_rows4(kc, Ak + (size_t)p0 * sap, sap, sak, B, ld, C + (size_t)p0 * ldc + q0, ldc, qn);
+            for (; p0 < P; p0++)
+                gemm_row1(kc, Ak + (size_t)p0 * sap, sak, B, ld, C + (size_t)p0 * ldc + q0, qn);
         }
     }
 }
