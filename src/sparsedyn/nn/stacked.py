@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .fields import MLP, GroupedMLP, SkipField
-from .fused_rk4 import fusable, fused_rk4_stacked
+from .fused_rk4 import fusable, fused_rk4_stacked, stack_members
 from .ode import NeuralODE, SecondOrderODE, _apply_intervention, _intervention_mask, integrate
 from .rnn import RecurrentLayer, State, elman_step, gru_step, lstm_step
 
@@ -40,17 +40,9 @@ StackedFn = Callable[[Tensor], Tensor]
 
 
 def _stack(tensors: Sequence[Any]) -> Any:
-    """The members' tensors stacked along a new leading axis (None if every member has None: a bias-free
-    layer); a member that differs in structure or shape is an error. Members' attributes are read
-    dynamically (``nn.Module.__getattr__``), hence ``Any``."""
-    if all(t is None for t in tensors):
-        return None
-    if any(t is None for t in tensors):
-        raise ValueError("members differ in structure (a bias present in some, absent in others)")
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) != 1:
-        raise ValueError(f"members differ in shape: {sorted(shapes)}")
-    return torch.stack(list(tensors))
+    """The members' tensors stacked along a new leading axis (:func:`~sparsedyn.nn.fused_rk4.stack_members`).
+    Members' attributes are read dynamically (``nn.Module.__getattr__``), hence ``Any``."""
+    return stack_members(list(tensors))
 
 
 @dataclass(frozen=True)
@@ -182,24 +174,24 @@ def stacked_forecast(models: Sequence[Any], x0: Tensor, t: Tensor, intervention:
     keep = _intervention_mask(n, intervention, x0)
     x0 = _apply_intervention(x0, intervention)
     with parametrize.cached():
-        field = stacked_field([m.field for m in models])
-        if isinstance(first, SecondOrderODE):
-            if v0 is None:
-                if first.init_velocity is None:
-                    raise ValueError("these SONODEs have no init_velocity network: pass v0")
-                v0 = stacked_field([m.init_velocity for m in models])(x0)
-            if keep is not None:
-                v0 = v0 * keep
-            func: nn.Module = _StackedSecondOrder(field, n, keep)
-            y0 = torch.cat([x0, v0], -1)
-        else:
-            func = _StackedFirstOrder(field, keep)
-            y0 = x0
         fields = [m.field for m in models]
         if (first.fixed_grid_loop and first.solver == "rk4" and isinstance(first, NeuralODE)
                 and all(fusable(f) for f in fields) and bool((t[1:] > t[:-1]).all())):
-            states = fused_rk4_stacked(fields, y0, t, first.step_size, keep, native=first.native_solve)
-        else:
+            states = fused_rk4_stacked(fields, x0, t, first.step_size, keep, native=first.native_solve)
+        else:  # the stacked field's weights are read only here: the fused solve stacks its own
+            field = stacked_field(fields)
+            if isinstance(first, SecondOrderODE):
+                if v0 is None:
+                    if first.init_velocity is None:
+                        raise ValueError("these SONODEs have no init_velocity network: pass v0")
+                    v0 = stacked_field([m.init_velocity for m in models])(x0)
+                if keep is not None:
+                    v0 = v0 * keep
+                func: nn.Module = _StackedSecondOrder(field, n, keep)
+                y0 = torch.cat([x0, v0], -1)
+            else:
+                func = _StackedFirstOrder(field, keep)
+                y0 = x0
             states = integrate(func, y0, t, first.solver, first.rtol, first.atol, first.step_size,
                                first.fixed_grid_loop)
         x = states[..., :n].permute(1, 2, 0, 3)  # (T, M, B, n) -> (M, B, T, n)
