@@ -179,3 +179,12 @@ def test_a_run_records_whether_its_solves_could_use_the_kernel(tmp_path):
         raw["trainer"]["epochs"], raw["model"]["native_solve"] = 1, native_solve
         run_experiment(parse_config(raw), tmp_path / expected)
         assert json.loads((tmp_path / expected / "run.json").read_text())["rk4_kernel"] == expected
+
+
+def test_with_several_threads_large_fields_keep_the_threaded_pytorch_solve(monkeypatch):
+    small, large = MLP(3, 3, (8,)), MLP(200, 200, (256, 256))
+    y_small, y_large = torch.randn(4, 3), torch.randn(64, 200)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert applies(y_small, _params(small)) and applies(y_large, _params(large))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert applies(y_small, _params(small)) and not applies(y_large, _params(large))
