@@ -104,9 +104,10 @@ static inline void gemm_row1(int K, const REAL *A, size_t sak, const REAL *B, si
  * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs; a partial
  * sum stored to C between chunks of k and loaded back is exact). A is read with strides (sap, sak), Bm row-major
  * with row stride ldb, C with row stride ldc. A column block narrower than QB is copied into a zero-padded
- * buffer, so every block runs the same full-width loop. */
+ * buffer, so every block runs the same full-width loop, unless ``padded``: Bm's rows are already zero-padded to
+ * a multiple of QB (the weight copies of Net). */
 static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak, const REAL *Bm, size_t ldb,
-                     REAL *C, size_t ldc) {
+                     REAL *C, size_t ldc, int padded) {
     REAL pack[KC * QB];
     for (int q0 = 0; q0 < Q; q0 += QB) {
         const int qn = Q - q0 < QB ? Q - q0 : QB;
@@ -114,7 +115,7 @@ static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak,
             const int kc = K - k0 < KC ? K - k0 : KC;
             const REAL *B = Bm + (size_t)k0 * ldb + q0;
             size_t ld = ldb;
-            if (qn < QB) {
+            if (qn < QB && !padded) {
                 for (int k = 0; k < kc; k++)
                     for (int q = 0; q < QB; q++) pack[k * QB + q] = q < qn ? B[(size_t)k * ldb + q] : 0;
                 B = pack;
@@ -135,10 +136,13 @@ typedef struct {
     const int *d;
     const REAL *const *W;   /* per layer (M, out, in) */
     const REAL *const *b;   /* per layer (M, out) */
-    REAL *Wt[MAXL];         /* per layer (M, in, out): transposed copies for the forward */
+    REAL *Wt[MAXL];         /* per layer (M, in, pad(out)): transposed, zero-padded copies for the forward */
+    REAL *Wp[MAXL];         /* per layer (M, out, pad(in)): zero-padded copies for the backward */
     const REAL *keep;       /* (n) or NULL */
     int hsum;
 } Net;
+
+static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
 
 static int net_init(Net *net, int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
                     const REAL *keep) {
@@ -147,31 +151,38 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const REAL *con
     net->M = M; net->B = B; net->L = L; net->d = d; net->W = W; net->b = b; net->keep = keep;
     net->hsum = 0;
     for (int l = 1; l < L; l++) net->hsum += d[l];
-    for (int l = 0; l < L; l++) net->Wt[l] = NULL;
+    for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
+    net->L = L;  /* from here net_free frees what was allocated */
     for (int l = 0; l < L; l++) {
-        int o = d[l + 1], in = d[l];
-        REAL *t = malloc(sizeof(REAL) * (size_t)M * o * in);
-        if (!t) return -2;
+        const int o = d[l + 1], in = d[l], po = pad(o), pi = pad(in);
+        REAL *t = calloc((size_t)M * in * po, sizeof(REAL)), *w2 = calloc((size_t)M * o * pi, sizeof(REAL));
+        net->Wt[l] = t;
+        net->Wp[l] = w2;
+        if (!t || !w2) return -2;
         for (int m = 0; m < M; m++) {
             const REAL *w = W[l] + (size_t)m * o * in;
-            REAL *tm = t + (size_t)m * o * in;
+            REAL *tm = t + (size_t)m * in * po, *wm = w2 + (size_t)m * o * pi;
             for (int i = 0; i < in; i++)
-                for (int j = 0; j < o; j++) tm[(size_t)i * o + j] = w[(size_t)j * in + i];
+                for (int j = 0; j < o; j++) tm[(size_t)i * po + j] = w[(size_t)j * in + i];
+            for (int j = 0; j < o; j++)
+                for (int i = 0; i < in; i++) wm[(size_t)j * pi + i] = w[(size_t)j * in + i];
         }
-        net->Wt[l] = t;
     }
     return 0;
 }
 
 static void net_free(Net *net) {
-    for (int l = 0; l < net->L; l++) free(net->Wt[l]);
+    for (int l = 0; l < net->L; l++) {
+        free(net->Wt[l]);
+        free(net->Wp[l]);
+    }
 }
 
 /* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act */
 static void layer_forward(int B, int in, int o, const REAL *x, const REAL *Wt, const REAL *bias, REAL *out,
                           int act) {
     for (int r = 0; r < B; r++) memcpy(out + (size_t)r * o, bias, sizeof(REAL) * o);
-    gemm_acc(B, o, in, x, in, 1, Wt, o, out, o);
+    gemm_acc(B, o, in, x, in, 1, Wt, pad(o), out, o, 1);
     if (act)
         for (size_t i = 0; i < (size_t)B * o; i++) out[i] = TANH(out[i]);
 }
@@ -184,7 +195,7 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
     REAL *hl = h;
     for (int l = 0; l < L; l++) {
         const int in = d[l], o = d[l + 1];
-        const REAL *Wt = net->Wt[l] + (size_t)m * o * in;
+        const REAL *Wt = net->Wt[l] + (size_t)m * in * pad(o);
         const REAL *bias = net->b[l] + (size_t)m * o;
         if (l < L - 1) {
             layer_forward(B, in, o, x, Wt, bias, hl, 1);
@@ -254,14 +265,14 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
     for (int l = L - 1; l >= 0; l--) {
         const int in = d[l], o = d[l + 1];
         const REAL *x = l > 0 ? h + off[l - 1] : u;
-        const REAL *w = net->W[l] + (size_t)m * o * in;
+        const REAL *w = net->Wp[l] + (size_t)m * o * pad(in);
         REAL *dw = dW[l] + (size_t)m * o * in, *dbm = db[l] + (size_t)m * o;
-        gemm_acc(o, in, B, ga, 1, o, x, in, dw, in);  /* dW[j, i] += sum_r g[r, j] x[r, i] */
+        gemm_acc(o, in, B, ga, 1, o, x, in, dw, in, 0);  /* dW[j, i] += sum_r g[r, j] x[r, i] */
         for (int r = 0; r < B; r++)
             for (int j = 0; j < o; j++) dbm[j] += ga[(size_t)r * o + j];
         REAL *out = l > 0 ? gb : gx;
         memset(out, 0, sizeof(REAL) * (size_t)B * in);
-        gemm_acc(B, in, o, ga, o, 1, w, in, out, in);  /* g_x[r, i] = sum_j g[r, j] W[j, i] */
+        gemm_acc(B, in, o, ga, o, 1, w, pad(in), out, in, 1);  /* g_x[r, i] = sum_j g[r, j] W[j, i] */
         if (l > 0) {
             const REAL *hl = h + off[l - 1];
             for (size_t i = 0; i < (size_t)B * in; i++) out[i] = out[i] - out[i] * hl[i] * hl[i];
@@ -278,16 +289,14 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const REAL *const *W, c
                       const REAL *keep, int S, const double *dt, const REAL *U, const REAL *H,
                       const REAL *after, const REAL *before, REAL *a, REAL *const *dW, REAL *const *db) {
     Net net;
-    /* the backward reads the weights as they are (no transposed copies) */
-    if (L < 1 || L > MAXL) return -1;
-    net.M = M; net.B = B; net.L = L; net.d = d; net.W = W; net.b = b; net.keep = keep; net.hsum = 0;
-    for (int l = 1; l < L; l++) net.hsum += d[l];
+    int err = net_init(&net, M, B, L, d, W, b, keep);
+    if (err) { net_free(&net); return err; }
     int dmax = 0;
     for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
     REAL *buf = malloc(sizeof(REAL) * (9 * mb + 2 * (size_t)B * dmax));
-    if (!buf) return -2;
+    if (!buf) { net_free(&net); return -2; }
     REAL *g1 = buf, *g2 = buf + mb, *g3 = buf + 2 * mb, *g4 = buf + 3 * mb, *v = buf + 4 * mb,
          *work = buf + 9 * mb;
     for (int s = S - 1; s >= 0; s--) {
@@ -324,6 +333,7 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const REAL *const *W, c
         }
     }
     free(buf);
+    net_free(&net);
     return 0;
 }
 
