@@ -206,3 +206,14 @@ def test_a_run_gives_the_same_bits_alone_as_stacked_with_another(tmp_path):
         wa = torch.load(tmp_path / f"alone{k}" / "model.pt", weights_only=False)["model"]
         ws = torch.load(tmp_path / f"stacked{k}" / "model.pt", weights_only=False)["model"]
         assert wa.keys() == ws.keys() and all(torch.equal(wa[n], ws[n]) for n in wa)
+
+
+def test_a_model_pickled_before_the_switch_existed_still_solves():
+    import pickle
+
+    model = NeuralODE(MLP(3, 3, (4,)), solver="rk4", step_size=0.1)
+    old = pickle.loads(pickle.dumps(model))
+    del old.__dict__["native_solve"]  # what a pickle of an older version holds
+    revived = pickle.loads(pickle.dumps(old))
+    x0, t = torch.randn(2, 3), torch.linspace(0, 1, 4)
+    assert revived.native_solve and torch.equal(revived(x0, t), model(x0, t))

@@ -70,6 +70,10 @@ class ContinuousDepth(nn.Module):
         self.fixed_grid_loop = fixed_grid_loop
         self.native_solve = native_solve  # the fused rk4 solve in C where it applies (nn.fused_native)
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("native_solve", True)  # a model pickled before the native kernel existed
+        super().__setstate__(state)
+
     @property
     def n_state(self) -> int:
         """The number of observed state variables (the field's outputs)."""
