@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .joint_adam import joint_adam_step
-from .nn.gates import hold_gates
+from .nn.gates import gates, hold_gates
 from .train import DivergenceError, Trainer, TrainResult
 
 _MISSING = object()
@@ -38,7 +38,7 @@ def _stacked_task_losses(trainers: Sequence[Trainer], batches: Sequence) -> list
     if not task.can_stack(models, batches):
         return None
     for t in trainers:  # each member draws its gate sample as its own forward would, from its own state
-        if t.model.training:
+        if t.model.training and any(True for _ in gates(t.model)):  # no state to switch for a model without gates
             with t.own_rng():
                 hold_gates(t.model)
     return task.stacked_loss(models, batches)
@@ -72,9 +72,8 @@ def _zero_grads(trainers: Sequence[Trainer]) -> None:
 def _update(trainers: Sequence[Trainer]) -> None:
     """Every member's :meth:`Trainer.update`, with one joint Adam step for all of them where their
     optimizers allow it (:func:`~sparsedyn.joint_adam.joint_adam_step`: the same numbers, fewer kernels)."""
-    for t in trainers:
-        with t.own_rng():
-            t.clip_gradients()
+    for t in trainers:  # clipping draws no random numbers: no random state to switch
+        t.clip_gradients()
     if not joint_adam_step([t.optimizer for t in trainers]):
         for t in trainers:
             with t.own_rng():
