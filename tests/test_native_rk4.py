@@ -217,3 +217,10 @@ def test_a_model_pickled_before_the_switch_existed_still_solves():
     revived = pickle.loads(pickle.dumps(old))
     x0, t = torch.randn(2, 3), torch.linspace(0, 1, 4)
     assert revived.native_solve and torch.equal(revived(x0, t), model(x0, t))
+
+
+def test_an_empty_batch_is_left_to_the_pytorch_solve():
+    field = MLP(3, 3, (4,))
+    empty = torch.zeros(0, 3)
+    assert not applies(empty, _params(field))
+    assert fused_rk4.fused_rk4_solve(field, empty, torch.linspace(0, 1, 3), 0.1).shape == (3, 0, 3)

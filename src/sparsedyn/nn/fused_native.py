@@ -33,10 +33,10 @@ CPU, a solve with its backward: 200 variables, 256-256, 64 rows 87.5 ms native a
 
 
 def applies(y0: Tensor, params: tuple[Tensor, ...]) -> bool:
-    """Whether the native kernel takes this solve: CPU tensors of float32 or float64, at most 16 layers, one torch
-    thread or a small field (:data:`MULTITHREAD_FROM_MACS`), and the kernel built (on first use) and not
-    switched off."""
-    if y0.device.type != "cpu" or y0.dtype not in _DTYPES or len(params) // 2 > MAX_LAYERS:
+    """Whether the native kernel takes this solve: non-empty CPU tensors of float32 or float64, at most 16
+    layers, one torch thread or a small field (:data:`MULTITHREAD_FROM_MACS`), and the kernel built (on first use)
+    and not switched off."""
+    if y0.device.type != "cpu" or y0.dtype not in _DTYPES or len(params) // 2 > MAX_LAYERS or y0.numel() == 0:
         return False
     if any(p.device.type != "cpu" or p.dtype != y0.dtype for p in params):
         return False
