@@ -30,9 +30,11 @@ SHAPES = [  # (members, n, hidden, rows, steps): where each shape comes from
 ]
 
 
-def solve_and_grad(fn, plan, y0, params):
+def solve_and_grad(kernel: bool, plan, y0, params):
+    layout = (y0.shape[0], (1,) * (len(params) // 2))
+
     def run() -> None:
-        out = fn.apply(plan, None, y0, *params)
+        out = _NativeRK4.apply(plan, None, layout, y0, *params) if kernel else _FusedRK4.apply(plan, None, y0, *params)
         torch.autograd.grad(out.sum(), params)
     return run
 
@@ -56,8 +58,7 @@ def main() -> None:
                   for i in range(len(hidden) + 1) for name in ("weight", "bias")]
         y0 = torch.randn(m, rows, n)
         plan = _plan(tuple(torch.linspace(0, 1, steps + 1).tolist()), None)
-        runs = {"kernel": solve_and_grad(_NativeRK4, plan, y0, params),
-                "torch": solve_and_grad(_FusedRK4, plan, y0, params)}
+        runs = {"kernel": solve_and_grad(True, plan, y0, params), "torch": solve_and_grad(False, plan, y0, params)}
         best = {k: float("inf") for k in runs}
         for run in runs.values():
             run()

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_RUN
 from sparsedyn.config import parse_config
 from sparsedyn.nn import fused_rk4, native
-from sparsedyn.nn.fields import MLP
+from sparsedyn.nn.fields import MLP, GroupedMLP
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
 from sparsedyn.nn.ode import NeuralODE
@@ -67,7 +67,7 @@ def test_the_native_backward_passes_gradcheck_in_float64():
     assert applies(y0, tuple(params))
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, keep, y, *ps)
+        return _NativeRK4.apply(plan, keep, (1, (1, 1, 1)), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
 
@@ -138,7 +138,7 @@ def test_the_switches_turn_the_kernel_off(monkeypatch):
     plan = _plan(tuple(t.tolist()), 0.1)
     with torch.no_grad():
         pytorch = fused_rk4._FusedRK4.apply(plan, None, x0, *params)
-        kernel = _NativeRK4.apply(plan, None, x0, *params)
+        kernel = _NativeRK4.apply(plan, None, (1, (1, 1)), x0, *params)
         assert not torch.equal(pytorch, kernel)  # the two paths differ in the last bits: the check can tell them
         assert torch.equal(model(x0, t).transpose(0, 1), kernel)
         model.native_solve = False
@@ -224,3 +224,59 @@ def test_an_empty_batch_is_left_to_the_pytorch_solve():
     empty = torch.zeros(0, 3)
     assert not applies(empty, _params(field))
     assert fused_rk4.fused_rk4_solve(field, empty, torch.linspace(0, 1, 3), 0.1).shape == (3, 0, 3)
+
+
+# -- GroupLasso's per-output networks (GroupedMLP): a dense first layer, block-diagonal later ones ---------------
+
+@pytest.mark.parametrize("hidden", [(1,), (4,), (8, 6)])
+@pytest.mark.parametrize("intervene", [False, True])
+def test_a_grouped_field_solves_as_the_loop_does_with_its_gradients(hidden, intervene):
+    torch.manual_seed(0)
+    field = GroupedMLP(5, 5, hidden)
+    keep = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0]) if intervene else None
+    y0, t = torch.randn(6, 5), torch.tensor([0.0, 0.3, 0.45, 1.0])
+    outs, grads = [], []
+    for path in ("native", "loop"):
+        y = y0.clone().requires_grad_()
+        if path == "native":
+            out = fused_rk4.fused_rk4_solve(field, y, t, 0.1, keep)
+        else:
+            out = solve_fixed_grid(lambda s, u: field(u) if keep is None else field(u) * keep, y, t, "rk4", 0.1)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), [y, *field.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_grouped_field_passes_gradcheck_and_stacks_bit_for_bit():
+    torch.manual_seed(0)
+    field = GroupedMLP(3, 3, (2, 2)).double()
+    t = torch.tensor([0.0, 0.13, 0.4], dtype=torch.float64)
+    y0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    plan = _plan(tuple(t.tolist()), 0.1)
+    params = [p.detach().clone().requires_grad_() for p in field.parameters()]
+
+    def solve(y, *ps):
+        return _NativeRK4.apply(plan, None, (1, (1, 3, 3)), y, *ps)
+
+    assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
+    fields = [GroupedMLP(4, 4, (5,)) for _ in range(3)]
+    ys, tt = torch.randn(3, 2, 4), torch.linspace(0, 1, 5)
+    together = fused_rk4.fused_rk4_stacked(fields, ys, tt, 0.1)
+    for m, f in enumerate(fields):
+        assert torch.equal(fused_rk4.fused_rk4_stacked([f], ys[m:m + 1], tt, 0.1)[:, 0], together[:, m])
+        assert torch.equal(fused_rk4.fused_rk4_solve(f, ys[m], tt, 0.1), together[:, m])
+
+
+def test_without_the_kernel_a_grouped_field_takes_the_loop():
+    torch.manual_seed(0)
+    model = NeuralODE(GroupedMLP(3, 3, (4,)), solver="rk4", step_size=0.1)
+    x0, t = torch.randn(2, 3), torch.linspace(0, 1, 4)
+    assert fused_rk4.can_fuse([model.field], x0, native=True)
+    assert not fused_rk4.can_fuse([model.field], x0, native=False)
+    with pytest.raises(TypeError, match="no fused rk4 solve for this GroupedMLP"):
+        fused_rk4.fused_rk4_solve(model.field, x0, t, 0.1, native=False)
+    model.native_solve = False
+    loop = solve_fixed_grid(lambda s, u: model.field(u), x0, t, "rk4", 0.1).transpose(0, 1)
+    assert torch.equal(model(x0, t), loop)

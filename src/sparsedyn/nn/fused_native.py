@@ -32,7 +32,7 @@ CPU, a solve with its backward: 200 variables, 256-256, 64 rows 87.5 ms native a
 64-64, 32 rows 27.9 against 33.3 ms; with one thread the kernel was faster in every case measured)."""
 
 
-def applies(y0: Tensor, params: tuple[Tensor, ...]) -> bool:
+def applies(y0: Tensor, params: tuple[Tensor, ...], members: int = 1) -> bool:
     """Whether the native kernel takes this solve: non-empty CPU tensors of float32 or float64, at most 16
     layers, one torch thread or a small field (:data:`MULTITHREAD_FROM_MACS`), and the kernel built (on first use)
     and not switched off."""
@@ -41,8 +41,8 @@ def applies(y0: Tensor, params: tuple[Tensor, ...]) -> bool:
     if any(p.device.type != "cpu" or p.dtype != y0.dtype for p in params):
         return False
     if torch.get_num_threads() > 1:
-        rows = y0.numel() // y0.shape[-1] // (params[0].shape[0] if params[0].dim() == 3 else 1)
-        if rows * sum(w.shape[-1] * w.shape[-2] for w in params[::2]) >= MULTITHREAD_FROM_MACS:
+        rows = y0.numel() // y0.shape[-1] // members
+        if rows * sum(w.numel() for w in params[::2]) // members >= MULTITHREAD_FROM_MACS:
             return False
     return native.kernel() is not None
 
@@ -81,25 +81,27 @@ def _ptr(t: Tensor | None) -> int | None:
 
 class _NativeRK4(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, plan, keep, y0, *params):
+    def forward(ctx, plan, keep, layout, y0, *params):
         lib = native.kernel()
         steps, outputs = plan
         sfx = _DTYPES[y0.dtype]
-        m = params[0].shape[0] if params[0].dim() == 3 else 1
+        m, groups = layout
         n = y0.shape[-1]
         y = y0.detach().reshape(m, -1, n).contiguous()
         batch = y.shape[1]
         weights = [p.detach().contiguous() for p in params[::2]]
         biases = [p.detach().contiguous() for p in params[1::2]]
-        dims = [n] + [w.shape[-2] for w in weights]
+        dims = [n] + [w.numel() // m // w.shape[-1] for w in weights]  # a layer's outputs, all its groups'
         c_dims = (ctypes.c_int * len(dims))(*dims)
+        c_groups = (ctypes.c_int * len(groups))(*groups)
         dt = torch.tensor(steps, dtype=torch.float64)
         k = None if keep is None else keep.detach().to(y0.dtype).contiguous()
         s = len(steps)
         grid = y.new_empty(s + 1, m, batch, n)
         stages = y.new_empty(s, 4, m, batch, n)
         hidden = y.new_empty(s, 4, m, batch * sum(dims[1:-1]))
-        rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, _pointers(weights), _pointers(biases),
+        rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
+                                                _pointers(biases),
                                                 _ptr(k), s, dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
                                                 stages.data_ptr(), hidden.data_ptr())
         if rc != 0:
@@ -113,13 +115,13 @@ class _NativeRK4(torch.autograd.Function):
             lo, hi = grid[idx["interp_s"]], grid[idx["interp_s"] + 1]
             slope = idx["slope"].to(y.dtype).view(-1, 1, 1, 1)
             solution[idx["interp_j"]] = lo + slope * (hi - lo)
-        ctx.plan, ctx.saved = plan, (k, weights, biases, c_dims, dt, stages, hidden, m, batch, sfx)
+        ctx.plan, ctx.saved = plan, (k, weights, biases, c_dims, c_groups, dt, stages, hidden, m, batch, sfx)
         return solution.view(solution.shape[0], *y0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
         lib = native.kernel()
-        k, weights, biases, c_dims, dt, stages, hidden, m, batch, sfx = ctx.saved
+        k, weights, biases, c_dims, c_groups, dt, stages, hidden, m, batch, sfx = ctx.saved
         steps, outputs = ctx.plan
         s, n = len(steps), c_dims[0]
         g = grad_out.reshape(grad_out.shape[0], m, batch, n)
@@ -138,7 +140,8 @@ class _NativeRK4(torch.autograd.Function):
         a = g.new_zeros(m, batch, n)
         grads_w = [torch.zeros_like(w) for w in weights]
         grads_b = [torch.zeros_like(b) for b in biases]
-        rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, _pointers(weights), _pointers(biases),
+        rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
+                                                 _pointers(biases),
                                                  _ptr(k), s, dt.data_ptr(), stages.data_ptr(), hidden.data_ptr(),
                                                  after.data_ptr(), _ptr(before), a.data_ptr(), _pointers(grads_w),
                                                  _pointers(grads_b))
@@ -146,10 +149,13 @@ class _NativeRK4(torch.autograd.Function):
             raise RuntimeError(f"native rk4 backward failed (code {rc})")
         a = a + g[0]
         grads = [t for pair in zip(grads_w, grads_b) for t in pair]
-        return (None, None, a.view(grad_out.shape[1:]), *grads)
+        return (None, None, None, a.view(grad_out.shape[1:]), *grads)
 
 
-def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: tuple[Tensor, ...], members: int = 1,
+               groups: tuple[int, ...] | None = None) -> Tensor:
     """The solve for :func:`~sparsedyn.nn.fused_rk4.fused_rk4_solve` / ``fused_rk4_stacked`` (call
-    :func:`applies` first): ``(T, *y0.shape)``."""
-    return _NativeRK4.apply(plan, keep, y0, *params)
+    :func:`applies` first): ``(T, *y0.shape)``. ``groups``: per layer, 1 for a dense layer or the number of
+    blocks of a block-diagonal one (a GroupedMLP's later layers); all 1 by default."""
+    layout = (members, tuple(groups) if groups is not None else (1,) * (len(params) // 2))
+    return _NativeRK4.apply(plan, keep, layout, y0, *params)

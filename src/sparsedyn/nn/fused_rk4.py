@@ -33,12 +33,13 @@ formula: ``docs/benchmarks.md``, 2026-12-07).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from .fields import MLP
+from .fields import MLP, GroupedMLP
 from .fixed_grid import _plan
 from .fused_native import applies, native_rk4
 
@@ -46,10 +47,37 @@ _THIRD = 1 / 3
 
 
 def fusable(field: torch.nn.Module) -> bool:
-    """Whether :func:`fused_rk4_solve` applies: a plain :class:`~sparsedyn.nn.fields.MLP` with tanh
+    """Whether the PyTorch fused solve applies: a plain :class:`~sparsedyn.nn.fields.MLP` with tanh
     between layers and biases (the library's default field; subclasses and other fields are not fused)."""
     return type(field) is MLP and field.activation_name == "tanh" and all(
         layer.bias is not None for layer in field.layers)
+
+
+def native_fusable(field: torch.nn.Module) -> bool:
+    """Whether the native kernel can solve ``field``: what :func:`fusable` takes, or a plain tanh
+    :class:`~sparsedyn.nn.fields.GroupedMLP` with biases (GroupLasso's per-output networks: a dense first layer,
+    block-diagonal later ones)."""
+    return fusable(field) or (type(field) is GroupedMLP and field.activation_name == "tanh" and all(
+        layer.bias is not None for layer in field.layers))
+
+
+def _groups(field: Any) -> tuple[int, ...]:
+    """Blocks per layer for the kernel: 1 (dense) everywhere for an MLP; a GroupedMLP's first layer reads the
+    shared input (dense, all outputs' units), its later layers one block per output."""
+    layers = len(field.layers)
+    return (1,) + (field.n_out,) * (layers - 1) if type(field) is GroupedMLP else (1,) * layers
+
+
+def can_fuse(fields: Sequence[Any], y0: Tensor, native: bool) -> bool:
+    """Whether :func:`fused_rk4_solve` (one field) or :func:`fused_rk4_stacked` (members) takes these fields:
+    the PyTorch fused solve for plain tanh MLPs, the native kernel (when ``native`` and it applies) also for
+    GroupedMLPs."""
+    if all(fusable(f) for f in fields):
+        return True
+    if not (native and all(native_fusable(f) for f in fields) and len({type(f) for f in fields}) == 1):
+        return False
+    params = tuple(p for layer in fields[0].layers for p in (layer.weight, layer.bias))
+    return applies(y0 if len(fields) == 1 else y0[0], params)
 
 
 def _mlp(params: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -207,16 +235,19 @@ class _FusedRK4(torch.autograd.Function):
         return (None, None, a, *_weight_grads(seen, sums))
 
 
-def fused_rk4_solve(field: MLP, y0: Tensor, t: Tensor, step_size: float | None,
+def fused_rk4_solve(field: MLP | GroupedMLP, y0: Tensor, t: Tensor, step_size: float | None,
                     keep: Tensor | None = None, native: bool = True) -> Tensor:
     """The rk4 solve of ``dy/dt = field(y) (* keep)`` at the increasing times ``t``: ``(len(t), *y0.shape)``,
     the numbers of :func:`~sparsedyn.nn.fixed_grid.solve_fixed_grid`, one autograd node; in C
-    (:mod:`~sparsedyn.nn.fused_native`) when ``native`` and the kernel applies."""
+    (:mod:`~sparsedyn.nn.fused_native`) when ``native`` and the kernel applies (:func:`can_fuse` says whether a
+    field is taken at all)."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
     params = cast(tuple[Tensor, ...], tuple(p for layer in field.layers for p in (layer.weight, layer.bias)))
-    if native and applies(y0, params):
-        return native_rk4(plan, keep, y0, params)
+    if native and native_fusable(field) and applies(y0, params):
+        return native_rk4(plan, keep, y0, params, 1, _groups(field))
+    if not fusable(field):
+        raise TypeError(f"no fused rk4 solve for this {type(field).__name__} here (see fused_rk4.can_fuse)")
     return _FusedRK4.apply(plan, keep, y0, *params)
 
 
@@ -233,7 +264,7 @@ def stack_members(tensors: list) -> Any:
     return torch.stack(tensors)
 
 
-def fused_rk4_stacked(fields: list[MLP], y0: Tensor, t: Tensor, step_size: float | None,
+def fused_rk4_stacked(fields: Sequence[MLP | GroupedMLP], y0: Tensor, t: Tensor, step_size: float | None,
                       keep: Tensor | None = None, native: bool = True) -> Tensor:
     """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
     weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
@@ -242,6 +273,8 @@ def fused_rk4_stacked(fields: list[MLP], y0: Tensor, t: Tensor, step_size: float
     layers = [list(f.layers) for f in fields]  # iterating a ModuleList, not indexing it: ~2 us less a layer
     params = tuple(stack_members([getattr(ls[i], name) for ls in layers])
                    for i in range(len(layers[0])) for name in ("weight", "bias"))
-    if native and applies(y0, params):
-        return native_rk4(plan, keep, y0, params)
+    if native and native_fusable(fields[0]) and applies(y0, params, len(fields)):
+        return native_rk4(plan, keep, y0, params, len(fields), _groups(fields[0]))
+    if not fusable(fields[0]):
+        raise TypeError(f"no fused rk4 solve for these {type(fields[0]).__name__}s here (see fused_rk4.can_fuse)")
     return _FusedRK4.apply(plan, keep, y0, *params)

@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 from torchdiffeq import odeint, odeint_adjoint
 
 from .fixed_grid import FIXED_GRID_SOLVERS, solve_fixed_grid
-from .fused_rk4 import fusable, fused_rk4_solve
+from .fused_rk4 import can_fuse, fused_rk4_solve
 from .gates import hold_gates
 
 SOLVERS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "rk4", "euler", "midpoint")
@@ -91,7 +91,7 @@ class ContinuousDepth(nn.Module):
                                   rtol=self.rtol, atol=self.atol, options=options)
         with parametrize.cached():
             if (self.fixed_grid_loop and self.solver == "rk4" and isinstance(func, _FirstOrder)
-                    and fusable(func.field) and bool((t[1:] > t[:-1]).all())):
+                    and can_fuse([func.field], y0, self.native_solve) and bool((t[1:] > t[:-1]).all())):
                 return fused_rk4_solve(func.field, y0, t, self.step_size, func.keep, native=self.native_solve)
             return integrate(func, y0, t, self.solver, self.rtol, self.atol, self.step_size, self.fixed_grid_loop)
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .fields import MLP, GroupedMLP, SkipField
-from .fused_rk4 import fusable, fused_rk4_stacked, stack_members
+from .fused_rk4 import can_fuse, fused_rk4_stacked, stack_members
 from .ode import NeuralODE, SecondOrderODE, _apply_intervention, _intervention_mask, integrate
 from .rnn import RecurrentLayer, State, elman_step, gru_step, lstm_step
 
@@ -176,7 +176,7 @@ def stacked_forecast(models: Sequence[Any], x0: Tensor, t: Tensor, intervention:
     with parametrize.cached():
         fields = [m.field for m in models]
         if (first.fixed_grid_loop and first.solver == "rk4" and isinstance(first, NeuralODE)
-                and all(fusable(f) for f in fields) and bool((t[1:] > t[:-1]).all())):
+                and can_fuse(fields, x0, first.native_solve) and bool((t[1:] > t[:-1]).all())):
             states = fused_rk4_stacked(fields, x0, t, first.step_size, keep, native=first.native_solve)
         else:  # the stacked field's weights are read only here: the fused solve stacks its own
             field = stacked_field(fields)

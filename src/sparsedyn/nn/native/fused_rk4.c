@@ -6,8 +6,10 @@
  * no contraction left to the compiler: built with -ffp-contract=off), so a state's bits do not depend on
  * the batch size either. Compiled twice, for float (suffix f32) and, with -DUSE_DOUBLE, double (suffix f64).
  *
- * Layout (all row-major, contiguous): weights W[l] (M, d[l+1], d[l]), biases b[l] (M, d[l+1]), y0 (M, B, n),
- * keep (n) or NULL. The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
+ * Layout (all row-major, contiguous): weights W[l] (M, G[l], d[l+1] / G[l], d[l] / G[l]) and biases b[l]
+ * (M, d[l+1]), y0 (M, B, n), keep (n) or NULL. G[l] = 1 is a dense layer; G[l] > 1 a block-diagonal one, group g
+ * mapping inputs [g * in_g, (g + 1) * in_g) to outputs [g * o_g, (g + 1) * o_g) (the per-output networks of a
+ * GroupedMLP: its first layer is dense, its later layers have one group per output). The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
  * and the hidden activations H (S, 4, M, B * hsum), hsum = d[1] + ... + d[L-1]. The backward reads them.
  */
 #include <math.h>
@@ -133,35 +135,38 @@ static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak,
 
 typedef struct {
     int M, B, L;
-    const int *d;
+    const int *d, *G;
     const REAL *const *W;   /* per layer (M, out, in) */
     const REAL *const *b;   /* per layer (M, out) */
-    REAL *Wt[MAXL];         /* per layer (M, in, pad(out)): transposed, zero-padded copies for the forward */
-    REAL *Wp[MAXL];         /* per layer (M, out, pad(in)): zero-padded copies for the backward */
+    REAL *Wt[MAXL];         /* per layer (M, G, in_g, pad(o_g)): transposed, zero-padded copies for the forward */
+    REAL *Wp[MAXL];         /* per layer (M, G, o_g, pad(in_g)): zero-padded copies for the backward */
     const REAL *keep;       /* (n) or NULL */
     int hsum;
 } Net;
 
 static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
 
-static int net_init(Net *net, int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
-                    const REAL *keep) {
+static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, const REAL *const *W,
+                    const REAL *const *b, const REAL *keep) {
     net->L = 0;
     if (L < 1 || L > MAXL) return -1;
-    net->M = M; net->B = B; net->L = L; net->d = d; net->W = W; net->b = b; net->keep = keep;
+    for (int l = 0; l < L; l++)
+        if (G[l] < 1 || d[l] % G[l] || d[l + 1] % G[l]) return -3;
+    net->M = M; net->B = B; net->L = L; net->d = d; net->G = G; net->W = W; net->b = b; net->keep = keep;
     net->hsum = 0;
     for (int l = 1; l < L; l++) net->hsum += d[l];
     for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
     net->L = L;  /* from here net_free frees what was allocated */
     for (int l = 0; l < L; l++) {
-        const int o = d[l + 1], in = d[l], po = pad(o), pi = pad(in);
-        REAL *t = calloc((size_t)M * in * po, sizeof(REAL)), *w2 = calloc((size_t)M * o * pi, sizeof(REAL));
+        const int g = G[l], o = d[l + 1] / g, in = d[l] / g, po = pad(o), pi = pad(in);
+        const size_t blocks = (size_t)M * g;
+        REAL *t = calloc(blocks * in * po, sizeof(REAL)), *w2 = calloc(blocks * o * pi, sizeof(REAL));
         net->Wt[l] = t;
         net->Wp[l] = w2;
         if (!t || !w2) return -2;
-        for (int m = 0; m < M; m++) {
-            const REAL *w = W[l] + (size_t)m * o * in;
-            REAL *tm = t + (size_t)m * in * po, *wm = w2 + (size_t)m * o * pi;
+        for (size_t k = 0; k < blocks; k++) {  /* member m's group j is block m * g + j */
+            const REAL *w = W[l] + k * o * in;
+            REAL *tm = t + k * in * po, *wm = w2 + k * o * pi;
             for (int i = 0; i < in; i++)
                 for (int j = 0; j < o; j++) tm[(size_t)i * po + j] = w[(size_t)j * in + i];
             for (int j = 0; j < o; j++)
@@ -178,11 +183,15 @@ static void net_free(Net *net) {
     }
 }
 
-/* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act */
-static void layer_forward(int B, int in, int o, const REAL *x, const REAL *Wt, const REAL *bias, REAL *out,
+/* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act; with g groups, block j maps columns
+ * [j * in / g, (j + 1) * in / g) of x to [j * o / g, (j + 1) * o / g) of out by its own Wt block. */
+static void layer_forward(int B, int in, int o, int g, const REAL *x, const REAL *Wt, const REAL *bias, REAL *out,
                           int act) {
+    const int ig = in / g, og = o / g;
     for (int r = 0; r < B; r++) memcpy(out + (size_t)r * o, bias, sizeof(REAL) * o);
-    gemm_acc(B, o, in, x, in, 1, Wt, pad(o), out, o, 1);
+    for (int j = 0; j < g; j++)
+        gemm_acc(B, og, ig, x + (size_t)j * ig, in, 1, Wt + (size_t)j * ig * pad(og), pad(og), out + (size_t)j * og,
+                 o, 1);
     if (act)
         for (size_t i = 0; i < (size_t)B * o; i++) out[i] = TANH(out[i]);
 }
@@ -194,15 +203,15 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
     const REAL *x = u;
     REAL *hl = h;
     for (int l = 0; l < L; l++) {
-        const int in = d[l], o = d[l + 1];
-        const REAL *Wt = net->Wt[l] + (size_t)m * in * pad(o);
+        const int in = d[l], o = d[l + 1], g = net->G[l];
+        const REAL *Wt = net->Wt[l] + (size_t)m * g * (in / g) * pad(o / g);
         const REAL *bias = net->b[l] + (size_t)m * o;
         if (l < L - 1) {
-            layer_forward(B, in, o, x, Wt, bias, hl, 1);
+            layer_forward(B, in, o, g, x, Wt, bias, hl, 1);
             x = hl;
             hl += (size_t)B * o;
         } else {
-            layer_forward(B, in, o, x, Wt, bias, k, 0);
+            layer_forward(B, in, o, g, x, Wt, bias, k, 0);
         }
     }
     if (net->keep) {
@@ -212,10 +221,10 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
     }
 }
 
-int SFX(rk4_forward)(int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
+int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W, const REAL *const *b,
                      const REAL *keep, int S, const double *dt, const REAL *y0, REAL *Y, REAL *U, REAL *H) {
     Net net;
-    int err = net_init(&net, M, B, L, d, W, b, keep);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep);
     if (err) { net_free(&net); return err; }
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
@@ -263,16 +272,19 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
     off[0] = 0;
     for (int l = 1; l < L; l++) off[l] = off[l - 1] + (size_t)B * d[l];
     for (int l = L - 1; l >= 0; l--) {
-        const int in = d[l], o = d[l + 1];
+        const int in = d[l], o = d[l + 1], g = net->G[l], ig = in / g, og = o / g;
         const REAL *x = l > 0 ? h + off[l - 1] : u;
-        const REAL *w = net->Wp[l] + (size_t)m * o * pad(in);
-        REAL *dw = dW[l] + (size_t)m * o * in, *dbm = db[l] + (size_t)m * o;
-        gemm_acc(o, in, B, ga, 1, o, x, in, dw, in, 0);  /* dW[j, i] += sum_r g[r, j] x[r, i] */
+        const REAL *w = net->Wp[l] + (size_t)m * g * og * pad(ig);
+        REAL *dw = dW[l] + (size_t)m * g * og * ig, *dbm = db[l] + (size_t)m * o;
+        for (int j = 0; j < g; j++)  /* dW[j][p, i] += sum_r g[r, j og + p] x[r, j ig + i] */
+            gemm_acc(og, ig, B, ga + (size_t)j * og, 1, o, x + (size_t)j * ig, in, dw + (size_t)j * og * ig, ig, 0);
         for (int r = 0; r < B; r++)
             for (int j = 0; j < o; j++) dbm[j] += ga[(size_t)r * o + j];
         REAL *out = l > 0 ? gb : gx;
         memset(out, 0, sizeof(REAL) * (size_t)B * in);
-        gemm_acc(B, in, o, ga, o, 1, w, pad(in), out, in, 1);  /* g_x[r, i] = sum_j g[r, j] W[j, i] */
+        for (int j = 0; j < g; j++)  /* g_x[r, j ig + i] = sum_p g[r, j og + p] W[j][p, i] */
+            gemm_acc(B, ig, og, ga + (size_t)j * og, o, 1, w + (size_t)j * og * pad(ig), pad(ig),
+                     out + (size_t)j * ig, in, 1);
         if (l > 0) {
             const REAL *hl = h + off[l - 1];
             for (size_t i = 0; i < (size_t)B * in; i++) out[i] = out[i] - out[i] * hl[i] * hl[i];
@@ -285,11 +297,11 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
  * the output at t0 is added, which the caller does). after/before (S, M, B, n) or NULL: adjoint
  * contributions of the outputs to each step's end state (added before the step is reversed) and start
  * state (added after). dW, db zeroed by the caller. */
-int SFX(rk4_backward)(int M, int B, int L, const int *d, const REAL *const *W, const REAL *const *b,
-                      const REAL *keep, int S, const double *dt, const REAL *U, const REAL *H,
+int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W,
+                      const REAL *const *b, const REAL *keep, int S, const double *dt, const REAL *U, const REAL *H,
                       const REAL *after, const REAL *before, REAL *a, REAL *const *dW, REAL *const *db) {
     Net net;
-    int err = net_init(&net, M, B, L, d, W, b, keep);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep);
     if (err) { net_free(&net); return err; }
     int dmax = 0;
     for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
