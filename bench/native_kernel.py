@@ -31,7 +31,7 @@ SHAPES = [  # (members, n, hidden, rows, steps): where each shape comes from
 
 
 def solve_and_grad(kernel: bool, plan, y0, params):
-    layout = (y0.shape[0], (1,) * (len(params) // 2))
+    layout = (y0.shape[0], (1,) * (len(params) // 2), False)
 
     def run() -> None:
         out = _NativeRK4.apply(plan, None, layout, y0, *params) if kernel else _FusedRK4.apply(plan, None, y0, *params)

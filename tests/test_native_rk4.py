@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_RUN
 from sparsedyn.config import parse_config
 from sparsedyn.nn import fused_rk4, native
-from sparsedyn.nn.fields import MLP, GroupedMLP
+from sparsedyn.nn.fields import MLP, GroupedMLP, SkipField
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
 from sparsedyn.nn.ode import NeuralODE
@@ -67,7 +67,7 @@ def test_the_native_backward_passes_gradcheck_in_float64():
     assert applies(y0, tuple(params))
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, keep, (1, (1, 1, 1)), y, *ps)
+        return _NativeRK4.apply(plan, keep, (1, (1, 1, 1), False), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
 
@@ -138,7 +138,7 @@ def test_the_switches_turn_the_kernel_off(monkeypatch):
     plan = _plan(tuple(t.tolist()), 0.1)
     with torch.no_grad():
         pytorch = fused_rk4._FusedRK4.apply(plan, None, x0, *params)
-        kernel = _NativeRK4.apply(plan, None, (1, (1, 1)), x0, *params)
+        kernel = _NativeRK4.apply(plan, None, (1, (1, 1), False), x0, *params)
         assert not torch.equal(pytorch, kernel)  # the two paths differ in the last bits: the check can tell them
         assert torch.equal(model(x0, t).transpose(0, 1), kernel)
         model.native_solve = False
@@ -258,7 +258,7 @@ def test_a_grouped_field_passes_gradcheck_and_stacks_bit_for_bit():
     params = [p.detach().clone().requires_grad_() for p in field.parameters()]
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, None, (1, (1, 3, 3)), y, *ps)
+        return _NativeRK4.apply(plan, None, (1, (1, 3, 3), False), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
     fields = [GroupedMLP(4, 4, (5,)) for _ in range(3)]
@@ -280,3 +280,47 @@ def test_without_the_kernel_a_grouped_field_takes_the_loop():
     model.native_solve = False
     loop = solve_fixed_grid(lambda s, u: model.field(u), x0, t, "rk4", 0.1).transpose(0, 1)
     assert torch.equal(model(x0, t), loop)
+
+
+# -- inner LassoNet's field: a linear skip plus a network (SkipField) -------------------------------------------
+
+@pytest.mark.parametrize("net", ["mlp", "grouped"])
+@pytest.mark.parametrize("intervene", [False, True])
+def test_a_skip_field_solves_as_the_loop_does_with_its_gradients(net, intervene):
+    torch.manual_seed(0)
+    field = SkipField(MLP(5, 5, (8, 6)) if net == "mlp" else GroupedMLP(5, 5, (4,)))
+    with torch.no_grad():
+        field.skip.weight.normal_()  # a skip that matters
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0]) if intervene else None
+    y0, t = torch.randn(6, 5), torch.tensor([0.0, 0.3, 0.45, 1.0])
+    outs, grads = [], []
+    for path in ("native", "loop"):
+        y = y0.clone().requires_grad_()
+        if path == "native":
+            out = fused_rk4.fused_rk4_solve(field, y, t, 0.1, keep)
+        else:
+            out = solve_fixed_grid(lambda s, u: field(u) if keep is None else field(u) * keep, y, t, "rk4", 0.1)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), [y, *field.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_skip_field_passes_gradcheck_and_stacks_bit_for_bit():
+    torch.manual_seed(0)
+    field = SkipField(MLP(3, 3, (2,))).double()
+    t = torch.tensor([0.0, 0.13, 0.4], dtype=torch.float64)
+    y0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    plan = _plan(tuple(t.tolist()), 0.1)
+    params = [p.detach().clone().requires_grad_() for p in (*field.net.parameters(), field.skip.weight)]
+
+    def solve(y, *ps):
+        return _NativeRK4.apply(plan, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64), (1, (1, 1), True), y, *ps)
+
+    assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
+    fields = [SkipField(MLP(4, 4, (5,))) for _ in range(3)]
+    ys, tt = torch.randn(3, 2, 4), torch.linspace(0, 1, 5)
+    together = fused_rk4.fused_rk4_stacked(fields, ys, tt, 0.1)
+    for m, f in enumerate(fields):
+        assert torch.equal(fused_rk4.fused_rk4_solve(f, ys[m], tt, 0.1), together[:, m])

@@ -14,6 +14,7 @@ is stacked with (tests).
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -32,7 +33,7 @@ CPU, a solve with its backward: 200 variables, 256-256, 64 rows 87.5 ms native a
 64-64, 32 rows 27.9 against 33.3 ms; with one thread the kernel was faster in every case measured)."""
 
 
-def applies(y0: Tensor, params: tuple[Tensor, ...], members: int = 1) -> bool:
+def applies(y0: Tensor, params: Sequence[Tensor], members: int = 1) -> bool:
     """Whether the native kernel takes this solve: non-empty CPU tensors of float32 or float64, at most 16
     layers, one torch thread or a small field (:data:`MULTITHREAD_FROM_MACS`), and the kernel built (on first use)
     and not switched off."""
@@ -42,7 +43,7 @@ def applies(y0: Tensor, params: tuple[Tensor, ...], members: int = 1) -> bool:
         return False
     if torch.get_num_threads() > 1:
         rows = y0.numel() // y0.shape[-1] // members
-        if rows * sum(w.numel() for w in params[::2]) // members >= MULTITHREAD_FROM_MACS:
+        if rows * sum(w.numel() for w in params) // members >= MULTITHREAD_FROM_MACS:  # biases too: a few %
             return False
     return native.kernel() is not None
 
@@ -85,12 +86,13 @@ class _NativeRK4(torch.autograd.Function):
         lib = native.kernel()
         steps, outputs = plan
         sfx = _DTYPES[y0.dtype]
-        m, groups = layout
-        n = y0.shape[-1]
+        m, groups, has_skip = layout
+        n, layers = y0.shape[-1], len(groups)
         y = y0.detach().reshape(m, -1, n).contiguous()
         batch = y.shape[1]
-        weights = [p.detach().contiguous() for p in params[::2]]
-        biases = [p.detach().contiguous() for p in params[1::2]]
+        weights = [p.detach().contiguous() for p in params[:2 * layers:2]]
+        biases = [p.detach().contiguous() for p in params[1:2 * layers:2]]
+        skip = params[-1].detach().contiguous() if has_skip else None
         dims = [n] + [w.numel() // m // w.shape[-1] for w in weights]  # a layer's outputs, all its groups'
         c_dims = (ctypes.c_int * len(dims))(*dims)
         c_groups = (ctypes.c_int * len(groups))(*groups)
@@ -101,7 +103,7 @@ class _NativeRK4(torch.autograd.Function):
         stages = y.new_empty(s, 4, m, batch, n)
         hidden = y.new_empty(s, 4, m, batch * sum(dims[1:-1]))
         rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
-                                                _pointers(biases),
+                                                _pointers(biases), _ptr(skip),
                                                 _ptr(k), s, dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
                                                 stages.data_ptr(), hidden.data_ptr())
         if rc != 0:
@@ -115,13 +117,13 @@ class _NativeRK4(torch.autograd.Function):
             lo, hi = grid[idx["interp_s"]], grid[idx["interp_s"] + 1]
             slope = idx["slope"].to(y.dtype).view(-1, 1, 1, 1)
             solution[idx["interp_j"]] = lo + slope * (hi - lo)
-        ctx.plan, ctx.saved = plan, (k, weights, biases, c_dims, c_groups, dt, stages, hidden, m, batch, sfx)
+        ctx.plan, ctx.saved = plan, (k, weights, biases, skip, c_dims, c_groups, dt, stages, hidden, m, batch, sfx)
         return solution.view(solution.shape[0], *y0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
         lib = native.kernel()
-        k, weights, biases, c_dims, c_groups, dt, stages, hidden, m, batch, sfx = ctx.saved
+        k, weights, biases, skip, c_dims, c_groups, dt, stages, hidden, m, batch, sfx = ctx.saved
         steps, outputs = ctx.plan
         s, n = len(steps), c_dims[0]
         g = grad_out.reshape(grad_out.shape[0], m, batch, n)
@@ -140,22 +142,25 @@ class _NativeRK4(torch.autograd.Function):
         a = g.new_zeros(m, batch, n)
         grads_w = [torch.zeros_like(w) for w in weights]
         grads_b = [torch.zeros_like(b) for b in biases]
+        grad_skip = None if skip is None else torch.zeros_like(skip)
         rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
-                                                 _pointers(biases),
+                                                 _pointers(biases), _ptr(skip),
                                                  _ptr(k), s, dt.data_ptr(), stages.data_ptr(), hidden.data_ptr(),
                                                  after.data_ptr(), _ptr(before), a.data_ptr(), _pointers(grads_w),
-                                                 _pointers(grads_b))
+                                                 _pointers(grads_b), _ptr(grad_skip))
         if rc != 0:
             raise RuntimeError(f"native rk4 backward failed (code {rc})")
         a = a + g[0]
-        grads = [t for pair in zip(grads_w, grads_b) for t in pair]
+        grads = [t for pair in zip(grads_w, grads_b) for t in pair] + ([] if grad_skip is None else [grad_skip])
         return (None, None, None, a.view(grad_out.shape[1:]), *grads)
 
 
-def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: tuple[Tensor, ...], members: int = 1,
-               groups: tuple[int, ...] | None = None) -> Tensor:
+def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: Sequence[Tensor], members: int = 1,
+               groups: tuple[int, ...] | None = None, skip: bool = False) -> Tensor:
     """The solve for :func:`~sparsedyn.nn.fused_rk4.fused_rk4_solve` / ``fused_rk4_stacked`` (call
-    :func:`applies` first): ``(T, *y0.shape)``. ``groups``: per layer, 1 for a dense layer or the number of
-    blocks of a block-diagonal one (a GroupedMLP's later layers); all 1 by default."""
-    layout = (members, tuple(groups) if groups is not None else (1,) * (len(params) // 2))
+    :func:`applies` first): ``(T, *y0.shape)``. ``params``: each layer's weight and bias, then with ``skip`` a
+    bias-free skip weight ``(n, n)`` added to the field (inner LassoNet). ``groups``: per layer, 1 for a dense
+    layer or the number of blocks of a block-diagonal one (a GroupedMLP's later layers); all 1 by default."""
+    layers = (len(params) - int(skip)) // 2
+    layout = (members, tuple(groups) if groups is not None else (1,) * layers, skip)
     return _NativeRK4.apply(plan, keep, layout, y0, *params)

@@ -39,7 +39,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
-from .fields import MLP, GroupedMLP
+from .fields import MLP, GroupedMLP, SkipField
 from .fixed_grid import _plan
 from .fused_native import applies, native_rk4
 
@@ -54,11 +54,23 @@ def fusable(field: torch.nn.Module) -> bool:
 
 
 def native_fusable(field: torch.nn.Module) -> bool:
-    """Whether the native kernel can solve ``field``: what :func:`fusable` takes, or a plain tanh
+    """Whether the native kernel can solve ``field``: what :func:`fusable` takes, a plain tanh
     :class:`~sparsedyn.nn.fields.GroupedMLP` with biases (GroupLasso's per-output networks: a dense first layer,
-    block-diagonal later ones)."""
+    block-diagonal later ones), or a :class:`~sparsedyn.nn.fields.SkipField` around either (inner LassoNet)."""
+    if type(field) is SkipField:
+        return field.skip.bias is None and native_fusable(field.net) and type(field.net) is not SkipField
     return fusable(field) or (type(field) is GroupedMLP and field.activation_name == "tanh" and all(
         layer.bias is not None for layer in field.layers))
+
+
+def _native_parts(field: Any) -> tuple[list[Tensor], tuple[int, ...], bool]:
+    """The kernel's view of a :func:`native_fusable` field: every layer's weight and bias (then a skip's weight),
+    the blocks per layer, and whether there is a skip."""
+    net = field.net if type(field) is SkipField else field
+    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
+    if type(field) is SkipField:
+        params.append(field.skip.weight)
+    return params, _groups(net), type(field) is SkipField
 
 
 def _groups(field: Any) -> tuple[int, ...]:
@@ -76,8 +88,7 @@ def can_fuse(fields: Sequence[Any], y0: Tensor, native: bool) -> bool:
         return True
     if not (native and all(native_fusable(f) for f in fields) and len({type(f) for f in fields}) == 1):
         return False
-    params = tuple(p for layer in fields[0].layers for p in (layer.weight, layer.bias))
-    return applies(y0 if len(fields) == 1 else y0[0], params)
+    return applies(y0 if len(fields) == 1 else y0[0], _native_parts(fields[0])[0])
 
 
 def _mlp(params: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -235,7 +246,7 @@ class _FusedRK4(torch.autograd.Function):
         return (None, None, a, *_weight_grads(seen, sums))
 
 
-def fused_rk4_solve(field: MLP | GroupedMLP, y0: Tensor, t: Tensor, step_size: float | None,
+def fused_rk4_solve(field: Any, y0: Tensor, t: Tensor, step_size: float | None,
                     keep: Tensor | None = None, native: bool = True) -> Tensor:
     """The rk4 solve of ``dy/dt = field(y) (* keep)`` at the increasing times ``t``: ``(len(t), *y0.shape)``,
     the numbers of :func:`~sparsedyn.nn.fixed_grid.solve_fixed_grid`, one autograd node; in C
@@ -243,11 +254,13 @@ def fused_rk4_solve(field: MLP | GroupedMLP, y0: Tensor, t: Tensor, step_size: f
     field is taken at all)."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
-    params = cast(tuple[Tensor, ...], tuple(p for layer in field.layers for p in (layer.weight, layer.bias)))
-    if native and native_fusable(field) and applies(y0, params):
-        return native_rk4(plan, keep, y0, params, 1, _groups(field))
+    if native and native_fusable(field):
+        parts, groups, skip = _native_parts(field)
+        if applies(y0, parts):
+            return native_rk4(plan, keep, y0, parts, 1, groups, skip)
     if not fusable(field):
         raise TypeError(f"no fused rk4 solve for this {type(field).__name__} here (see fused_rk4.can_fuse)")
+    params = cast(tuple[Tensor, ...], tuple(p for layer in field.layers for p in (layer.weight, layer.bias)))
     return _FusedRK4.apply(plan, keep, y0, *params)
 
 
@@ -264,17 +277,20 @@ def stack_members(tensors: list) -> Any:
     return torch.stack(tensors)
 
 
-def fused_rk4_stacked(fields: Sequence[MLP | GroupedMLP], y0: Tensor, t: Tensor, step_size: float | None,
+def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: float | None,
                       keep: Tensor | None = None, native: bool = True) -> Tensor:
     """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
     weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
+    if native and native_fusable(fields[0]):
+        parts = [_native_parts(f) for f in fields]
+        stacked = [stack_members([p[0][i] for p in parts]) for i in range(len(parts[0][0]))]
+        if applies(y0, stacked, len(fields)):
+            return native_rk4(plan, keep, y0, stacked, len(fields), parts[0][1], parts[0][2])
+    if not fusable(fields[0]):
+        raise TypeError(f"no fused rk4 solve for these {type(fields[0]).__name__}s here (see fused_rk4.can_fuse)")
     layers = [list(f.layers) for f in fields]  # iterating a ModuleList, not indexing it: ~2 us less a layer
     params = tuple(stack_members([getattr(ls[i], name) for ls in layers])
                    for i in range(len(layers[0])) for name in ("weight", "bias"))
-    if native and native_fusable(fields[0]) and applies(y0, params, len(fields)):
-        return native_rk4(plan, keep, y0, params, len(fields), _groups(fields[0]))
-    if not fusable(fields[0]):
-        raise TypeError(f"no fused rk4 solve for these {type(fields[0]).__name__}s here (see fused_rk4.can_fuse)")
     return _FusedRK4.apply(plan, keep, y0, *params)

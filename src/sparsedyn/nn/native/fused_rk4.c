@@ -9,7 +9,9 @@
  * Layout (all row-major, contiguous): weights W[l] (M, G[l], d[l+1] / G[l], d[l] / G[l]) and biases b[l]
  * (M, d[l+1]), y0 (M, B, n), keep (n) or NULL. G[l] = 1 is a dense layer; G[l] > 1 a block-diagonal one, group g
  * mapping inputs [g * in_g, (g + 1) * in_g) to outputs [g * o_g, (g + 1) * o_g) (the per-output networks of a
- * GroupedMLP: its first layer is dense, its later layers have one group per output). The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
+ * GroupedMLP: its first layer is dense, its later layers have one group per output). Sk (M, n, n) or NULL: a
+ * bias-free linear skip added to the field, f(u) = MLP(u) + u Sk^T (inner LassoNet's SkipField).
+ * The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
  * and the hidden activations H (S, 4, M, B * hsum), hsum = d[1] + ... + d[L-1]. The backward reads them.
  */
 #include <math.h>
@@ -140,15 +142,35 @@ typedef struct {
     const REAL *const *b;   /* per layer (M, out) */
     REAL *Wt[MAXL];         /* per layer (M, G, in_g, pad(o_g)): transposed, zero-padded copies for the forward */
     REAL *Wp[MAXL];         /* per layer (M, G, o_g, pad(in_g)): zero-padded copies for the backward */
+    REAL *St, *Sp;          /* the skip's copies, laid out as a dense layer's (NULL without a skip) */
     const REAL *keep;       /* (n) or NULL */
     int hsum;
 } Net;
 
 static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
 
+/* transposed (M, in, pad(o)) and padded (M, o, pad(in)) copies of M blocks of (o, in) weights */
+static int copy_weights(size_t blocks, int o, int in, const REAL *W, REAL **t_out, REAL **p_out) {
+    const int po = pad(o), pi = pad(in);
+    REAL *t = calloc(blocks * in * po, sizeof(REAL)), *w2 = calloc(blocks * o * pi, sizeof(REAL));
+    *t_out = t;
+    *p_out = w2;
+    if (!t || !w2) return -2;
+    for (size_t k = 0; k < blocks; k++) {
+        const REAL *w = W + k * o * in;
+        REAL *tm = t + k * in * po, *wm = w2 + k * o * pi;
+        for (int i = 0; i < in; i++)
+            for (int j = 0; j < o; j++) tm[(size_t)i * po + j] = w[(size_t)j * in + i];
+        for (int j = 0; j < o; j++)
+            for (int i = 0; i < in; i++) wm[(size_t)j * pi + i] = w[(size_t)j * in + i];
+    }
+    return 0;
+}
+
 static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, const REAL *const *W,
-                    const REAL *const *b, const REAL *keep) {
+                    const REAL *const *b, const REAL *keep, const REAL *Sk) {
     net->L = 0;
+    net->St = net->Sp = NULL;
     if (L < 1 || L > MAXL) return -1;
     for (int l = 0; l < L; l++)
         if (G[l] < 1 || d[l] % G[l] || d[l + 1] % G[l]) return -3;
@@ -157,22 +179,11 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, c
     for (int l = 1; l < L; l++) net->hsum += d[l];
     for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
     net->L = L;  /* from here net_free frees what was allocated */
-    for (int l = 0; l < L; l++) {
-        const int g = G[l], o = d[l + 1] / g, in = d[l] / g, po = pad(o), pi = pad(in);
-        const size_t blocks = (size_t)M * g;
-        REAL *t = calloc(blocks * in * po, sizeof(REAL)), *w2 = calloc(blocks * o * pi, sizeof(REAL));
-        net->Wt[l] = t;
-        net->Wp[l] = w2;
-        if (!t || !w2) return -2;
-        for (size_t k = 0; k < blocks; k++) {  /* member m's group j is block m * g + j */
-            const REAL *w = W[l] + k * o * in;
-            REAL *tm = t + k * in * po, *wm = w2 + k * o * pi;
-            for (int i = 0; i < in; i++)
-                for (int j = 0; j < o; j++) tm[(size_t)i * po + j] = w[(size_t)j * in + i];
-            for (int j = 0; j < o; j++)
-                for (int i = 0; i < in; i++) wm[(size_t)j * pi + i] = w[(size_t)j * in + i];
-        }
+    for (int l = 0; l < L; l++) {  /* member m's group j is block m * G[l] + j */
+        int err = copy_weights((size_t)M * G[l], d[l + 1] / G[l], d[l] / G[l], W[l], &net->Wt[l], &net->Wp[l]);
+        if (err) return err;
     }
+    if (Sk) return copy_weights((size_t)M, d[L], d[0], Sk, &net->St, &net->Sp);
     return 0;
 }
 
@@ -181,6 +192,8 @@ static void net_free(Net *net) {
         free(net->Wt[l]);
         free(net->Wp[l]);
     }
+    free(net->St);
+    free(net->Sp);
 }
 
 /* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act; with g groups, block j maps columns
@@ -214,6 +227,10 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
             layer_forward(B, in, o, g, x, Wt, bias, k, 0);
         }
     }
+    if (net->St) {  /* k += u Sk^T, continuing each output's fma chain */
+        const int n_in = d[0], n_out = d[L];
+        gemm_acc(B, n_out, n_in, u, n_in, 1, net->St + (size_t)m * n_in * pad(n_out), pad(n_out), k, n_out, 1);
+    }
     if (net->keep) {
         const int n = d[L];
         for (int r = 0; r < B; r++)
@@ -222,9 +239,10 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
 }
 
 int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W, const REAL *const *b,
-                     const REAL *keep, int S, const double *dt, const REAL *y0, REAL *Y, REAL *U, REAL *H) {
+                     const REAL *Sk, const REAL *keep, int S, const double *dt, const REAL *y0, REAL *Y, REAL *U,
+                     REAL *H) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk);
     if (err) { net_free(&net); return err; }
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
@@ -263,7 +281,7 @@ int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL
  * dW[l] (M, out, in), db[l] (M, out). g (B, n_out) is overwritten; the result goes to gx (B, n_in).
  * work: 2 * B * dmax scratch. */
 static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const REAL *g_in, REAL *gx,
-                      REAL *const *dW, REAL *const *db, REAL *work, int dmax) {
+                      REAL *const *dW, REAL *const *db, REAL *dS, REAL *work, int dmax) {
     const int B = net->B, L = net->L;
     const int *d = net->d;
     REAL *ga = work, *gb = work + (size_t)B * dmax;
@@ -291,6 +309,11 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
         }
         if (l > 0) { REAL *t = ga; ga = gb; gb = t; }
     }
+    if (net->Sp) {  /* the skip: dS[j, i] += sum_r g[r, j] u[r, i]; g_x += g Sk */
+        const int n_in = d[0], n_out = d[L];
+        gemm_acc(n_out, n_in, B, g_in, 1, n_out, u, n_in, dS + (size_t)m * n_out * n_in, n_in, 0);
+        gemm_acc(B, n_in, n_out, g_in, n_out, 1, net->Sp + (size_t)m * n_out * pad(n_in), pad(n_in), gx, n_in, 1);
+    }
 }
 
 /* The adjoint pass. a (M, B, n): on entry the adjoint of the last grid state, on exit that of y0 (before
@@ -298,10 +321,11 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
  * contributions of the outputs to each step's end state (added before the step is reversed) and start
  * state (added after). dW, db zeroed by the caller. */
 int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W,
-                      const REAL *const *b, const REAL *keep, int S, const double *dt, const REAL *U, const REAL *H,
-                      const REAL *after, const REAL *before, REAL *a, REAL *const *dW, REAL *const *db) {
+                      const REAL *const *b, const REAL *Sk, const REAL *keep, int S, const double *dt, const REAL *U,
+                      const REAL *H, const REAL *after, const REAL *before, REAL *a, REAL *const *dW,
+                      REAL *const *db, REAL *dS) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk);
     if (err) { net_free(&net); return err; }
     int dmax = 0;
     for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
@@ -327,16 +351,16 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REA
             }
             for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
             if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
-            field_vjp(&net, m, u[3], hh[3], v, g4, dW, db, work, dmax);
+            field_vjp(&net, m, u[3], hh[3], v, g4, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
             if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
-            field_vjp(&net, m, u[2], hh[2], v, g3, dW, db, work, dmax);
+            field_vjp(&net, m, u[2], hh[2], v, g3, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
             if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
-            field_vjp(&net, m, u[1], hh[1], v, g2, dW, db, work, dmax);
+            field_vjp(&net, m, u[1], hh[1], v, g2, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
             if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
-            field_vjp(&net, m, u[0], hh[0], v, g1, dW, db, work, dmax);
+            field_vjp(&net, m, u[0], hh[0], v, g1, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) am[i] = am[i] + g1[i] + g2[i] + g3[i] + g4[i];
             if (before) {
                 const REAL *p = before + (size_t)s * all + m * mb;
