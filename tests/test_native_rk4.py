@@ -226,14 +226,10 @@ def test_an_empty_batch_is_left_to_the_pytorch_solve():
     assert fused_rk4.fused_rk4_solve(field, empty, torch.linspace(0, 1, 3), 0.1).shape == (3, 0, 3)
 
 
-# -- GroupLasso's per-output networks (GroupedMLP): a dense first layer, block-diagonal later ones ---------------
-
-@pytest.mark.parametrize("hidden", [(1,), (4,), (8, 6)])
-@pytest.mark.parametrize("intervene", [False, True])
-def test_a_grouped_field_solves_as_the_loop_does_with_its_gradients(hidden, intervene):
-    torch.manual_seed(0)
-    field = GroupedMLP(5, 5, hidden)
-    keep = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0]) if intervene else None
+def _assert_native_solves_as_the_loop(field, intervene: bool) -> None:
+    """A 5-variable field's native solve against the plain rk4 loop: states and every gradient, observations
+    between grid points, with or without an intervention's mask."""
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0]) if intervene else None
     y0, t = torch.randn(6, 5), torch.tensor([0.0, 0.3, 0.45, 1.0])
     outs, grads = [], []
     for path in ("native", "loop"):
@@ -247,6 +243,16 @@ def test_a_grouped_field_solves_as_the_loop_does_with_its_gradients(hidden, inte
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# -- GroupLasso's per-output networks (GroupedMLP): a dense first layer, block-diagonal later ones ---------------
+
+@pytest.mark.parametrize("hidden", [(1,), (4,), (8, 6)])
+@pytest.mark.parametrize("intervene", [False, True])
+def test_a_grouped_field_solves_as_the_loop_does_with_its_gradients(hidden, intervene):
+    torch.manual_seed(0)
+    field = GroupedMLP(5, 5, hidden)
+    _assert_native_solves_as_the_loop(field, intervene)
 
 
 def test_a_grouped_field_passes_gradcheck_and_stacks_bit_for_bit():
@@ -291,20 +297,7 @@ def test_a_skip_field_solves_as_the_loop_does_with_its_gradients(net, intervene)
     field = SkipField(MLP(5, 5, (8, 6)) if net == "mlp" else GroupedMLP(5, 5, (4,)))
     with torch.no_grad():
         field.skip.weight.normal_()  # a skip that matters
-    keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0]) if intervene else None
-    y0, t = torch.randn(6, 5), torch.tensor([0.0, 0.3, 0.45, 1.0])
-    outs, grads = [], []
-    for path in ("native", "loop"):
-        y = y0.clone().requires_grad_()
-        if path == "native":
-            out = fused_rk4.fused_rk4_solve(field, y, t, 0.1, keep)
-        else:
-            out = solve_fixed_grid(lambda s, u: field(u) if keep is None else field(u) * keep, y, t, "rk4", 0.1)
-        outs.append(out)
-        grads.append(torch.autograd.grad(out.square().sum(), [y, *field.parameters()]))
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    _assert_native_solves_as_the_loop(field, intervene)
 
 
 def test_a_skip_field_passes_gradcheck_and_stacks_bit_for_bit():
