@@ -3,7 +3,8 @@
 For each shape (members M, variables n, hidden widths, rows per member, grid steps), one solve of a tanh MLP
 field and the gradient of its sum with respect to the stacked weights, through ``nn.fused_native._NativeRK4``
 and ``nn.fused_rk4._FusedRK4`` on the same inputs; rounds alternate the two, the fastest round is kept. FLOP
-as in ``node_step_anchors.py`` (a layer's forward 2 x in x out per row, its backward twice that).
+as in ``node_step_anchors.py`` (a layer's forward 2 x in x out per row, its backward twice that). Then the fields
+the PyTorch fused solve does not take (grouped, skip, SONODE), kernel against the lean loop, a whole step each.
 
     python bench/native_kernel.py [--rounds 7] [--threads 1]
 """
@@ -31,7 +32,7 @@ SHAPES = [  # (members, n, hidden, rows, steps): where each shape comes from
 
 
 def solve_and_grad(kernel: bool, plan, y0, params):
-    layout = (y0.shape[0], (1,) * (len(params) // 2), False)
+    layout = (y0.shape[0], (1,) * (len(params) // 2), False, False)
 
     def run() -> None:
         out = _NativeRK4.apply(plan, None, layout, y0, *params) if kernel else _FusedRK4.apply(plan, None, y0, *params)
@@ -71,6 +72,35 @@ def main() -> None:
         print(f"{m:3d} {n:4d} {'-'.join(map(str, hidden)):>8s} {rows:4d} {steps:5d} {1e3 * best['kernel']:10.2f} "
               f"{flop / best['kernel'] / 1e9:8.1f} {1e3 * best['torch']:11.2f} {flop / best['torch'] / 1e9:8.1f} "
               f"{best['kernel'] / best['torch']:6.2f}")
+    loop_rows(args.rounds)
+
+
+def loop_rows(rounds: int) -> None:
+    """Fields the PyTorch fused solve does not take (before the kernel they ran the lean loop): one NODE or
+    SONODE step's solve, loss and backward, kernel against ``native_solve = False``."""
+    from sparsedyn.nn.fields import GroupedMLP, SkipField
+    from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
+
+    rk4 = {"solver": "rk4", "step_size": 0.1}
+    cases = [
+        ("GroupedMLP 10 x (16-16 per output)", NeuralODE(GroupedMLP(10, 10, (16, 16)), **rk4), 10),
+        ("SkipField(MLP 10-64-64-10)", NeuralODE(SkipField(MLP(10, 10, (64, 64))), **rk4), 10),
+        ("SONODE MLP 100-64-50", SecondOrderODE(MLP(100, 50, (64,)), MLP(50, 50, (16,)), **rk4), 50),
+    ]
+    print(f"{'field (32 rows, t in [0, 3], rk4 0.1)':40s} {'kernel ms':>10s} {'loop ms':>8s} {'ratio':>6s}")
+    for name, model, n in cases:
+        torch.manual_seed(0)
+        x0, t = torch.randn(32, n), torch.linspace(0, 3, 30)
+
+        def step(model=model, x0=x0, t=t) -> None:
+            model(x0, t).square().mean().backward()
+
+        best = {}
+        for native_solve in (True, False):
+            model.native_solve = native_solve
+            step()
+            best[native_solve] = min(_time(step) for _ in range(rounds))
+        print(f"{name:40s} {1e3 * best[True]:10.2f} {1e3 * best[False]:8.2f} {best[True] / best[False]:6.2f}")
 
 
 def _time(fn, repeat: int = 1) -> float:

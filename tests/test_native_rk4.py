@@ -13,7 +13,7 @@ from sparsedyn.nn import fused_rk4, native
 from sparsedyn.nn.fields import MLP, GroupedMLP, SkipField
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
-from sparsedyn.nn.ode import NeuralODE
+from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
 from sparsedyn.runner import run_experiment, run_stacked
 
 
@@ -67,7 +67,7 @@ def test_the_native_backward_passes_gradcheck_in_float64():
     assert applies(y0, tuple(params))
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, keep, (1, (1, 1, 1), False), y, *ps)
+        return _NativeRK4.apply(plan, keep, (1, (1, 1, 1), False, False), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
 
@@ -138,7 +138,7 @@ def test_the_switches_turn_the_kernel_off(monkeypatch):
     plan = _plan(tuple(t.tolist()), 0.1)
     with torch.no_grad():
         pytorch = fused_rk4._FusedRK4.apply(plan, None, x0, *params)
-        kernel = _NativeRK4.apply(plan, None, (1, (1, 1), False), x0, *params)
+        kernel = _NativeRK4.apply(plan, None, (1, (1, 1), False, False), x0, *params)
         assert not torch.equal(pytorch, kernel)  # the two paths differ in the last bits: the check can tell them
         assert torch.equal(model(x0, t).transpose(0, 1), kernel)
         model.native_solve = False
@@ -264,7 +264,7 @@ def test_a_grouped_field_passes_gradcheck_and_stacks_bit_for_bit():
     params = [p.detach().clone().requires_grad_() for p in field.parameters()]
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, None, (1, (1, 3, 3), False), y, *ps)
+        return _NativeRK4.apply(plan, None, (1, (1, 3, 3), False, False), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
     fields = [GroupedMLP(4, 4, (5,)) for _ in range(3)]
@@ -309,7 +309,8 @@ def test_a_skip_field_passes_gradcheck_and_stacks_bit_for_bit():
     params = [p.detach().clone().requires_grad_() for p in (*field.net.parameters(), field.skip.weight)]
 
     def solve(y, *ps):
-        return _NativeRK4.apply(plan, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64), (1, (1, 1), True), y, *ps)
+        keep = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+        return _NativeRK4.apply(plan, keep, (1, (1, 1), True, False), y, *ps)
 
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
     fields = [SkipField(MLP(4, 4, (5,))) for _ in range(3)]
@@ -317,3 +318,43 @@ def test_a_skip_field_passes_gradcheck_and_stacks_bit_for_bit():
     together = fused_rk4.fused_rk4_stacked(fields, ys, tt, 0.1)
     for m, f in enumerate(fields):
         assert torch.equal(fused_rk4.fused_rk4_solve(f, ys[m], tt, 0.1), together[:, m])
+
+
+# -- second-order NODEs (SONODE): state [x, v], derivative [v, field([x, v])] --------------------------------------
+
+@pytest.mark.parametrize("kind", ["mlp", "skip", "grouped"])
+@pytest.mark.parametrize("intervention", [None, {1: 0.5}])
+def test_a_sonode_solves_in_the_kernel_as_in_the_loop(kind, intervention):
+    torch.manual_seed(0)
+    field = {"mlp": MLP(6, 3, (8, 5)), "skip": SkipField(MLP(6, 3, (8,))), "grouped": GroupedMLP(6, 3, (4,))}[kind]
+    model = SecondOrderODE(field, MLP(3, 3, (4,)), solver="rk4", step_size=0.1)
+    x0, t = torch.randn(5, 3), torch.tensor([0.0, 0.3, 0.45, 1.0])
+    assert fused_rk4.can_fuse([field], torch.randn(5, 6), native=True, second_order=True)
+    results = []
+    for native_solve in (True, False):  # False: the lean loop (no PyTorch fused solve for SONODEs)
+        model.native_solve = native_solve
+        x = x0.clone().requires_grad_()
+        out = model(x, t, intervention)
+        grads = torch.autograd.grad(out.square().sum(), [x, *model.parameters()])
+        results.append((out, grads))
+    (a, ga), (b, gb) = results
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_the_second_order_kernel_passes_gradcheck_in_float64():
+    torch.manual_seed(0)
+    field = MLP(4, 2, (3,)).double()
+    t = torch.tensor([0.0, 0.13, 0.4], dtype=torch.float64)
+    y0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    plan = _plan(tuple(t.tolist()), 0.1)
+    keep = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    params = [p.detach().clone().requires_grad_() for p in field.parameters()]
+
+    def solve(y, *ps):
+        return _NativeRK4.apply(plan, keep, (1, (1, 1), False, True), y, *ps)
+
+    assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="no fused rk4 solve"):
+        fused_rk4.fused_rk4_solve(field, y0.detach(), t, 0.1, native=False, second_order=True)

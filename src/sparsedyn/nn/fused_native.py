@@ -86,7 +86,7 @@ class _NativeRK4(torch.autograd.Function):
         lib = native.kernel()
         steps, outputs = plan
         sfx = _DTYPES[y0.dtype]
-        m, groups, has_skip = layout
+        m, groups, has_skip, second_order = layout
         n, layers = y0.shape[-1], len(groups)
         y = y0.detach().reshape(m, -1, n).contiguous()
         batch = y.shape[1]
@@ -103,8 +103,8 @@ class _NativeRK4(torch.autograd.Function):
         stages = y.new_empty(s, 4, m, batch, n)
         hidden = y.new_empty(s, 4, m, batch * sum(dims[1:-1]))
         rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
-                                                _pointers(biases), _ptr(skip),
-                                                _ptr(k), s, dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
+                                                _pointers(biases), _ptr(skip), _ptr(k), int(second_order), s,
+                                                dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
                                                 stages.data_ptr(), hidden.data_ptr())
         if rc != 0:
             raise RuntimeError(f"native rk4 forward failed (code {rc})")
@@ -117,13 +117,14 @@ class _NativeRK4(torch.autograd.Function):
             lo, hi = grid[idx["interp_s"]], grid[idx["interp_s"] + 1]
             slope = idx["slope"].to(y.dtype).view(-1, 1, 1, 1)
             solution[idx["interp_j"]] = lo + slope * (hi - lo)
-        ctx.plan, ctx.saved = plan, (k, weights, biases, skip, c_dims, c_groups, dt, stages, hidden, m, batch, sfx)
+        ctx.plan = plan
+        ctx.saved = (k, weights, biases, skip, c_dims, c_groups, int(second_order), dt, stages, hidden, m, batch, sfx)
         return solution.view(solution.shape[0], *y0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
         lib = native.kernel()
-        k, weights, biases, skip, c_dims, c_groups, dt, stages, hidden, m, batch, sfx = ctx.saved
+        k, weights, biases, skip, c_dims, c_groups, so, dt, stages, hidden, m, batch, sfx = ctx.saved
         steps, outputs = ctx.plan
         s, n = len(steps), c_dims[0]
         g = grad_out.reshape(grad_out.shape[0], m, batch, n)
@@ -144,8 +145,8 @@ class _NativeRK4(torch.autograd.Function):
         grads_b = [torch.zeros_like(b) for b in biases]
         grad_skip = None if skip is None else torch.zeros_like(skip)
         rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
-                                                 _pointers(biases), _ptr(skip),
-                                                 _ptr(k), s, dt.data_ptr(), stages.data_ptr(), hidden.data_ptr(),
+                                                 _pointers(biases), _ptr(skip), _ptr(k), so, s, dt.data_ptr(),
+                                                 stages.data_ptr(), hidden.data_ptr(),
                                                  after.data_ptr(), _ptr(before), a.data_ptr(), _pointers(grads_w),
                                                  _pointers(grads_b), _ptr(grad_skip))
         if rc != 0:
@@ -156,11 +157,12 @@ class _NativeRK4(torch.autograd.Function):
 
 
 def native_rk4(plan, keep: Tensor | None, y0: Tensor, params: Sequence[Tensor], members: int = 1,
-               groups: tuple[int, ...] | None = None, skip: bool = False) -> Tensor:
+               groups: tuple[int, ...] | None = None, skip: bool = False, second_order: bool = False) -> Tensor:
     """The solve for :func:`~sparsedyn.nn.fused_rk4.fused_rk4_solve` / ``fused_rk4_stacked`` (call
     :func:`applies` first): ``(T, *y0.shape)``. ``params``: each layer's weight and bias, then with ``skip`` a
-    bias-free skip weight ``(n, n)`` added to the field (inner LassoNet). ``groups``: per layer, 1 for a dense
-    layer or the number of blocks of a block-diagonal one (a GroupedMLP's later layers); all 1 by default."""
+    bias-free skip weight added to the field (inner LassoNet). ``groups``: per layer, 1 for a dense layer or the
+    number of blocks of a block-diagonal one (a GroupedMLP's later layers); all 1 by default. ``second_order``:
+    ``y0`` is a SONODE's state ``[x, v]`` (the field maps ``2n -> n``) and its derivative ``[v, keep * f]``."""
     layers = (len(params) - int(skip)) // 2
-    layout = (members, tuple(groups) if groups is not None else (1,) * layers, skip)
+    layout = (members, tuple(groups) if groups is not None else (1,) * layers, skip, second_order)
     return _NativeRK4.apply(plan, keep, layout, y0, *params)

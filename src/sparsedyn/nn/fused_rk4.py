@@ -80,11 +80,11 @@ def _groups(field: Any) -> tuple[int, ...]:
     return (1,) + (field.n_out,) * (layers - 1) if type(field) is GroupedMLP else (1,) * layers
 
 
-def can_fuse(fields: Sequence[Any], y0: Tensor, native: bool) -> bool:
+def can_fuse(fields: Sequence[Any], y0: Tensor, native: bool, second_order: bool = False) -> bool:
     """Whether :func:`fused_rk4_solve` (one field) or :func:`fused_rk4_stacked` (members) takes these fields:
     the PyTorch fused solve for plain tanh MLPs, the native kernel (when ``native`` and it applies) also for
-    GroupedMLPs."""
-    if all(fusable(f) for f in fields):
+    grouped and skip fields and for a SONODE's state (``second_order``: the kernel only)."""
+    if not second_order and all(fusable(f) for f in fields):
         return True
     if not (native and all(native_fusable(f) for f in fields) and len({type(f) for f in fields}) == 1):
         return False
@@ -247,18 +247,19 @@ class _FusedRK4(torch.autograd.Function):
 
 
 def fused_rk4_solve(field: Any, y0: Tensor, t: Tensor, step_size: float | None,
-                    keep: Tensor | None = None, native: bool = True) -> Tensor:
+                    keep: Tensor | None = None, native: bool = True, second_order: bool = False) -> Tensor:
     """The rk4 solve of ``dy/dt = field(y) (* keep)`` at the increasing times ``t``: ``(len(t), *y0.shape)``,
     the numbers of :func:`~sparsedyn.nn.fixed_grid.solve_fixed_grid`, one autograd node; in C
     (:mod:`~sparsedyn.nn.fused_native`) when ``native`` and the kernel applies (:func:`can_fuse` says whether a
-    field is taken at all)."""
+    field is taken at all). With ``second_order`` (the kernel only) ``y0`` is a SONODE's state ``[x, v]``, the
+    field maps it to the acceleration, and the solve is that of ``[x, v]' = [v, field([x, v]) (* keep)]``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
     if native and native_fusable(field):
         parts, groups, skip = _native_parts(field)
         if applies(y0, parts):
-            return native_rk4(plan, keep, y0, parts, 1, groups, skip)
-    if not fusable(field):
+            return native_rk4(plan, keep, y0, parts, 1, groups, skip, second_order)
+    if second_order or not fusable(field):
         raise TypeError(f"no fused rk4 solve for this {type(field).__name__} here (see fused_rk4.can_fuse)")
     params = cast(tuple[Tensor, ...], tuple(p for layer in field.layers for p in (layer.weight, layer.bias)))
     return _FusedRK4.apply(plan, keep, y0, *params)

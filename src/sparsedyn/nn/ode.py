@@ -90,9 +90,10 @@ class ContinuousDepth(nn.Module):
             return odeint_adjoint(func, y0, t, adjoint_params=tuple(self.parameters()), method=self.solver,
                                   rtol=self.rtol, atol=self.atol, options=options)
         with parametrize.cached():
-            if (self.fixed_grid_loop and self.solver == "rk4" and isinstance(func, _FirstOrder)
-                    and can_fuse([func.field], y0, self.native_solve) and bool((t[1:] > t[:-1]).all())):
-                return fused_rk4_solve(func.field, y0, t, self.step_size, func.keep, native=self.native_solve)
+            second = isinstance(func, _SecondOrder)
+            if (self.fixed_grid_loop and self.solver == "rk4" and isinstance(func, (_FirstOrder, _SecondOrder))
+                    and can_fuse([func.field], y0, self.native_solve, second) and bool((t[1:] > t[:-1]).all())):
+                return fused_rk4_solve(func.field, y0, t, self.step_size, func.keep, self.native_solve, second)
             return integrate(func, y0, t, self.solver, self.rtol, self.atol, self.step_size, self.fixed_grid_loop)
 
     def _add_skip(self, x: Tensor, x0: Tensor, keep: Tensor | None) -> Tensor:

@@ -109,10 +109,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i = ctypes.c_void_p, ctypes.c_int
     for suffix in ("f32", "f64"):
         fwd = getattr(lib, f"rk4_forward_{suffix}")
-        fwd.argtypes = [i, i, i, p, p, p, p, p, p, i, p, p, p, p, p]
+        fwd.argtypes = [i, i, i, p, p, p, p, p, p, i, i, p, p, p, p, p]
         fwd.restype = i
         bwd = getattr(lib, f"rk4_backward_{suffix}")
-        bwd.argtypes = [i, i, i, p, p, p, p, p, p, i, p, p, p, p, p, p, p, p, p]
+        bwd.argtypes = [i, i, i, p, p, p, p, p, p, i, i, p, p, p, p, p, p, p, p, p]
         bwd.restype = i
         tanh = getattr(lib, f"tanh_{suffix}")
         tanh.argtypes = [ctypes.c_long, p, p]

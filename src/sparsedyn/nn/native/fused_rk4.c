@@ -10,7 +10,9 @@
  * (M, d[l+1]), y0 (M, B, n), keep (n) or NULL. G[l] = 1 is a dense layer; G[l] > 1 a block-diagonal one, group g
  * mapping inputs [g * in_g, (g + 1) * in_g) to outputs [g * o_g, (g + 1) * o_g) (the per-output networks of a
  * GroupedMLP: its first layer is dense, its later layers have one group per output). Sk (M, n, n) or NULL: a
- * bias-free linear skip added to the field, f(u) = MLP(u) + u Sk^T (inner LassoNet's SkipField).
+ * bias-free linear skip added to the field, f(u) = MLP(u) + u Sk^T (inner LassoNet's SkipField). With `so`
+ * (second order, a SONODE) the state is [x, v] (d[0] = 2 n, d[L] = n) and its derivative [v, keep * f([x, v])];
+ * else the derivative is keep * f(u) with d[0] = d[L] = n. keep (n) or NULL masks the field's outputs.
  * The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
  * and the hidden activations H (S, 4, M, B * hsum), hsum = d[1] + ... + d[L-1]. The backward reads them.
  */
@@ -145,6 +147,9 @@ typedef struct {
     REAL *St, *Sp;          /* the skip's copies, laid out as a dense layer's (NULL without a skip) */
     const REAL *keep;       /* (n) or NULL */
     int hsum;
+    int so;                 /* second order: state [x, v], derivative [v, f] */
+    REAL *acc;              /* second order: the field's output (B, n) */
+    REAL *gacc;             /* the adjoint of the field's output, keep applied (B, n) */
 } Net;
 
 static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
@@ -168,9 +173,12 @@ static int copy_weights(size_t blocks, int o, int in, const REAL *W, REAL **t_ou
 }
 
 static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, const REAL *const *W,
-                    const REAL *const *b, const REAL *keep, const REAL *Sk) {
+                    const REAL *const *b, const REAL *keep, const REAL *Sk, int so) {
     net->L = 0;
     net->St = net->Sp = NULL;
+    net->acc = net->gacc = NULL;
+    net->so = so;
+    if (so && d[0] != 2 * d[L]) return -4;
     if (L < 1 || L > MAXL) return -1;
     for (int l = 0; l < L; l++)
         if (G[l] < 1 || d[l] % G[l] || d[l + 1] % G[l]) return -3;
@@ -183,9 +191,17 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, c
         int err = copy_weights((size_t)M * G[l], d[l + 1] / G[l], d[l] / G[l], W[l], &net->Wt[l], &net->Wp[l]);
         if (err) return err;
     }
+    net->gacc = malloc(sizeof(REAL) * (size_t)B * d[L]);
+    if (!net->gacc) return -2;
+    if (so) {
+        net->acc = malloc(sizeof(REAL) * (size_t)B * d[L]);
+        if (!net->acc) return -2;
+    }
     if (Sk) return copy_weights((size_t)M, d[L], d[0], Sk, &net->St, &net->Sp);
     return 0;
 }
+
+static inline int d_out(const Net *net) { return net->d[net->L]; }
 
 static void net_free(Net *net) {
     for (int l = 0; l < net->L; l++) {
@@ -194,6 +210,8 @@ static void net_free(Net *net) {
     }
     free(net->St);
     free(net->Sp);
+    free(net->acc);
+    free(net->gacc);
 }
 
 /* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act; with g groups, block j maps columns
@@ -209,12 +227,12 @@ static void layer_forward(int B, int in, int o, int g, const REAL *x, const REAL
         for (size_t i = 0; i < (size_t)B * o; i++) out[i] = TANH(out[i]);
 }
 
-/* the field of member m at u (B, n) into k (B, n); hidden activations into h (B * hsum) */
-static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
+/* the state's derivative for member m at u (B, d[0]) into k (B, d[0]); hidden activations into h (B * hsum) */
+static void field(const Net *net, int m, const REAL *u, REAL *k_state, REAL *h) {
     const int B = net->B, L = net->L;
     const int *d = net->d;
     const REAL *x = u;
-    REAL *hl = h;
+    REAL *hl = h, *k = net->so ? net->acc : k_state;
     for (int l = 0; l < L; l++) {
         const int in = d[l], o = d[l + 1], g = net->G[l];
         const REAL *Wt = net->Wt[l] + (size_t)m * g * (in / g) * pad(o / g);
@@ -231,18 +249,24 @@ static void field(const Net *net, int m, const REAL *u, REAL *k, REAL *h) {
         const int n_in = d[0], n_out = d[L];
         gemm_acc(B, n_out, n_in, u, n_in, 1, net->St + (size_t)m * n_in * pad(n_out), pad(n_out), k, n_out, 1);
     }
+    const int n = d[L];
     if (net->keep) {
-        const int n = d[L];
         for (int r = 0; r < B; r++)
             for (int j = 0; j < n; j++) k[(size_t)r * n + j] *= net->keep[j];
+    }
+    if (net->so) {  /* [v, a] */
+        for (int r = 0; r < B; r++) {
+            memcpy(k_state + (size_t)r * 2 * n, u + (size_t)r * 2 * n + n, sizeof(REAL) * n);
+            memcpy(k_state + (size_t)r * 2 * n + n, k + (size_t)r * n, sizeof(REAL) * n);
+        }
     }
 }
 
 int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W, const REAL *const *b,
-                     const REAL *Sk, const REAL *keep, int S, const double *dt, const REAL *y0, REAL *Y, REAL *U,
-                     REAL *H) {
+                     const REAL *Sk, const REAL *keep, int so, int S, const double *dt, const REAL *y0, REAL *Y,
+                     REAL *U, REAL *H) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so);
     if (err) { net_free(&net); return err; }
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
@@ -280,12 +304,23 @@ int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL
 /* J^T g for member m at stage input u with hidden activations h; weight gradients accumulated into
  * dW[l] (M, out, in), db[l] (M, out). g (B, n_out) is overwritten; the result goes to gx (B, n_in).
  * work: 2 * B * dmax scratch. */
-static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const REAL *g_in, REAL *gx,
+static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const REAL *g_state, REAL *gx,
                       REAL *const *dW, REAL *const *db, REAL *dS, REAL *work, int dmax) {
-    const int B = net->B, L = net->L;
+    const int B = net->B, L = net->L, n = d_out(net);
     const int *d = net->d;
     REAL *ga = work, *gb = work + (size_t)B * dmax;
-    memcpy(ga, g_in, sizeof(REAL) * (size_t)B * d[L]);
+    /* the adjoint of the field's output: the state's derivative's (first order) or its acceleration part's,
+     * times keep; kept intact for the skip below */
+    REAL *g_in = net->gacc;
+    for (int r = 0; r < B; r++) {
+        const REAL *src = g_state + (size_t)r * d[0] + (net->so ? n : 0);
+        REAL *dst = g_in + (size_t)r * n;
+        if (net->keep)
+            for (int j = 0; j < n; j++) dst[j] = src[j] * net->keep[j];
+        else
+            memcpy(dst, src, sizeof(REAL) * n);
+    }
+    memcpy(ga, g_in, sizeof(REAL) * (size_t)B * n);
     size_t off[MAXL];
     off[0] = 0;
     for (int l = 1; l < L; l++) off[l] = off[l - 1] + (size_t)B * d[l];
@@ -314,6 +349,9 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
         gemm_acc(n_out, n_in, B, g_in, 1, n_out, u, n_in, dS + (size_t)m * n_out * n_in, n_in, 0);
         gemm_acc(B, n_in, n_out, g_in, n_out, 1, net->Sp + (size_t)m * n_out * pad(n_in), pad(n_in), gx, n_in, 1);
     }
+    if (net->so)  /* x' = v: the velocity's adjoint gains the position part of the derivative's */
+        for (int r = 0; r < B; r++)
+            for (int j = 0; j < n; j++) gx[(size_t)r * 2 * n + n + j] += g_state[(size_t)r * 2 * n + j];
 }
 
 /* The adjoint pass. a (M, B, n): on entry the adjoint of the last grid state, on exit that of y0 (before
@@ -321,11 +359,11 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
  * contributions of the outputs to each step's end state (added before the step is reversed) and start
  * state (added after). dW, db zeroed by the caller. */
 int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W,
-                      const REAL *const *b, const REAL *Sk, const REAL *keep, int S, const double *dt, const REAL *U,
-                      const REAL *H, const REAL *after, const REAL *before, REAL *a, REAL *const *dW,
-                      REAL *const *db, REAL *dS) {
+                      const REAL *const *b, const REAL *Sk, const REAL *keep, int so, int S, const double *dt,
+                      const REAL *U, const REAL *H, const REAL *after, const REAL *before, REAL *a,
+                      REAL *const *dW, REAL *const *db, REAL *dS) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so);
     if (err) { net_free(&net); return err; }
     int dmax = 0;
     for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
@@ -350,16 +388,12 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REA
                 hh[q] = H + ((size_t)(4 * s + q) * M + m) * hs;
             }
             for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
-            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
             field_vjp(&net, m, u[3], hh[3], v, g4, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
-            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
             field_vjp(&net, m, u[2], hh[2], v, g3, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
-            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
             field_vjp(&net, m, u[1], hh[1], v, g2, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
-            if (keep) for (size_t i = 0; i < mb; i++) v[i] *= keep[i % n];
             field_vjp(&net, m, u[0], hh[0], v, g1, dW, db, dS, work, dmax);
             for (size_t i = 0; i < mb; i++) am[i] = am[i] + g1[i] + g2[i] + g3[i] + g4[i];
             if (before) {
