@@ -14,6 +14,7 @@ from sparsedyn.nn.fields import MLP, GroupedMLP, SkipField
 from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
 from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
+from sparsedyn.nn.stacked import stacked_forecast
 from sparsedyn.runner import run_experiment, run_stacked
 
 
@@ -358,3 +359,12 @@ def test_the_second_order_kernel_passes_gradcheck_in_float64():
     assert torch.autograd.gradcheck(solve, (y0, *params), eps=1e-6, atol=1e-6)
     with pytest.raises(TypeError, match="no fused rk4 solve"):
         fused_rk4.fused_rk4_solve(field, y0.detach(), t, 0.1, native=False, second_order=True)
+
+
+def test_stacked_sonodes_give_each_member_its_own_bits():
+    torch.manual_seed(0)
+    models = [SecondOrderODE(MLP(6, 3, (5,)), None, solver="rk4", step_size=0.1) for _ in range(3)]
+    x0, v0, t = torch.randn(3, 4, 3), torch.randn(3, 4, 3), torch.linspace(0, 1, 6)
+    together = stacked_forecast(models, x0, t, v0=v0)
+    for m, model in enumerate(models):
+        assert torch.equal(together[m], model(x0[m], t, v0=v0[m]))

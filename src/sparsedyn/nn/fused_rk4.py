@@ -279,7 +279,7 @@ def stack_members(tensors: list) -> Any:
 
 
 def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: float | None,
-                      keep: Tensor | None = None, native: bool = True) -> Tensor:
+                      keep: Tensor | None = None, native: bool = True, second_order: bool = False) -> Tensor:
     """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
     weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
@@ -288,8 +288,8 @@ def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: f
         parts = [_native_parts(f) for f in fields]
         stacked = [stack_members([p[0][i] for p in parts]) for i in range(len(parts[0][0]))]
         if applies(y0, stacked, len(fields)):
-            return native_rk4(plan, keep, y0, stacked, len(fields), parts[0][1], parts[0][2])
-    if not fusable(fields[0]):
+            return native_rk4(plan, keep, y0, stacked, len(fields), parts[0][1], parts[0][2], second_order)
+    if second_order or not fusable(fields[0]):
         raise TypeError(f"no fused rk4 solve for these {type(fields[0]).__name__}s here (see fused_rk4.can_fuse)")
     layers = [list(f.layers) for f in fields]  # iterating a ModuleList, not indexing it: ~2 us less a layer
     params = tuple(stack_members([getattr(ls[i], name) for ls in layers])

@@ -175,23 +175,22 @@ def stacked_forecast(models: Sequence[Any], x0: Tensor, t: Tensor, intervention:
     x0 = _apply_intervention(x0, intervention)
     with parametrize.cached():
         fields = [m.field for m in models]
-        if (first.fixed_grid_loop and first.solver == "rk4" and isinstance(first, NeuralODE)
-                and can_fuse(fields, x0, first.native_solve) and bool((t[1:] > t[:-1]).all())):
-            states = fused_rk4_stacked(fields, x0, t, first.step_size, keep, native=first.native_solve)
+        second = isinstance(first, SecondOrderODE)
+        y0 = x0
+        if second:
+            if v0 is None:
+                if first.init_velocity is None:
+                    raise ValueError("these SONODEs have no init_velocity network: pass v0")
+                v0 = stacked_field([m.init_velocity for m in models])(x0)
+            if keep is not None:
+                v0 = v0 * keep
+            y0 = torch.cat([x0, v0], -1)
+        if (first.fixed_grid_loop and first.solver == "rk4" and can_fuse(fields, y0, first.native_solve, second)
+                and bool((t[1:] > t[:-1]).all())):
+            states = fused_rk4_stacked(fields, y0, t, first.step_size, keep, first.native_solve, second)
         else:  # the stacked field's weights are read only here: the fused solve stacks its own
             field = stacked_field(fields)
-            if isinstance(first, SecondOrderODE):
-                if v0 is None:
-                    if first.init_velocity is None:
-                        raise ValueError("these SONODEs have no init_velocity network: pass v0")
-                    v0 = stacked_field([m.init_velocity for m in models])(x0)
-                if keep is not None:
-                    v0 = v0 * keep
-                func: nn.Module = _StackedSecondOrder(field, n, keep)
-                y0 = torch.cat([x0, v0], -1)
-            else:
-                func = _StackedFirstOrder(field, keep)
-                y0 = x0
+            func: nn.Module = _StackedSecondOrder(field, n, keep) if second else _StackedFirstOrder(field, keep)
             states = integrate(func, y0, t, first.solver, first.rtol, first.atol, first.step_size,
                                first.fixed_grid_loop)
         x = states[..., :n].permute(1, 2, 0, 3)  # (T, M, B, n) -> (M, B, T, n)
