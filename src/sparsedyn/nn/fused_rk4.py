@@ -265,9 +265,10 @@ def fused_rk4_solve(field: Any, y0: Tensor, t: Tensor, step_size: float | None,
     return _FusedRK4.apply(plan, keep, y0, *params)
 
 
-def stack_members(tensors: list) -> Any:
+def stack_members(tensors: Sequence[Any]) -> Any:
     """The members' tensors stacked along a new leading axis (None if every member has None: a bias-free
-    layer); a member that differs in structure or shape is an error that says so."""
+    layer); a member that differs in structure or shape is an error that says so. Members' attributes are read
+    dynamically (``nn.Module.__getattr__``), hence ``Any``."""
     if all(t is None for t in tensors):
         return None
     if any(t is None for t in tensors):
@@ -275,7 +276,7 @@ def stack_members(tensors: list) -> Any:
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"members differ in shape: {sorted(shapes)}")
-    return torch.stack(tensors)
+    return torch.stack(list(tensors))
 
 
 def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: float | None,

@@ -39,12 +39,6 @@ FIXED_GRID_SOLVERS = ("rk4", "euler", "midpoint")
 StackedFn = Callable[[Tensor], Tensor]
 
 
-def _stack(tensors: Sequence[Any]) -> Any:
-    """The members' tensors stacked along a new leading axis (:func:`~sparsedyn.nn.fused_rk4.stack_members`).
-    Members' attributes are read dynamically (``nn.Module.__getattr__``), hence ``Any``."""
-    return stack_members(list(tensors))
-
-
 @dataclass(frozen=True)
 class StackedForm:
     """How members with fields of one kind evaluate as one: ``build(fields)`` gives the stacked function;
@@ -69,8 +63,8 @@ def stacked_form(kind: type[nn.Module], example: Callable[[int, int], nn.Module]
 def _stacked_mlp(fields: Sequence[MLP]) -> StackedFn:
     """``x (M, B, in) -> (M, B, out)`` with every layer a batched product over members."""
     n_layers = len(fields[0].layers)
-    weights = [_stack([f.layers[i].weight for f in fields]).transpose(1, 2) for i in range(n_layers)]
-    biases = [_stack([f.layers[i].bias for f in fields]) for i in range(n_layers)]
+    weights = [stack_members([f.layers[i].weight for f in fields]).transpose(1, 2) for i in range(n_layers)]
+    biases = [stack_members([f.layers[i].bias for f in fields]) for i in range(n_layers)]
     act = fields[0].act
 
     def forward(x: Tensor) -> Tensor:
@@ -87,8 +81,8 @@ def _stacked_mlp(fields: Sequence[MLP]) -> StackedFn:
 def _stacked_grouped_mlp(fields: Sequence[GroupedMLP]) -> StackedFn:
     """Per-output networks of every member: weights ``(M, groups, out, in)``."""
     n_layers = len(fields[0].layers)
-    weights = [_stack([f.layers[i].weight for f in fields]) for i in range(n_layers)]
-    biases = [_stack([f.layers[i].bias for f in fields]) for i in range(n_layers)]
+    weights = [stack_members([f.layers[i].weight for f in fields]) for i in range(n_layers)]
+    biases = [stack_members([f.layers[i].bias for f in fields]) for i in range(n_layers)]
     act = fields[0].act
 
     def forward(x: Tensor) -> Tensor:
@@ -106,7 +100,7 @@ def _stacked_grouped_mlp(fields: Sequence[GroupedMLP]) -> StackedFn:
 
 
 def _stacked_linear_no_bias(layers: Sequence[nn.Module]) -> StackedFn:
-    w = _stack([layer.weight for layer in layers]).transpose(1, 2)
+    w = stack_members([layer.weight for layer in layers]).transpose(1, 2)
     return lambda x: torch.bmm(x, w)
 
 
@@ -235,9 +229,9 @@ def stacked_recurrent(layers: Sequence[RecurrentLayer], x: Tensor,
     m = len(layers)
     if x.dim() != 4 or x.shape[0] != m or x.shape[-1] != first.input_size:
         raise ValueError(f"x must have shape ({m}, T, B, {first.input_size}), got {tuple(x.shape)}")
-    w_ih = _stack([la.weight_ih for la in layers]).transpose(1, 2)  # (M, in, gH)
-    w_hh = _stack([la.weight_hh for la in layers]).transpose(1, 2)  # (M, H, gH)
-    bias = _stack([la.bias for la in layers])
+    w_ih = stack_members([la.weight_ih for la in layers]).transpose(1, 2)  # (M, in, gH)
+    w_hh = stack_members([la.weight_hh for la in layers]).transpose(1, 2)  # (M, H, gH)
+    bias = stack_members([la.bias for la in layers])
     _, steps, batch, n_in = x.shape
     xp = torch.bmm(x.reshape(m, steps * batch, n_in), w_ih).view(m, steps, batch, -1)
     if bias is not None:

@@ -140,7 +140,6 @@ static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak,
 typedef struct {
     int M, B, L;
     const int *d, *G;
-    const REAL *const *W;   /* per layer (M, out, in) */
     const REAL *const *b;   /* per layer (M, out) */
     REAL *Wt[MAXL];         /* per layer (M, G, in_g, pad(o_g)): transposed, zero-padded copies for the forward */
     REAL *Wp[MAXL];         /* per layer (M, G, o_g, pad(in_g)): zero-padded copies for the backward */
@@ -178,11 +177,11 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, c
     net->St = net->Sp = NULL;
     net->acc = net->gacc = NULL;
     net->so = so;
-    if (so && d[0] != 2 * d[L]) return -4;
     if (L < 1 || L > MAXL) return -1;
+    if (so && d[0] != 2 * d[L]) return -4;
     for (int l = 0; l < L; l++)
         if (G[l] < 1 || d[l] % G[l] || d[l + 1] % G[l]) return -3;
-    net->M = M; net->B = B; net->L = L; net->d = d; net->G = G; net->W = W; net->b = b; net->keep = keep;
+    net->M = M; net->B = B; net->d = d; net->G = G; net->b = b; net->keep = keep;
     net->hsum = 0;
     for (int l = 1; l < L; l++) net->hsum += d[l];
     for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
@@ -369,10 +368,10 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REA
     for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
-    REAL *buf = malloc(sizeof(REAL) * (9 * mb + 2 * (size_t)B * dmax));
+    REAL *buf = malloc(sizeof(REAL) * (5 * mb + 2 * (size_t)B * dmax));
     if (!buf) { net_free(&net); return -2; }
     REAL *g1 = buf, *g2 = buf + mb, *g3 = buf + 2 * mb, *g4 = buf + 3 * mb, *v = buf + 4 * mb,
-         *work = buf + 9 * mb;
+         *work = buf + 5 * mb;
     for (int s = S - 1; s >= 0; s--) {
         const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
                    e3 = (REAL)(3.0 * dt[s] * 0.125);
