@@ -100,8 +100,8 @@ class _NativeRK4(torch.autograd.Function):
         k = None if keep is None else keep.detach().to(y0.dtype).contiguous()
         s = len(steps)
         grid = y.new_empty(s + 1, m, batch, n)
-        stages = y.new_empty(s, 4, m, batch, n)
-        hidden = y.new_empty(s, 4, m, batch * sum(dims[1:-1]))
+        stages = y.new_empty(m, 4 * s, batch, n)  # member-major (see the layout in fused_rk4.c)
+        hidden = y.new_empty(m, 4 * s * batch * sum(dims[1:-1]))
         rc = getattr(lib, f"rk4_forward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
                                                 _pointers(biases), _ptr(skip), _ptr(k), int(second_order), s,
                                                 dt.data_ptr(), y.data_ptr(), grid.data_ptr(),
@@ -141,9 +141,9 @@ class _NativeRK4(torch.autograd.Function):
             after.index_add_(0, idx["interp_s"], gi * slope)
             before.index_add_(0, idx["interp_s"], gi * (1 - slope))
         a = g.new_zeros(m, batch, n)
-        grads_w = [torch.zeros_like(w) for w in weights]
-        grads_b = [torch.zeros_like(b) for b in biases]
-        grad_skip = None if skip is None else torch.zeros_like(skip)
+        grads_w = [torch.empty_like(w) for w in weights]  # the kernel writes every element
+        grads_b = [torch.empty_like(b) for b in biases]
+        grad_skip = None if skip is None else torch.empty_like(skip)
         rc = getattr(lib, f"rk4_backward_{sfx}")(m, batch, len(weights), c_dims, c_groups, _pointers(weights),
                                                  _pointers(biases), _ptr(skip), _ptr(k), so, s, dt.data_ptr(),
                                                  stages.data_ptr(), hidden.data_ptr(),

@@ -13,8 +13,13 @@
  * bias-free linear skip added to the field, f(u) = MLP(u) + u Sk^T (inner LassoNet's SkipField). With `so`
  * (second order, a SONODE) the state is [x, v] (d[0] = 2 n, d[L] = n) and its derivative [v, keep * f([x, v])];
  * else the derivative is keep * f(u) with d[0] = d[L] = n. keep (n) or NULL masks the field's outputs.
- * The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (S, 4, M, B, n)
- * and the hidden activations H (S, 4, M, B * hsum), hsum = d[1] + ... + d[L-1]. The backward reads them.
+ * The forward writes the grid states Y (S+1, M, B, n), the stage inputs U (M, 4 S, B, n) and the hidden
+ * activations H (M, 4 S B hsum), hsum = d[1] + ... + d[L-1]: member m's layer-i activations (i = 1 .. L-1) at
+ * stage k (= 4 s + q, the q-th field evaluation of grid step s) are the (B, d[i]) block at offset
+ * hoff[i] + k B d[i] of member m's part, hoff[i] = 4 S B (d[1] + ... + d[i-1]). Member-major stages make each
+ * member's inputs of a layer over the whole solve one (4 S B, d[l]) matrix: the backward stores the adjoint of
+ * every layer's output the same way and forms each weight gradient as one product over all 4 S B rows (one
+ * product of 8-row blocks per field evaluation had been half of the backward's time at 8 rows per member).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -93,28 +98,17 @@ static inline void gemm_rows4(int K, const REAL *A, size_t sap, size_t sak, cons
     }
 }
 
-/* One row of one column block, as gemm_rows4. */
-static inline void gemm_row1(int K, const REAL *A, size_t sak, const REAL *B, size_t ldb, REAL *C, int qn) {
-    REAL acc[QB];
-    for (int q = 0; q < QB; q++) acc[q] = q < qn ? C[q] : 0;
-    for (int k = 0; k < K; k++) {
-        const REAL a = A[(size_t)k * sak];
-        const REAL *b = B + (size_t)k * ldb;
-#pragma GCC unroll 16
-        for (int q = 0; q < QB; q++) acc[q] = FMA(a, b[q], acc[q]);
-    }
-    for (int q = 0; q < qn; q++) C[q] = acc[q];
-}
-
 /* C[p, q] += sum_k A[p, k] Bm[k, q] for p < P, q < Q, k < K: every element summed by one fma chain in
  * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs; a partial
  * sum stored to C between chunks of k and loaded back is exact). A is read with strides (sap, sak), Bm row-major
  * with row stride ldb, C with row stride ldc. A column block narrower than QB is copied into a zero-padded
  * buffer, so every block runs the same full-width loop, unless ``padded``: Bm's rows are already zero-padded to
- * a multiple of QB (the weight copies of Net). */
+ * a multiple of QB (the weight copies of Net). The last P % PB rows run the same PB-row loop on zero-padded copies
+ * of their rows of A and C (each element's fma chain unchanged; one row at a time had been latency-bound). */
 static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak, const REAL *Bm, size_t ldb,
                      REAL *C, size_t ldc, int padded) {
-    REAL pack[KC * QB];
+    REAL pack[KC * QB], apack[KC * PB], cpack[PB * QB];
+    const int p_full = P - P % PB, pr = P - p_full;
     for (int q0 = 0; q0 < Q; q0 += QB) {
         const int qn = Q - q0 < QB ? Q - q0 : QB;
         for (int k0 = 0; k0 < K; k0 += KC) {
@@ -128,11 +122,19 @@ static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak,
                 ld = QB;
             }
             const REAL *Ak = A + (size_t)k0 * sak;
-            int p0 = 0;
-            for (; p0 + PB <= P; p0 += PB)
+            for (int p0 = 0; p0 < p_full; p0 += PB)
                 gemm_rows4(kc, Ak + (size_t)p0 * sap, sap, sak, B, ld, C + (size_t)p0 * ldc + q0, ldc, qn);
-            for (; p0 < P; p0++)
-                gemm_row1(kc, Ak + (size_t)p0 * sap, sak, B, ld, C + (size_t)p0 * ldc + q0, qn);
+            if (pr) {
+                REAL *Cr = C + (size_t)p_full * ldc + q0;
+                for (int k = 0; k < kc; k++)
+                    for (int pp = 0; pp < PB; pp++)
+                        apack[k * PB + pp] = pp < pr ? Ak[(size_t)(p_full + pp) * sap + (size_t)k * sak] : 0;
+                for (int pp = 0; pp < PB; pp++)
+                    for (int q = 0; q < QB; q++) cpack[pp * QB + q] = pp < pr && q < qn ? Cr[(size_t)pp * ldc + q] : 0;
+                gemm_rows4(kc, apack, 1, PB, B, ld, cpack, QB, QB);
+                for (int pp = 0; pp < pr; pp++)
+                    for (int q = 0; q < qn; q++) Cr[(size_t)pp * ldc + q] = cpack[pp * QB + q];
+            }
         }
     }
 }
@@ -148,7 +150,10 @@ typedef struct {
     int hsum;
     int so;                 /* second order: state [x, v], derivative [v, f] */
     REAL *acc;              /* second order: the field's output (B, n) */
-    REAL *gacc;             /* the adjoint of the field's output, keep applied (B, n) */
+    int S4;                 /* stages: 4 S */
+    size_t hoff[MAXL];      /* a member's hidden activations: layer i's at hoff[i] (see the layout above) */
+    size_t goff[MAXL];      /* a member's output adjoints (backward): layer l's at goff[l], (4 S, B, d[l+1]) */
+    size_t gsize;           /* their total per member */
 } Net;
 
 static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
@@ -172,10 +177,10 @@ static int copy_weights(size_t blocks, int o, int in, const REAL *W, REAL **t_ou
 }
 
 static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, const REAL *const *W,
-                    const REAL *const *b, const REAL *keep, const REAL *Sk, int so) {
+                    const REAL *const *b, const REAL *keep, const REAL *Sk, int so, int S) {
     net->L = 0;
     net->St = net->Sp = NULL;
-    net->acc = net->gacc = NULL;
+    net->acc = NULL;
     net->so = so;
     if (L < 1 || L > MAXL) return -1;
     if (so && d[0] != 2 * d[L]) return -4;
@@ -183,15 +188,23 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, c
         if (G[l] < 1 || d[l] % G[l] || d[l + 1] % G[l]) return -3;
     net->M = M; net->B = B; net->d = d; net->G = G; net->b = b; net->keep = keep;
     net->hsum = 0;
-    for (int l = 1; l < L; l++) net->hsum += d[l];
+    net->S4 = 4 * S;
+    net->hoff[0] = 0;
+    for (int l = 1; l < L; l++) {
+        net->hoff[l] = (size_t)net->S4 * B * net->hsum;
+        net->hsum += d[l];
+    }
+    net->gsize = 0;
+    for (int l = 0; l < L; l++) {
+        net->goff[l] = net->gsize;
+        net->gsize += (size_t)net->S4 * B * d[l + 1];
+    }
     for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
     net->L = L;  /* from here net_free frees what was allocated */
     for (int l = 0; l < L; l++) {  /* member m's group j is block m * G[l] + j */
         int err = copy_weights((size_t)M * G[l], d[l + 1] / G[l], d[l] / G[l], W[l], &net->Wt[l], &net->Wp[l]);
         if (err) return err;
     }
-    net->gacc = malloc(sizeof(REAL) * (size_t)B * d[L]);
-    if (!net->gacc) return -2;
     if (so) {
         net->acc = malloc(sizeof(REAL) * (size_t)B * d[L]);
         if (!net->acc) return -2;
@@ -210,7 +223,6 @@ static void net_free(Net *net) {
     free(net->St);
     free(net->Sp);
     free(net->acc);
-    free(net->gacc);
 }
 
 /* out (B, o) = x (B, in) Wt (in, o) + bias, then tanh if act; with g groups, block j maps columns
@@ -226,20 +238,21 @@ static void layer_forward(int B, int in, int o, int g, const REAL *x, const REAL
         for (size_t i = 0; i < (size_t)B * o; i++) out[i] = TANH(out[i]);
 }
 
-/* the state's derivative for member m at u (B, d[0]) into k (B, d[0]); hidden activations into h (B * hsum) */
-static void field(const Net *net, int m, const REAL *u, REAL *k_state, REAL *h) {
+/* the state's derivative for member m at u (B, d[0]) into k (B, d[0]); the hidden activations of stage st into
+ * the member's part Hm of H */
+static void field(const Net *net, int m, int st, const REAL *u, REAL *k_state, REAL *Hm) {
     const int B = net->B, L = net->L;
     const int *d = net->d;
     const REAL *x = u;
-    REAL *hl = h, *k = net->so ? net->acc : k_state;
+    REAL *k = net->so ? net->acc : k_state;
     for (int l = 0; l < L; l++) {
         const int in = d[l], o = d[l + 1], g = net->G[l];
         const REAL *Wt = net->Wt[l] + (size_t)m * g * (in / g) * pad(o / g);
         const REAL *bias = net->b[l] + (size_t)m * o;
         if (l < L - 1) {
+            REAL *hl = Hm + net->hoff[l + 1] + (size_t)st * B * o;
             layer_forward(B, in, o, g, x, Wt, bias, hl, 1);
             x = hl;
-            hl += (size_t)B * o;
         } else {
             layer_forward(B, in, o, g, x, Wt, bias, k, 0);
         }
@@ -265,32 +278,30 @@ int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL
                      const REAL *Sk, const REAL *keep, int so, int S, const double *dt, const REAL *y0, REAL *Y,
                      REAL *U, REAL *H) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so, S);
     if (err) { net_free(&net); return err; }
     const int n = d[0];
-    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
+    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)net.S4 * B * net.hsum;
     REAL *k = malloc(sizeof(REAL) * 4 * mb);
     if (!k) { net_free(&net); return -2; }
     REAL *k1 = k, *k2 = k + mb, *k3 = k + 2 * mb, *k4 = k + 3 * mb;
     memcpy(Y, y0, sizeof(REAL) * all);
-    for (int s = 0; s < S; s++) {
-        const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
-                   e3 = (REAL)(3.0 * dt[s] * 0.125);
-        for (int m = 0; m < M; m++) {
+    for (int m = 0; m < M; m++) {  /* member by member: its weights stay in cache for the whole solve */
+        REAL *Um = U + (size_t)m * net.S4 * mb, *Hm = H + (size_t)m * hs;
+        for (int s = 0; s < S; s++) {
+            const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
+                       e3 = (REAL)(3.0 * dt[s] * 0.125);
             const REAL *y = Y + (size_t)s * all + m * mb;
             REAL *y1 = Y + (size_t)(s + 1) * all + m * mb;
-            REAL *u1 = U + ((size_t)(4 * s + 0) * M + m) * mb, *u2 = U + ((size_t)(4 * s + 1) * M + m) * mb,
-                 *u3 = U + ((size_t)(4 * s + 2) * M + m) * mb, *u4 = U + ((size_t)(4 * s + 3) * M + m) * mb;
-            REAL *h1 = H + ((size_t)(4 * s + 0) * M + m) * hs, *h2 = H + ((size_t)(4 * s + 1) * M + m) * hs,
-                 *h3 = H + ((size_t)(4 * s + 2) * M + m) * hs, *h4 = H + ((size_t)(4 * s + 3) * M + m) * hs;
+            REAL *u1 = Um + (size_t)(4 * s) * mb, *u2 = u1 + mb, *u3 = u2 + mb, *u4 = u3 + mb;
             memcpy(u1, y, sizeof(REAL) * mb);
-            field(&net, m, u1, k1, h1);
+            field(&net, m, 4 * s, u1, k1, Hm);
             for (size_t i = 0; i < mb; i++) u2[i] = FMA(third, k1[i], y[i]);
-            field(&net, m, u2, k2, h2);
+            field(&net, m, 4 * s + 1, u2, k2, Hm);
             for (size_t i = 0; i < mb; i++) u3[i] = FMA(-third, k1[i], FMA(h, k2[i], y[i]));
-            field(&net, m, u3, k3, h3);
+            field(&net, m, 4 * s + 2, u3, k3, Hm);
             for (size_t i = 0; i < mb; i++) u4[i] = FMA(h, k3[i], FMA(-h, k2[i], FMA(h, k1[i], y[i])));
-            field(&net, m, u4, k4, h4);
+            field(&net, m, 4 * s + 3, u4, k4, Hm);
             for (size_t i = 0; i < mb; i++)
                 y1[i] = FMA(e, k4[i], FMA(e3, k3[i], FMA(e3, k2[i], FMA(e, k1[i], y[i]))));
         }
@@ -300,17 +311,17 @@ int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL
     return 0;
 }
 
-/* J^T g for member m at stage input u with hidden activations h; weight gradients accumulated into
- * dW[l] (M, out, in), db[l] (M, out). g (B, n_out) is overwritten; the result goes to gx (B, n_in).
- * work: 2 * B * dmax scratch. */
-static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const REAL *g_state, REAL *gx,
-                      REAL *const *dW, REAL *const *db, REAL *dS, REAL *work, int dmax) {
+/* J^T g for member m at stage st (input u; hidden activations in the member's part Hm of H): the adjoint of
+ * every layer's output (pre-activation) into the member's part Gm of the adjoint store (layout as H's, see
+ * Net.goff), the result into gx (B, d[0]). The weight gradients are formed from Gm after the whole pass
+ * (member_weight_grads). */
+static void field_vjp(const Net *net, int m, int st, const REAL *u, const REAL *Hm, const REAL *g_state, REAL *gx,
+                      REAL *Gm) {
     const int B = net->B, L = net->L, n = d_out(net);
     const int *d = net->d;
-    REAL *ga = work, *gb = work + (size_t)B * dmax;
     /* the adjoint of the field's output: the state's derivative's (first order) or its acceleration part's,
-     * times keep; kept intact for the skip below */
-    REAL *g_in = net->gacc;
+     * times keep */
+    REAL *g_in = Gm + net->goff[L - 1] + (size_t)st * B * n;
     for (int r = 0; r < B; r++) {
         const REAL *src = g_state + (size_t)r * d[0] + (net->so ? n : 0);
         REAL *dst = g_in + (size_t)r * n;
@@ -319,33 +330,23 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
         else
             memcpy(dst, src, sizeof(REAL) * n);
     }
-    memcpy(ga, g_in, sizeof(REAL) * (size_t)B * n);
-    size_t off[MAXL];
-    off[0] = 0;
-    for (int l = 1; l < L; l++) off[l] = off[l - 1] + (size_t)B * d[l];
+    const REAL *ga = g_in;
     for (int l = L - 1; l >= 0; l--) {
         const int in = d[l], o = d[l + 1], g = net->G[l], ig = in / g, og = o / g;
-        const REAL *x = l > 0 ? h + off[l - 1] : u;
         const REAL *w = net->Wp[l] + (size_t)m * g * og * pad(ig);
-        REAL *dw = dW[l] + (size_t)m * g * og * ig, *dbm = db[l] + (size_t)m * o;
-        for (int j = 0; j < g; j++)  /* dW[j][p, i] += sum_r g[r, j og + p] x[r, j ig + i] */
-            gemm_acc(og, ig, B, ga + (size_t)j * og, 1, o, x + (size_t)j * ig, in, dw + (size_t)j * og * ig, ig, 0);
-        for (int r = 0; r < B; r++)
-            for (int j = 0; j < o; j++) dbm[j] += ga[(size_t)r * o + j];
-        REAL *out = l > 0 ? gb : gx;
+        REAL *out = l > 0 ? Gm + net->goff[l - 1] + (size_t)st * B * in : gx;
         memset(out, 0, sizeof(REAL) * (size_t)B * in);
         for (int j = 0; j < g; j++)  /* g_x[r, j ig + i] = sum_p g[r, j og + p] W[j][p, i] */
             gemm_acc(B, ig, og, ga + (size_t)j * og, o, 1, w + (size_t)j * og * pad(ig), pad(ig),
                      out + (size_t)j * ig, in, 1);
         if (l > 0) {
-            const REAL *hl = h + off[l - 1];
+            const REAL *hl = Hm + net->hoff[l] + (size_t)st * B * in;
             for (size_t i = 0; i < (size_t)B * in; i++) out[i] = out[i] - out[i] * hl[i] * hl[i];
         }
-        if (l > 0) { REAL *t = ga; ga = gb; gb = t; }
+        ga = out;
     }
-    if (net->Sp) {  /* the skip: dS[j, i] += sum_r g[r, j] u[r, i]; g_x += g Sk */
+    if (net->Sp) {  /* the skip: g_x += g Sk */
         const int n_in = d[0], n_out = d[L];
-        gemm_acc(n_out, n_in, B, g_in, 1, n_out, u, n_in, dS + (size_t)m * n_out * n_in, n_in, 0);
         gemm_acc(B, n_in, n_out, g_in, n_out, 1, net->Sp + (size_t)m * n_out * pad(n_in), pad(n_in), gx, n_in, 1);
     }
     if (net->so)  /* x' = v: the velocity's adjoint gains the position part of the derivative's */
@@ -353,53 +354,99 @@ static void field_vjp(const Net *net, int m, const REAL *u, const REAL *h, const
             for (int j = 0; j < n; j++) gx[(size_t)r * 2 * n + n + j] += g_state[(size_t)r * 2 * n + j];
 }
 
+/* dW (o, in) = sum_k Ga[k, :]^T X[k, :] over the K rows of the adjoints Ga (K, o) and the inputs X (K, in)
+ * (row strides lg, lx; the g groups' blocks as in the forward). Each element is one fma chain over k in
+ * increasing order. The product is formed with the wider of o and in as the vector dimension (into scratch T,
+ * then transposed), so a 5-input first layer does not run 16-wide blocks that are 11/16 padding. */
+static void weight_grad(int K, int o, int in, int g, const REAL *Ga, size_t lg, const REAL *X, size_t lx, REAL *dW,
+                        REAL *T) {
+    const int ig = in / g, og = o / g;
+    for (int j = 0; j < g; j++) {
+        REAL *dw = dW + (size_t)j * og * ig;
+        if (ig >= og || ig % QB == 0) {  /* dw[p, i] = sum_k Ga[k, p] X[k, i] */
+            memset(dw, 0, sizeof(REAL) * (size_t)og * ig);
+            gemm_acc(og, ig, K, Ga + (size_t)j * og, 1, lg, X + (size_t)j * ig, lx, dw, ig, 0);
+        } else {  /* T[i, p] = sum_k X[k, i] Ga[k, p], then dw = T^T */
+            memset(T, 0, sizeof(REAL) * (size_t)og * ig);
+            gemm_acc(ig, og, K, X + (size_t)j * ig, 1, lx, Ga + (size_t)j * og, lg, T, og, 0);
+            for (int p = 0; p < og; p++)
+                for (int i = 0; i < ig; i++) dw[(size_t)p * ig + i] = T[(size_t)i * og + p];
+        }
+    }
+}
+
+/* out[j] = sum_k Ga[k, j], each a chain over k in increasing order */
+static void column_sums(int K, int o, const REAL *restrict Ga, REAL *restrict out) {
+    for (int j = 0; j < o; j++) out[j] = 0;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < o; j++) out[j] += Ga[(size_t)k * o + j];
+}
+
+/* Member m's weight, bias and skip gradients from its stage inputs Um (4 S B, d[0]), hidden activations Hm and
+ * output adjoints Gm of the whole adjoint pass: one product per layer over all 4 S B rows. */
+static void member_weight_grads(const Net *net, int m, const REAL *Um, const REAL *Hm, const REAL *Gm,
+                                REAL *const *dW, REAL *const *db, REAL *dS, REAL *T) {
+    const int L = net->L, K = net->S4 * net->B;
+    const int *d = net->d;
+    for (int l = 0; l < L; l++) {
+        const int in = d[l], o = d[l + 1];
+        const REAL *X = l > 0 ? Hm + net->hoff[l] : Um, *Ga = Gm + net->goff[l];
+        weight_grad(K, o, in, net->G[l], Ga, o, X, in, dW[l] + (size_t)m * (o / net->G[l]) * in, T);
+        column_sums(K, o, Ga, db[l] + (size_t)m * o);
+    }
+    if (net->Sp)  /* dS[j, i] = sum_k g_in[k, j] u[k, i] */
+        weight_grad(K, d[L], d[0], 1, Gm + net->goff[L - 1], d[L], Um, d[0], dS + (size_t)m * d[L] * d[0], T);
+}
+
 /* The adjoint pass. a (M, B, n): on entry the adjoint of the last grid state, on exit that of y0 (before
  * the output at t0 is added, which the caller does). after/before (S, M, B, n) or NULL: adjoint
  * contributions of the outputs to each step's end state (added before the step is reversed) and start
- * state (added after). dW, db zeroed by the caller. */
+ * state (added after). dW, db, dS are written (member by member). */
 int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REAL *const *W,
                       const REAL *const *b, const REAL *Sk, const REAL *keep, int so, int S, const double *dt,
                       const REAL *U, const REAL *H, const REAL *after, const REAL *before, REAL *a,
                       REAL *const *dW, REAL *const *db, REAL *dS) {
     Net net;
-    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so);
+    int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so, S);
     if (err) { net_free(&net); return err; }
-    int dmax = 0;
-    for (int l = 0; l <= L; l++) dmax = d[l] > dmax ? d[l] : dmax;
+    size_t tmax = 0;  /* the largest weight block, for weight_grad's scratch */
+    for (int l = 0; l < L; l++) {
+        const size_t t = (size_t)(d[l] / G[l]) * (d[l + 1] / G[l]);
+        tmax = t > tmax ? t : tmax;
+    }
+    if ((size_t)d[0] * d[L] > tmax) tmax = (size_t)d[0] * d[L];
     const int n = d[0];
-    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)B * net.hsum;
-    REAL *buf = malloc(sizeof(REAL) * (5 * mb + 2 * (size_t)B * dmax));
+    const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)net.S4 * B * net.hsum;
+    REAL *buf = malloc(sizeof(REAL) * (5 * mb + net.gsize + tmax));
     if (!buf) { net_free(&net); return -2; }
     REAL *g1 = buf, *g2 = buf + mb, *g3 = buf + 2 * mb, *g4 = buf + 3 * mb, *v = buf + 4 * mb,
-         *work = buf + 5 * mb;
-    for (int s = S - 1; s >= 0; s--) {
-        const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
-                   e3 = (REAL)(3.0 * dt[s] * 0.125);
-        for (int m = 0; m < M; m++) {
-            REAL *am = a + m * mb;
+         *Gm = buf + 5 * mb, *T = Gm + net.gsize;
+    for (int m = 0; m < M; m++) {
+        const REAL *Um = U + (size_t)m * net.S4 * mb, *Hm = H + (size_t)m * hs;
+        REAL *am = a + m * mb;
+        for (int s = S - 1; s >= 0; s--) {
+            const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
+                       e3 = (REAL)(3.0 * dt[s] * 0.125);
             if (after) {
                 const REAL *p = after + (size_t)s * all + m * mb;
                 for (size_t i = 0; i < mb; i++) am[i] += p[i];
             }
-            const REAL *u[4], *hh[4];
-            for (int q = 0; q < 4; q++) {
-                u[q] = U + ((size_t)(4 * s + q) * M + m) * mb;
-                hh[q] = H + ((size_t)(4 * s + q) * M + m) * hs;
-            }
+            const REAL *u = Um + (size_t)(4 * s) * mb;
             for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
-            field_vjp(&net, m, u[3], hh[3], v, g4, dW, db, dS, work, dmax);
+            field_vjp(&net, m, 4 * s + 3, u + 3 * mb, Hm, v, g4, Gm);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
-            field_vjp(&net, m, u[2], hh[2], v, g3, dW, db, dS, work, dmax);
+            field_vjp(&net, m, 4 * s + 2, u + 2 * mb, Hm, v, g3, Gm);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
-            field_vjp(&net, m, u[1], hh[1], v, g2, dW, db, dS, work, dmax);
+            field_vjp(&net, m, 4 * s + 1, u + mb, Hm, v, g2, Gm);
             for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
-            field_vjp(&net, m, u[0], hh[0], v, g1, dW, db, dS, work, dmax);
+            field_vjp(&net, m, 4 * s, u, Hm, v, g1, Gm);
             for (size_t i = 0; i < mb; i++) am[i] = am[i] + g1[i] + g2[i] + g3[i] + g4[i];
             if (before) {
                 const REAL *p = before + (size_t)s * all + m * mb;
                 for (size_t i = 0; i < mb; i++) am[i] += p[i];
             }
         }
+        member_weight_grads(&net, m, Um, Hm, Gm, dW, db, dS, T);
     }
     free(buf);
     net_free(&net);
