@@ -173,6 +173,7 @@ def stacked_gflops(members: int, rounds: int, native: bool = True) -> tuple[floa
     """(GFLOP/s, ms per stacked step) of the trainer's lockstep epoch at ``members``
     (bench/stacked_training.py's systems model: LV n=5, MLP 16-16, rk4 on the 20-point grid, batch 8)."""
     import stacked_training as st
+    from sparsedyn.flat_adam import FlatAdam
     from sparsedyn.train_stacked import _joint_epoch
 
     trainers = st.trainers(st.SYSTEMS, [], members)
@@ -183,8 +184,10 @@ def stacked_gflops(members: int, rounds: int, native: bool = True) -> tuple[floa
     sizes = [5, 16, 16, 5]
     macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
     flop = 3 * 2 * macs * batch * 4 * 19 * members * steps  # 19 rk4 steps between the 20 points
-    _joint_epoch(trainers, 1)
-    best = min(_timed(lambda: _joint_epoch(trainers, 1)) for _ in range(rounds))
+    flat = FlatAdam()  # the joint Adam step on flat buffers, as train_stacked runs it
+    _joint_epoch(trainers, 1, flat)
+    best = min(_timed(lambda: _joint_epoch(trainers, 1, flat)) for _ in range(rounds))
+    flat.release()
     return flop / best / 1e9, 1000 * best / steps
 
 

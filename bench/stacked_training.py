@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from sparsedyn.config import parse_config
+from sparsedyn.flat_adam import FlatAdam
 from sparsedyn.nn import RecurrentLayer
 from sparsedyn.nn.stacked import stacked_recurrent
 from sparsedyn.runner import build_experiment
@@ -85,16 +86,19 @@ def time_trainer(base: dict, methods: list, m: int, rounds: int) -> tuple[float,
     ts = trainers(base, methods, m)
     err = check(ts)
     n = steps(ts[0])
+    solo = trainers(base, methods, 1)[0]  # "alone" on a trainer of its own: the lockstep's buffers stay intact
+    flat = FlatAdam()  # the joint Adam step on flat buffers, as train_stacked runs it
     alone, stacked = [], []
     for r in range(rounds + 1):  # round 0 warms up
         t0 = time.perf_counter()
-        ts[0]._train_epoch(1)
+        solo._train_epoch(1)
         t1 = time.perf_counter()
-        _joint_epoch(ts, 1)
+        _joint_epoch(ts, 1, flat)
         t2 = time.perf_counter()
         if r:
             alone.append((t1 - t0) / n)
             stacked.append((t2 - t1) / n / m)
+    flat.release()
     return min(alone), min(stacked), err
 
 

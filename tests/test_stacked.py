@@ -363,6 +363,7 @@ def test_a_member_trains_to_the_same_bits_in_a_lockstep_of_two_as_in_a_lockstep_
     """What lets an interrupted lockstep job resume with fewer members (their checkpoints at different epochs)
     to the uninterrupted job's numbers: nothing a member computes depends on how many members step with it.
     A replay of five epochs, bit for bit (the timing-dependent end-to-end check is in test_reliability_sweep)."""
+    from sparsedyn.flat_adam import FlatAdam
     from sparsedyn.train_stacked import _joint_epoch
 
     def config(seed: int) -> dict:  # width 6: a member's 48 activations fill no whole number of vectors
@@ -371,10 +372,43 @@ def test_a_member_trains_to_the_same_bits_in_a_lockstep_of_two_as_in_a_lockstep_
 
     together = [_trainer(config(seed)) for seed in (0, 1)]
     apart = [[_trainer(config(seed))] for seed in (0, 1)]
+    flat = FlatAdam()  # the pair steps Adam on flat buffers, each single member through joint_adam_step
     for epoch in range(1, 6):
-        _joint_epoch(together, epoch)
+        _joint_epoch(together, epoch, flat)
         for single in apart:
             _joint_epoch(single, epoch)
+    assert flat._arenas  # the flat step was taken
+    flat.release()
     for t, (alone,) in zip(together, apart):
         for p, q in zip(t.model.parameters(), alone.model.parameters()):
             assert torch.equal(p, q)
+
+
+def test_a_lockstep_leaves_every_member_its_own_storage_and_checkpoints_of_its_own_size(tmp_path):
+    """While a lockstep trains, its members' parameters and Adam states live in shared flat buffers
+    (sparsedyn.flat_adam): afterwards each member's tensors own their storage again, and no checkpoint carries
+    the other members' weights."""
+    from sparsedyn.flat_adam import _is_view
+
+    spec = [{"name": "pathreg", "lambda_paths": 1e-3, "init_drop": 0.1}]
+    trainers = [_trainer(_config(seed, spec)) for seed in range(3)]
+    train_stacked(trainers, progress=False)
+    for t in trainers:
+        assert not any(_is_view(p) for p in t.model.parameters())
+        assert not any(_is_view(v) for state in t.optimizer.state.values() for v in state.values())
+    cfgs = [parse_config(_config(seed, spec)) for seed in range(3)]
+    run_stacked(cfgs, [tmp_path / f"m{k}" for k in range(3)])
+
+    def tensors(obj):
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                yield from tensors(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                yield from tensors(v)
+
+    for name in ("last.pt", "best.pt", "model.pt"):  # written while the buffers existed (model.pt after)
+        saved = list(tensors(torch.load(tmp_path / "m1" / name, weights_only=False)))
+        assert saved and not any(_is_view(t) for t in saved), name

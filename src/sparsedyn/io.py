@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,23 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    """``torch.save(obj)`` atomically, every tensor that is a view into a larger storage written as a tensor of
+    its own (``torch.save`` writes a view's whole storage: a lockstep member's checkpoint would otherwise carry
+    every member's weights, :mod:`sparsedyn.flat_adam`)."""
+    _atomic(path, lambda f: torch.save(_own_storage(obj), f))
+
+
+def _own_storage(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if obj.untyped_storage().nbytes() > obj.numel() * obj.element_size() else obj
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)((k, _own_storage(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # a module state_dict's versions, which load_state_dict reads
+            out._metadata = obj._metadata
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_own_storage(v) for v in obj)
+    return obj
 
 
 def save_numpy(path: Path, array) -> None:

@@ -20,7 +20,9 @@ from torch import Tensor
 from torch.optim.adam import adam
 
 
-def _joinable(opt: torch.optim.Optimizer) -> bool:
+def joinable(opt: torch.optim.Optimizer) -> bool:
+    """Whether :func:`joint_adam_step` covers ``opt``: a plain foreach ``torch.optim.Adam`` without hooks, amsgrad,
+    fused, capturable, differentiable or maximize, and with float learning rates."""
     if type(opt) is not torch.optim.Adam or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks:
         return False
     return all(g["foreach"] and not (g["amsgrad"] or g["fused"] or g["capturable"] or g["differentiable"]
@@ -35,7 +37,7 @@ def joint_adam_step(optimizers: Sequence[torch.optim.Optimizer]) -> bool:
 
     if not optimizers or _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
         return False
-    if not all(_joinable(opt) for opt in optimizers):
+    if not all(joinable(opt) for opt in optimizers):
         return False
     batches: dict[tuple, tuple[list[list[Tensor]], list[bool]]] = {}
     for opt in optimizers:

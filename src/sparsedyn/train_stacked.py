@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .flat_adam import FlatAdam
 from .joint_adam import joint_adam_step
 from .nn.gates import gates, hold_gates
 from .train import DivergenceError, Trainer, TrainResult
@@ -69,12 +70,14 @@ def _zero_grads(trainers: Sequence[Trainer]) -> None:
             t.optimizer.zero_grad(set_to_none=True)
 
 
-def _update(trainers: Sequence[Trainer]) -> None:
+def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None) -> None:
     """Every member's :meth:`Trainer.update`, with one joint Adam step for all of them where their
-    optimizers allow it (:func:`~sparsedyn.joint_adam.joint_adam_step`: the same numbers, fewer kernels)."""
+    optimizers allow it (the same numbers, fewer kernels): on ``flat``'s buffers
+    (:class:`~sparsedyn.flat_adam.FlatAdam`), else :func:`~sparsedyn.joint_adam.joint_adam_step`."""
     for t in trainers:  # clipping draws no random numbers: no random state to switch
         t.clip_gradients()
-    if not joint_adam_step([t.optimizer for t in trainers]):
+    optimizers = [t.optimizer for t in trainers]
+    if not (flat.step(optimizers) if flat is not None else joint_adam_step(optimizers)):
         for t in trainers:
             with t.own_rng():
                 t.optimizer.step()
@@ -83,8 +86,10 @@ def _update(trainers: Sequence[Trainer]) -> None:
             t.after_optimizer_step()
 
 
-def _joint_epoch(trainers: Sequence[Trainer], epoch: int) -> dict[int, dict[str, float] | DivergenceError]:
-    """One epoch of every trainer in ``trainers``: their i-th batches form one step."""
+def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
+                 flat: FlatAdam | None = None) -> dict[int, dict[str, float] | DivergenceError]:
+    """One epoch of every trainer in ``trainers``: their i-th batches form one step (Adam on ``flat``'s
+    buffers when given)."""
     sums = {id(t): [0.0, 0.0, 0] for t in trainers}
     errors: dict[int, DivergenceError] = {}
     iterators = [t.task.train_batches(t.s.batch_size, t.generator) for t in trainers]
@@ -113,7 +118,7 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int) -> dict[int, dict[str,
             for k, t in enumerate(stepping):
                 acc = sums[id(t)]
                 acc[0], acc[1], acc[2] = acc[0] + values[2 * k], acc[1] + values[2 * k + 1], acc[2] + 1
-        _update(stepping)
+        _update(stepping, flat)
     out: dict[int, dict[str, float] | DivergenceError] = {}
     for t in trainers:
         total, pen, n = sums[id(t)]
@@ -142,23 +147,27 @@ def train_stacked(trainers: Sequence[Trainer], resume: bool = False, progress: b
     live = list(trainers)
     bar = tqdm(range(start + 1, total + 1), desc=f"train x{len(trainers)}", disable=not progress, leave=False,
                initial=start, total=total)
-    for epoch in bar:
-        members = [t for t in live if t.start_epoch < epoch]
-        if not members:
-            continue
-        t0 = time.perf_counter()
-        for t in members:
-            with t.own_rng():
-                t.enter_epoch(epoch)
-        stats = _joint_epoch(members, epoch)
-        seconds = time.perf_counter() - t0
-        for t in members:
-            with t.own_rng():
-                if not t.end_epoch(epoch, stats[id(t)], seconds):
-                    live.remove(t)
-        if not live:
-            break
-    bar.close()
+    flat = FlatAdam()
+    try:
+        for epoch in bar:
+            members = [t for t in live if t.start_epoch < epoch]
+            if not members:
+                continue
+            t0 = time.perf_counter()
+            for t in members:
+                with t.own_rng():
+                    t.enter_epoch(epoch)
+            stats = _joint_epoch(members, epoch, flat)
+            seconds = time.perf_counter() - t0
+            for t in members:
+                with t.own_rng():
+                    if not t.end_epoch(epoch, stats[id(t)], seconds):
+                        live.remove(t)
+            if not live:
+                break
+    finally:
+        flat.release()  # every member's parameters and optimizer state in their own storage again
+        bar.close()
     results = []
     for t in trainers:
         with t.own_rng():

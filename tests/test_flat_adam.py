@@ -1,0 +1,152 @@
+"""FlatAdam: lockstep members' Adam steps on flat buffers give bit for bit each optimizer's own step, and the
+buffers never leak into a saved checkpoint or a trained model."""
+
+import torch
+
+from sparsedyn import io
+from sparsedyn.flat_adam import FlatAdam, _is_view
+from sparsedyn.optim import AdamWithHeavyBall
+
+
+def _members(seed: int, lrs: tuple[float, ...]) -> list[tuple[list[torch.nn.Parameter], torch.optim.Adam]]:
+    """Members with two parameter groups each (their own lr; one with weight decay), odd sizes included."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for lr in lrs:
+        params = [torch.nn.Parameter(torch.randn(5, 3, generator=g)), torch.nn.Parameter(torch.randn(7, generator=g)),
+                  torch.nn.Parameter(torch.randn(3, generator=g))]
+        opt = torch.optim.Adam([{"params": params[:2], "lr": lr},
+                                {"params": params[2:], "lr": 0.1, "weight_decay": 1e-2}], foreach=True)
+        out.append((params, opt))
+    return out
+
+
+def _set_grads(members, step: int, skip: set[tuple[int, int]] = frozenset()) -> None:
+    """Gradients for every parameter, except (member, parameter) pairs in ``skip`` (left None, as for a tensor
+    that took no part in the forward)."""
+    g = torch.Generator().manual_seed(100 + step)
+    for m, (params, _) in enumerate(members):
+        for k, p in enumerate(params):
+            grad = torch.randn(p.shape, generator=g)
+            p.grad = None if (m, k) in skip else grad
+
+
+def _assert_same(flat_members, own_members) -> None:
+    for (pf, of), (po, oo) in zip(flat_members, own_members):
+        for a, b in zip(pf, po):
+            assert torch.equal(a, b)
+            sa, sb = of.state.get(a, {}), oo.state.get(b, {})
+            assert sa.keys() == sb.keys()
+            for name in sa:
+                assert torch.equal(sa[name], sb[name]), name
+
+
+def test_flat_steps_equal_each_optimizers_own_steps_bitwise_through_missing_gradients_and_late_joiners():
+    lrs = (1e-2, 1e-2, 3e-3)  # two members share a setting, one does not
+    flat_members, own_members = _members(0, lrs), _members(0, lrs)
+    # the third member has stepped once before the lockstep (it joins with another step count)
+    for members in (flat_members, own_members):
+        _set_grads(members[2:], 99)
+        members[2][1].step()
+    flat = FlatAdam()
+    skips = [set(), set(), {(0, 1)}, {(0, 1)}, set(), {(1, 0), (2, 2)}, set()]  # a tensor without a gradient
+    for step, skip in enumerate(skips):
+        _set_grads(flat_members, step, skip)
+        _set_grads(own_members, step, skip)
+        assert flat.step([opt for _, opt in flat_members])
+        assert flat._arenas and all(_is_view(p) for p in flat._arenas[0].params)  # the flat path was taken
+        for _, opt in own_members:
+            opt.step()
+        _assert_same(flat_members, own_members)
+    flat.release()
+    for params, opt in flat_members:
+        for p in params:
+            assert not _is_view(p) and not any(_is_view(t) for t in opt.state[p].values())
+    _assert_same(flat_members, own_members)
+    # the state round-trips through a checkpoint like any Adam's and keeps stepping identically
+    reloaded = _members(1, lrs)
+    for (trained, src), (params, dst) in zip(flat_members, reloaded):
+        dst.load_state_dict(src.state_dict())
+        for p, q in zip(params, trained):
+            p.data.copy_(q)
+    _set_grads(reloaded, 50)
+    _set_grads(own_members, 50)
+    assert flat.step([opt for _, opt in reloaded])
+    for _, opt in own_members:
+        opt.step()
+    flat.release()
+    _assert_same(reloaded, own_members)
+
+
+def _step_both(flat: FlatAdam, flat_members, own_members, step: int) -> None:
+    """One step of the same gradients: flat for one copy of the members, each optimizer's own for the other."""
+    for members in (flat_members, own_members):
+        _set_grads(members, step)
+    assert flat.step([opt for _, opt in flat_members])
+    for _, opt in own_members:
+        opt.step()
+
+
+def test_a_resumed_optimizer_state_replaces_the_views_and_the_buffers_are_rebuilt():
+    flat_members, own_members = _members(0, (1e-2, 1e-2)), _members(0, (1e-2, 1e-2))
+    flat = FlatAdam()
+    for step in range(2):
+        _step_both(flat, flat_members, own_members, step)
+    # a resume: load_state_dict replaces the state tensors, and a parameter gets new values in place
+    flat_members[0][1].load_state_dict(own_members[0][1].state_dict())
+    for step in range(2, 4):
+        _step_both(flat, flat_members, own_members, step)
+    flat.release()
+    _assert_same(flat_members, own_members)
+
+
+def test_optimizers_it_does_not_cover_are_declined_with_nothing_done():
+    members = _members(0, (1e-2,))
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    heavy = AdamWithHeavyBall([{"params": [p], "lr": 0.1}], foreach=True)
+    _set_grads(members, 0)
+    before = [q.detach().clone() for q in members[0][0]]
+    flat = FlatAdam()
+    assert not flat.step([members[0][1], heavy])
+    assert not flat.step([])
+    assert all(torch.equal(a, b) and not _is_view(a) for a, b in zip(members[0][0], before))
+    assert not members[0][1].state
+
+
+def test_shared_parameters_go_to_the_joint_step_with_the_same_numbers():
+    shared, twin = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4))
+    twin.data.copy_(shared)
+    pairs = [[torch.optim.Adam([p], lr=0.1, foreach=True) for _ in range(2)] for p in (shared, twin)]  # one
+    shared.grad, twin.grad = torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 4)  # tensor in two optimizers
+    assert FlatAdam().step(pairs[0])  # stepped by each optimizer in turn, not flattened
+    for opt in pairs[1]:
+        opt.step()
+    assert not _is_view(shared) and torch.equal(shared, twin)
+
+
+def test_save_torch_writes_a_view_as_a_tensor_of_its_own(tmp_path):
+    big = torch.arange(10_000.0)
+    state = torch.nn.Linear(2, 3).state_dict()
+    state["part"] = big[10:16].view(2, 3)
+    io.save_torch(tmp_path / "c.pt", {"model": state, "steps": [big[3]]})
+    back = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert torch.equal(back["model"]["part"], big[10:16].view(2, 3))
+    assert back["model"]["part"].untyped_storage().nbytes() == 6 * 4  # not the 10,000 of the buffer
+    assert float(back["steps"][0]) == 3.0
+    assert (tmp_path / "c.pt").stat().st_size < 10_000  # the buffer alone would be 40 kB
+    assert back["model"]._metadata == state._metadata  # what load_state_dict reads
+
+
+def test_an_optimizer_stepped_on_its_own_between_flat_steps_keeps_its_own_bias_correction():
+    flat_members, own_members = _members(0, (1e-2, 1e-2)), _members(0, (1e-2, 1e-2))
+    flat = FlatAdam()
+    for step in range(4):
+        if step == 2:  # one member steps alone (a caller's fallback), the other does not step
+            for members in (flat_members, own_members):
+                _set_grads(members, step)
+                members[0][1].step()
+            continue
+        _step_both(flat, flat_members, own_members, step)
+    flat.release()
+    _assert_same(flat_members, own_members)
