@@ -132,6 +132,31 @@ def test_a_diverging_member_leaves_the_lockstep_and_the_others_keep_their_own_nu
     _assert_same_training([alone_good], results[:1], trainers[:1])
 
 
+def test_a_member_whose_objective_turns_non_finite_leaves_with_the_message_of_its_own_run():
+    """The lockstep checks every member's objective in one conversion: a NaN penalty stops that member with the
+    error its own run raises, at the same epoch, and the other member's numbers are untouched."""
+    from sparsedyn.methods.l1 import L1
+
+    original = L1.penalty
+
+    def nan_later(self, model):  # finite for the first 5 steps of a run, then NaN
+        self.calls = getattr(self, "calls", 0) + 1
+        value = original(self, model)
+        return value * float("nan") if self.calls > 5 and self.lam > 5e-3 else value
+
+    good, bad = _config(0, [{"name": "l1", "lam": 1e-3}]), _config(1, [{"name": "l1", "lam": 1e-2}])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L1, "penalty", nan_later)
+        alone_good, alone_bad = _alone(good), _alone(bad)
+        trainers = [_trainer(good), _trainer(bad)]
+        results = train_stacked(trainers, progress=False)
+    assert alone_bad[0].status == results[1].status == "diverged"
+    assert "non-finite training loss (nan) at epoch 3" in results[1].message
+    assert results[1].message == alone_bad[0].message and results[1].epochs_run == alone_bad[0].epochs_run
+    assert results[0].status == "completed"
+    _assert_same_training([alone_good], results[:1], trainers[:1])
+
+
 # -- the stacked forward, member by member -------------------------------------------------------
 
 def _node(field, **kw):

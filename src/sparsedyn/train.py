@@ -96,6 +96,11 @@ class DivergenceError(RuntimeError):
     """Raised inside the loop when training diverges; handled by :meth:`Trainer.fit`."""
 
 
+def non_finite(value: float, epoch: int) -> DivergenceError:
+    """The error of a training step whose objective came out as ``value`` (NaN or infinite)."""
+    return DivergenceError(f"non-finite training loss ({value}) at epoch {epoch}")
+
+
 class TrainableTask(Protocol):
     """What the trainers (this module's and :mod:`~sparsedyn.train_stacked`'s) need from a task; every
     :class:`sparsedyn.tasks.base.Task` provides it (stacking: a default that declines)."""
@@ -287,13 +292,14 @@ class Trainer:
             self.rng_state = torch.get_rng_state()
             torch.set_rng_state(outer)
 
-    def objective(self, loss: Tensor, epoch: int) -> tuple[Tensor, Tensor]:
-        """``loss + penalty`` (the penalty only while sparsifying) and the penalty; a non-finite objective
-        is a :class:`DivergenceError`."""
+    def objective(self, loss: Tensor, epoch: int, check: bool = True) -> tuple[Tensor, Tensor]:
+        """``loss + penalty`` (the penalty only while sparsifying) and the penalty; with ``check`` a non-finite
+        objective is a :class:`DivergenceError` (:func:`non_finite`; a lockstep job checks all its members'
+        objectives at once)."""
         penalty = self.method.penalty(self.model) if self.phase == 1 else torch.zeros(())
         objective = loss + penalty
-        if not torch.isfinite(objective):
-            raise DivergenceError(f"non-finite training loss ({objective.item()}) at epoch {epoch}")
+        if check and not torch.isfinite(objective):
+            raise non_finite(objective.item(), epoch)
         return objective, penalty
 
     def update(self) -> None:

@@ -18,8 +18,11 @@ speed-up. :func:`stacked_losses` says which way a step went.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor
@@ -28,26 +31,33 @@ from tqdm.auto import tqdm
 from .flat_adam import FlatAdam
 from .joint_adam import joint_adam_step
 from .nn.gates import gates, hold_gates
-from .train import DivergenceError, Trainer, TrainResult
+from .train import DivergenceError, Trainer, TrainResult, non_finite
 
 _MISSING = object()
 
 
-def _stacked_task_losses(trainers: Sequence[Trainer], batches: Sequence) -> list[Tensor] | None:
+def _gated(trainers: Sequence[Trainer]) -> set[int]:
+    """The ids of the members whose models have gates (which a training forward samples)."""
+    return {id(t) for t in trainers if any(True for _ in gates(t.model))}
+
+
+def _stacked_task_losses(trainers: Sequence[Trainer], batches: Sequence, gated: set[int]) -> list[Tensor] | None:
     """The members' losses from one stacked forecast, or None when this step cannot be stacked."""
     task, models = trainers[0].task, [t.model for t in trainers]
     if not task.can_stack(models, batches):
         return None
     for t in trainers:  # each member draws its gate sample as its own forward would, from its own state
-        if t.model.training and any(True for _ in gates(t.model)):  # no state to switch for a model without gates
+        if t.model.training and id(t) in gated:  # no state to switch for a model without gates
             with t.own_rng():
                 hold_gates(t.model)
     return task.stacked_loss(models, batches)
 
 
-def stacked_losses(trainers: Sequence[Trainer], batches: Sequence) -> tuple[list[Tensor], bool]:
-    """Every member's task loss on its batch, and whether one stacked forward computed them."""
-    losses = _stacked_task_losses(trainers, batches)
+def stacked_losses(trainers: Sequence[Trainer], batches: Sequence,
+                   gated: set[int] | None = None) -> tuple[list[Tensor], bool]:
+    """Every member's task loss on its batch, and whether one stacked forward computed them (``gated``: the
+    ids of the members with gates, :func:`_gated`, when the caller knows them)."""
+    losses = _stacked_task_losses(trainers, batches, _gated(trainers) if gated is None else gated)
     if losses is not None:
         return losses, True
     out = []
@@ -70,10 +80,21 @@ def _zero_grads(trainers: Sequence[Trainer]) -> None:
             t.optimizer.zero_grad(set_to_none=True)
 
 
-def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None) -> None:
+def _plain(trainers: Sequence[Trainer], gated: set[int]) -> set[int]:
+    """The ids of the members that draw no random numbers in a step's objective and update: no gates and no
+    method (a vanilla run: zero penalty, no proximal step), so their random state need not be switched in."""
+    return {id(t) for t in trainers if id(t) not in gated and getattr(t.method, "methods", None) == []}
+
+
+def _own_rng(t: Trainer, plain: AbstractSet[int]) -> AbstractContextManager:
+    return nullcontext() if id(t) in plain else t.own_rng()
+
+
+def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None, plain: AbstractSet[int] = frozenset()) -> None:
     """Every member's :meth:`Trainer.update`, with one joint Adam step for all of them where their
     optimizers allow it (the same numbers, fewer kernels): on ``flat``'s buffers
-    (:class:`~sparsedyn.flat_adam.FlatAdam`), else :func:`~sparsedyn.joint_adam.joint_adam_step`."""
+    (:class:`~sparsedyn.flat_adam.FlatAdam`), else :func:`~sparsedyn.joint_adam.joint_adam_step`. ``plain``:
+    members whose random state need not be switched in (:func:`_plain`)."""
     for t in trainers:  # clipping draws no random numbers: no random state to switch
         t.clip_gradients()
     optimizers = [t.optimizer for t in trainers]
@@ -82,7 +103,7 @@ def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None) -> None:
             with t.own_rng():
                 t.optimizer.step()
     for t in trainers:
-        with t.own_rng():
+        with _own_rng(t, plain):
             t.after_optimizer_step()
 
 
@@ -92,6 +113,8 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
     buffers when given)."""
     sums = {id(t): [0.0, 0.0, 0] for t in trainers}
     errors: dict[int, DivergenceError] = {}
+    gated = _gated(trainers)  # once per epoch: gates are added before training, never during an epoch
+    plain = _plain(trainers, gated)
     iterators = [t.task.train_batches(t.s.batch_size, t.generator) for t in trainers]
     for batches in itertools.zip_longest(*iterators, fillvalue=_MISSING):
         if any(b is _MISSING for b in batches):
@@ -99,26 +122,32 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
         live = [(t, b) for t, b in zip(trainers, batches) if id(t) not in errors]
         if not live:
             break
-        losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live])
+        losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live], gated)
         objectives, stepping, terms = [], [], []
         for (t, _), loss in zip(live, losses):
             try:
-                with t.own_rng():
-                    objective, penalty = t.objective(loss, epoch)
+                with _own_rng(t, plain):
+                    objective, penalty = t.objective(loss, epoch, check=False)
             except DivergenceError as e:
                 errors[id(t)] = e
                 continue
             objectives.append(objective)
             stepping.append(t)
-            terms += [loss.detach(), penalty.detach()]
+            terms += [objective.detach(), loss.detach(), penalty.detach()]
+        values = torch.stack(terms).tolist() if terms else []  # one conversion for every member's numbers
+        keep = [k for k, t in enumerate(stepping) if math.isfinite(values[3 * k])]
+        if len(keep) < len(stepping):  # what each member's own check would raise (Trainer.objective)
+            for k, t in enumerate(stepping):
+                if not math.isfinite(values[3 * k]):
+                    errors[id(t)] = non_finite(values[3 * k], epoch)
+            objectives, stepping = [objectives[k] for k in keep], [stepping[k] for k in keep]
         _zero_grads(stepping)
         if objectives:
             torch.stack(objectives).sum().backward()
-            values = torch.stack(terms).tolist()  # one conversion for every member's loss and penalty
-            for k, t in enumerate(stepping):
+            for k, t in zip(keep, stepping):
                 acc = sums[id(t)]
-                acc[0], acc[1], acc[2] = acc[0] + values[2 * k], acc[1] + values[2 * k + 1], acc[2] + 1
-        _update(stepping, flat)
+                acc[0], acc[1], acc[2] = acc[0] + values[3 * k + 1], acc[1] + values[3 * k + 2], acc[2] + 1
+        _update(stepping, flat, plain)
     out: dict[int, dict[str, float] | DivergenceError] = {}
     for t in trainers:
         total, pen, n = sums[id(t)]
