@@ -17,9 +17,11 @@
  * activations H (M, 4 S B hsum), hsum = d[1] + ... + d[L-1]: member m's layer-i activations (i = 1 .. L-1) at
  * stage k (= 4 s + q, the q-th field evaluation of grid step s) are the (B, d[i]) block at offset
  * hoff[i] + k B d[i] of member m's part, hoff[i] = 4 S B (d[1] + ... + d[i-1]). Member-major stages make each
- * member's inputs of a layer over the whole solve one (4 S B, d[l]) matrix: the backward stores the adjoint of
- * every layer's output the same way and forms each weight gradient as one product over all 4 S B rows (one
- * product of 8-row blocks per field evaluation had been half of the backward's time at 8 rows per member).
+ * member's inputs of a layer over consecutive stages one matrix: the backward stores the adjoint of every
+ * layer's output for a window of W stages (W B >= WROWS rows) and adds each weight gradient's part of the window
+ * as one product over its W B rows (one product of 8-row blocks per field evaluation had been half of the
+ * backward's time at 8 rows per member; one product over the whole solve streamed large layers' inputs from
+ * memory).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@
 #endif
 
 #define MAXL 16
+#define WROWS 128  /* rows per weight-gradient product in the backward (see above) */
 
 /* tanh for float: an odd rational function of degree 13/6 on [-c, c] (the minimax coefficients Eigen
  * publishes for its float tanh), clamped outside; below 4e-4 tanh(x) = x to float precision; exactly +-1 from
@@ -152,8 +155,9 @@ typedef struct {
     REAL *acc;              /* second order: the field's output (B, n) */
     int S4;                 /* stages: 4 S */
     size_t hoff[MAXL];      /* a member's hidden activations: layer i's at hoff[i] (see the layout above) */
-    size_t goff[MAXL];      /* a member's output adjoints (backward): layer l's at goff[l], (4 S, B, d[l+1]) */
-    size_t gsize;           /* their total per member */
+    int W;                  /* stages per window of the backward's weight-gradient products */
+    size_t goff[MAXL];      /* a window's output adjoints (backward): layer l's at goff[l], (W, B, d[l+1]) */
+    size_t gsize;           /* their total */
 } Net;
 
 static inline int pad(int q) { return (q + QB - 1) / QB * QB; }
@@ -194,10 +198,12 @@ static int net_init(Net *net, int M, int B, int L, const int *d, const int *G, c
         net->hoff[l] = (size_t)net->S4 * B * net->hsum;
         net->hsum += d[l];
     }
+    net->W = WROWS / B > 1 ? WROWS / B : 1;
+    if (net->W > net->S4) net->W = net->S4;
     net->gsize = 0;
     for (int l = 0; l < L; l++) {
         net->goff[l] = net->gsize;
-        net->gsize += (size_t)net->S4 * B * d[l + 1];
+        net->gsize += (size_t)net->W * B * d[l + 1];
     }
     for (int l = 0; l < L; l++) net->Wt[l] = net->Wp[l] = NULL;
     net->L = L;  /* from here net_free frees what was allocated */
@@ -311,17 +317,16 @@ int SFX(rk4_forward)(int M, int B, int L, const int *d, const int *G, const REAL
     return 0;
 }
 
-/* J^T g for member m at stage st (input u; hidden activations in the member's part Hm of H): the adjoint of
- * every layer's output (pre-activation) into the member's part Gm of the adjoint store (layout as H's, see
- * Net.goff), the result into gx (B, d[0]). The weight gradients are formed from Gm after the whole pass
- * (member_weight_grads). */
-static void field_vjp(const Net *net, int m, int st, const REAL *u, const REAL *Hm, const REAL *g_state, REAL *gx,
-                      REAL *Gm) {
+/* J^T g for member m at stage st (hidden activations in the member's part Hm of H): the adjoint of
+ * every layer's output (pre-activation) into slot w of the window's adjoint store Gw (Net.goff), the result
+ * into gx (B, d[0]). The weight gradients are formed from Gw when the window is complete (window_grads). */
+static void field_vjp(const Net *net, int m, int st, int w, const REAL *Hm, const REAL *g_state, REAL *gx,
+                      REAL *Gw) {
     const int B = net->B, L = net->L, n = d_out(net);
     const int *d = net->d;
     /* the adjoint of the field's output: the state's derivative's (first order) or its acceleration part's,
      * times keep */
-    REAL *g_in = Gm + net->goff[L - 1] + (size_t)st * B * n;
+    REAL *g_in = Gw + net->goff[L - 1] + (size_t)w * B * n;
     for (int r = 0; r < B; r++) {
         const REAL *src = g_state + (size_t)r * d[0] + (net->so ? n : 0);
         REAL *dst = g_in + (size_t)r * n;
@@ -333,11 +338,11 @@ static void field_vjp(const Net *net, int m, int st, const REAL *u, const REAL *
     const REAL *ga = g_in;
     for (int l = L - 1; l >= 0; l--) {
         const int in = d[l], o = d[l + 1], g = net->G[l], ig = in / g, og = o / g;
-        const REAL *w = net->Wp[l] + (size_t)m * g * og * pad(ig);
-        REAL *out = l > 0 ? Gm + net->goff[l - 1] + (size_t)st * B * in : gx;
+        const REAL *wp = net->Wp[l] + (size_t)m * g * og * pad(ig);
+        REAL *out = l > 0 ? Gw + net->goff[l - 1] + (size_t)w * B * in : gx;
         memset(out, 0, sizeof(REAL) * (size_t)B * in);
         for (int j = 0; j < g; j++)  /* g_x[r, j ig + i] = sum_p g[r, j og + p] W[j][p, i] */
-            gemm_acc(B, ig, og, ga + (size_t)j * og, o, 1, w + (size_t)j * og * pad(ig), pad(ig),
+            gemm_acc(B, ig, og, ga + (size_t)j * og, o, 1, wp + (size_t)j * og * pad(ig), pad(ig),
                      out + (size_t)j * ig, in, 1);
         if (l > 0) {
             const REAL *hl = Hm + net->hoff[l] + (size_t)st * B * in;
@@ -354,48 +359,54 @@ static void field_vjp(const Net *net, int m, int st, const REAL *u, const REAL *
             for (int j = 0; j < n; j++) gx[(size_t)r * 2 * n + n + j] += g_state[(size_t)r * 2 * n + j];
 }
 
-/* dW (o, in) = sum_k Ga[k, :]^T X[k, :] over the K rows of the adjoints Ga (K, o) and the inputs X (K, in)
- * (row strides lg, lx; the g groups' blocks as in the forward). Each element is one fma chain over k in
- * increasing order. The product is formed with the wider of o and in as the vector dimension (into scratch T,
- * then transposed), so a 5-input first layer does not run 16-wide blocks that are 11/16 padding. */
+static inline int transposed_layer(int ig, int og) { return og > ig && ig % QB != 0; }
+
+/* dW (o, in) += sum_k Ga[k, :]^T X[k, :] over the K rows of the adjoints Ga (K, o) and the inputs X (K, in)
+ * (row strides lg, lx; the g groups' blocks as in the forward). The wider of o and in is the vector dimension,
+ * so a 5-input first layer does not run 16-wide blocks that are 11/16 padding: with og > ig (and ig not a
+ * multiple of QB) the product goes into T (in, o), the transposed gradient, which the caller transposes into
+ * dW once the member is done (transposed_layer). Each element is one fma chain over all rows in order. */
 static void weight_grad(int K, int o, int in, int g, const REAL *Ga, size_t lg, const REAL *X, size_t lx, REAL *dW,
                         REAL *T) {
     const int ig = in / g, og = o / g;
     for (int j = 0; j < g; j++) {
-        REAL *dw = dW + (size_t)j * og * ig;
-        if (ig >= og || ig % QB == 0) {  /* dw[p, i] = sum_k Ga[k, p] X[k, i] */
-            memset(dw, 0, sizeof(REAL) * (size_t)og * ig);
-            gemm_acc(og, ig, K, Ga + (size_t)j * og, 1, lg, X + (size_t)j * ig, lx, dw, ig, 0);
-        } else {  /* T[i, p] = sum_k X[k, i] Ga[k, p], then dw = T^T */
-            memset(T, 0, sizeof(REAL) * (size_t)og * ig);
-            gemm_acc(ig, og, K, X + (size_t)j * ig, 1, lx, Ga + (size_t)j * og, lg, T, og, 0);
-            for (int p = 0; p < og; p++)
-                for (int i = 0; i < ig; i++) dw[(size_t)p * ig + i] = T[(size_t)i * og + p];
-        }
+        if (!transposed_layer(ig, og))  /* dw[p, i] += sum_k Ga[k, p] X[k, i] */
+            gemm_acc(og, ig, K, Ga + (size_t)j * og, 1, lg, X + (size_t)j * ig, lx, dW + (size_t)j * og * ig, ig, 0);
+        else  /* T[i, p] += sum_k X[k, i] Ga[k, p] */
+            gemm_acc(ig, og, K, X + (size_t)j * ig, 1, lx, Ga + (size_t)j * og, lg, T + (size_t)j * og * ig, og, 0);
     }
 }
 
-/* out[j] = sum_k Ga[k, j], each a chain over k in increasing order */
+/* out[j] += sum_k Ga[k, j], each a chain over k in increasing order */
 static void column_sums(int K, int o, const REAL *restrict Ga, REAL *restrict out) {
-    for (int j = 0; j < o; j++) out[j] = 0;
     for (int k = 0; k < K; k++)
         for (int j = 0; j < o; j++) out[j] += Ga[(size_t)k * o + j];
 }
 
-/* Member m's weight, bias and skip gradients from its stage inputs Um (4 S B, d[0]), hidden activations Hm and
- * output adjoints Gm of the whole adjoint pass: one product per layer over all 4 S B rows. */
-static void member_weight_grads(const Net *net, int m, const REAL *Um, const REAL *Hm, const REAL *Gm,
-                                REAL *const *dW, REAL *const *db, REAL *dS, REAL *T) {
-    const int L = net->L, K = net->S4 * net->B;
+/* The window of stages [lo, lo + nw) of member m: its part of every weight, bias and skip gradient, from the
+ * stage inputs Um (4 S B, d[0]), the hidden activations Hm and the window's output adjoints Gw. Transposed
+ * gradients go to Tm (per layer at toff[l], then the skip's). */
+static void window_grads(const Net *net, int m, int lo, int nw, const REAL *Um, const REAL *Hm, const REAL *Gw,
+                         REAL *const *dW, REAL *const *db, REAL *dS, REAL *Tm, const size_t *toff) {
+    const int L = net->L, B = net->B, K = nw * B;
     const int *d = net->d;
     for (int l = 0; l < L; l++) {
         const int in = d[l], o = d[l + 1];
-        const REAL *X = l > 0 ? Hm + net->hoff[l] : Um, *Ga = Gm + net->goff[l];
-        weight_grad(K, o, in, net->G[l], Ga, o, X, in, dW[l] + (size_t)m * (o / net->G[l]) * in, T);
+        const REAL *X = (l > 0 ? Hm + net->hoff[l] : Um) + (size_t)lo * B * in, *Ga = Gw + net->goff[l];
+        weight_grad(K, o, in, net->G[l], Ga, o, X, in, dW[l] + (size_t)m * (o / net->G[l]) * in, Tm + toff[l]);
         column_sums(K, o, Ga, db[l] + (size_t)m * o);
     }
-    if (net->Sp)  /* dS[j, i] = sum_k g_in[k, j] u[k, i] */
-        weight_grad(K, d[L], d[0], 1, Gm + net->goff[L - 1], d[L], Um, d[0], dS + (size_t)m * d[L] * d[0], T);
+    if (net->Sp)  /* dS[j, i] += sum_k g_in[k, j] u[k, i] */
+        weight_grad(K, d[L], d[0], 1, Gw + net->goff[L - 1], d[L], Um + (size_t)lo * B * d[0], d[0],
+                    dS + (size_t)m * d[L] * d[0], Tm + toff[L]);
+}
+
+/* dst (g blocks of (og, ig)) = the transpose of each block of T (g blocks of (ig, og)) */
+static void untranspose(int g, int og, int ig, const REAL *T, REAL *dst) {
+    for (int j = 0; j < g; j++)
+        for (int p = 0; p < og; p++)
+            for (int i = 0; i < ig; i++)
+                dst[(size_t)j * og * ig + (size_t)p * ig + i] = T[(size_t)j * og * ig + (size_t)i * og + p];
 }
 
 /* The adjoint pass. a (M, B, n): on entry the adjoint of the last grid state, on exit that of y0 (before
@@ -409,21 +420,27 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REA
     Net net;
     int err = net_init(&net, M, B, L, d, G, W, b, keep, Sk, so, S);
     if (err) { net_free(&net); return err; }
-    size_t tmax = 0;  /* the largest weight block, for weight_grad's scratch */
-    for (int l = 0; l < L; l++) {
-        const size_t t = (size_t)(d[l] / G[l]) * (d[l + 1] / G[l]);
-        tmax = t > tmax ? t : tmax;
+    size_t toff[MAXL + 1], tsize = 0;  /* the transposed gradients' scratch, per layer and the skip */
+    for (int l = 0; l <= L; l++) {
+        toff[l] = tsize;
+        tsize += l < L ? (size_t)d[l] * (d[l + 1] / G[l]) : (Sk ? (size_t)d[0] * d[L] : 0);
     }
-    if ((size_t)d[0] * d[L] > tmax) tmax = (size_t)d[0] * d[L];
     const int n = d[0];
     const size_t mb = (size_t)B * n, all = (size_t)M * mb, hs = (size_t)net.S4 * B * net.hsum;
-    REAL *buf = malloc(sizeof(REAL) * (5 * mb + net.gsize + tmax));
+    REAL *buf = malloc(sizeof(REAL) * (5 * mb + net.gsize + tsize));
     if (!buf) { net_free(&net); return -2; }
     REAL *g1 = buf, *g2 = buf + mb, *g3 = buf + 2 * mb, *g4 = buf + 3 * mb, *v = buf + 4 * mb,
-         *Gm = buf + 5 * mb, *T = Gm + net.gsize;
+         *Gw = buf + 5 * mb, *Tm = Gw + net.gsize;
+    const int Wn = net.W;
     for (int m = 0; m < M; m++) {
         const REAL *Um = U + (size_t)m * net.S4 * mb, *Hm = H + (size_t)m * hs;
         REAL *am = a + m * mb;
+        for (int l = 0; l < L; l++) {
+            memset(dW[l] + (size_t)m * (d[l + 1] / G[l]) * d[l], 0, sizeof(REAL) * (d[l + 1] / G[l]) * d[l]);
+            memset(db[l] + (size_t)m * d[l + 1], 0, sizeof(REAL) * d[l + 1]);
+        }
+        if (Sk) memset(dS + (size_t)m * d[L] * d[0], 0, sizeof(REAL) * d[L] * d[0]);
+        memset(Tm, 0, sizeof(REAL) * tsize);
         for (int s = S - 1; s >= 0; s--) {
             const REAL h = (REAL)dt[s], third = (REAL)(dt[s] * (1.0 / 3.0)), e = (REAL)(dt[s] * 0.125),
                        e3 = (REAL)(3.0 * dt[s] * 0.125);
@@ -431,22 +448,32 @@ int SFX(rk4_backward)(int M, int B, int L, const int *d, const int *G, const REA
                 const REAL *p = after + (size_t)s * all + m * mb;
                 for (size_t i = 0; i < mb; i++) am[i] += p[i];
             }
-            const REAL *u = Um + (size_t)(4 * s) * mb;
-            for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
-            field_vjp(&net, m, 4 * s + 3, u + 3 * mb, Hm, v, g4, Gm);
-            for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
-            field_vjp(&net, m, 4 * s + 2, u + 2 * mb, Hm, v, g3, Gm);
-            for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
-            field_vjp(&net, m, 4 * s + 1, u + mb, Hm, v, g2, Gm);
-            for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
-            field_vjp(&net, m, 4 * s, u, Hm, v, g1, Gm);
+            for (int q = 3; q >= 0; q--) {  /* stage 4 s + q, slot (4 s + q) % Wn of its window */
+                const int st = 4 * s + q, w = st % Wn;
+                REAL *gq = q == 3 ? g4 : q == 2 ? g3 : q == 1 ? g2 : g1;
+                if (q == 3) for (size_t i = 0; i < mb; i++) v[i] = e * am[i];
+                else if (q == 2) for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], h * g4[i]);
+                else if (q == 1) for (size_t i = 0; i < mb; i++) v[i] = FMA(e3, am[i], FMA(-h, g4[i], h * g3[i]));
+                else for (size_t i = 0; i < mb; i++) v[i] = FMA(e, am[i], FMA(third, g2[i], FMA(-third, g3[i], h * g4[i])));
+                field_vjp(&net, m, st, w, Hm, v, gq, Gw);
+                if (w == 0) {  /* the window [st, st + nw) is complete */
+                    const int nw = st + Wn <= net.S4 ? Wn : net.S4 - st;
+                    window_grads(&net, m, st, nw, Um, Hm, Gw, dW, db, dS, Tm, toff);
+                }
+            }
             for (size_t i = 0; i < mb; i++) am[i] = am[i] + g1[i] + g2[i] + g3[i] + g4[i];
             if (before) {
                 const REAL *p = before + (size_t)s * all + m * mb;
                 for (size_t i = 0; i < mb; i++) am[i] += p[i];
             }
         }
-        member_weight_grads(&net, m, Um, Hm, Gm, dW, db, dS, T);
+        for (int l = 0; l < L; l++) {
+            const int ig = d[l] / G[l], og = d[l + 1] / G[l];
+            if (transposed_layer(ig, og))
+                untranspose(G[l], og, ig, Tm + toff[l], dW[l] + (size_t)m * og * d[l]);
+        }
+        if (Sk && transposed_layer(d[0], d[L]))
+            untranspose(1, d[L], d[0], Tm + toff[L], dS + (size_t)m * d[L] * d[0]);
     }
     free(buf);
     net_free(&net);
