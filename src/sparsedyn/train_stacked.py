@@ -83,7 +83,7 @@ def _zero_grads(trainers: Sequence[Trainer]) -> None:
 def _plain(trainers: Sequence[Trainer], gated: set[int]) -> set[int]:
     """The ids of the members that draw no random numbers in a step's objective and update: no gates and no
     method (a vanilla run: zero penalty, no proximal step), so their random state need not be switched in."""
-    return {id(t) for t in trainers if id(t) not in gated and getattr(t.method, "methods", None) == []}
+    return {id(t) for t in trainers if id(t) not in gated and t.method.vanilla}
 
 
 def _own_rng(t: Trainer, plain: AbstractSet[int]) -> AbstractContextManager:

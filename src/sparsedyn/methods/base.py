@@ -68,6 +68,12 @@ class Method:
     """Base class: every hook is a no-op. Subclasses override what they need."""
 
     name: ClassVar[str] = "method"
+
+    @property
+    def vanilla(self) -> bool:
+        """Whether this is no method at all (no penalty, no step hook, no random draws): a lockstep job runs
+        such a member's steps without switching its random state in. False unless a subclass knows better."""
+        return False
     # Declared once per method, read by paths, relative strengths and stacked sweeps (no probing):
     strength: ClassVar[str | None] = None  # the parameter a path raises (None: the method has none)
     penalty_strength: ClassVar[bool] = True  # it weighs a penalty, so a relative strength rescales it
@@ -122,6 +128,10 @@ class Compose(Method):
 
     def __init__(self, methods: Iterable[Method]) -> None:
         self.methods = list(methods)
+
+    @property
+    def vanilla(self) -> bool:
+        return not self.methods
 
     def prepare(self, model: nn.Module) -> nn.Module:
         for m in self.methods:
