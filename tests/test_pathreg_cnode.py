@@ -98,3 +98,33 @@ def test_cnode_matches_enumeration_on_deeper_net():
 def test_bad_hyper_parameters_name_the_field(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "grouped", "skip"])
+def test_the_penalties_entry_sum_equals_the_path_matrix_and_its_gradients(kind):
+    """PathReg and C-NODE sum the path matrix's entries by matrix-vector products (``chain_entry_sum``) instead
+    of forming the (n_out, n_in) product: the same value and gradients to float rounding, on every field."""
+    from sparsedyn.methods.cnode import abs_weight
+    from sparsedyn.nn import GroupedMLP, SkipField
+
+    torch.manual_seed(0)
+    field = {"mlp": lambda: MLP(5, 4, (6, 3)), "grouped": lambda: GroupedMLP(5, 4, (3, 2)),
+             "skip": lambda: SkipField(MLP(5, 5, (6,)))}[kind]()
+    params = [p for p in field.parameters()]
+    matrix = field.chain_product(abs_weight)
+    summed = field.chain_entry_sum(abs_weight)
+    assert summed.item() == pytest.approx(matrix.sum().item(), rel=1e-6)
+    g_matrix = torch.autograd.grad(matrix.sum(), params, allow_unused=True)
+    g_summed = torch.autograd.grad(summed, params, allow_unused=True)
+    for a, b in zip(g_matrix, g_summed):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    # and the penalties built on it, against the matrix definitions
+    from sparsedyn.nn.ode import NeuralODE
+
+    model = NeuralODE(field)
+    for reduction in ("sum", "mean"):
+        expected = matrix.sum() if reduction == "sum" else matrix.mean()
+        got = CNODE(lam=1.0, reduction=reduction).penalty(model)
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..nn.fields import LayerTransform
 from ..nn.ode import vector_field
 from .base import Method, check_choice, check_nonnegative, reduce_matrix
 
@@ -14,6 +15,25 @@ def path_weight_matrix(model: nn.Module, signed: bool = False) -> Tensor:
     if signed:
         return field.chain_product(lambda layer: layer.weight)
     return field.chain_product(lambda layer: layer.weight.abs())
+
+
+def abs_weight(layer: nn.Module) -> Tensor:
+    """A layer's effective weight (after its gates and masks), elementwise absolute."""
+    weight = layer.weight
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{type(layer).__name__}.weight is not a tensor")
+    return weight.abs()
+
+
+def path_norm(model: nn.Module, transform: LayerTransform, reduction: str) -> Tensor:
+    """``reduce_matrix(chain_product(transform), reduction)`` of the model's field for a transform without
+    negative entries (gate probabilities, absolute weights), where ``||A||_{1,1}`` is the sum of A's entries:
+    formed by matrix-vector products (``LayerChain.chain_entry_sum``), never the (n_out, n_in) product (at 529
+    variables and 64-64 hidden units that product and its backward were ~3 ms of a PathReg step). Equal to the
+    matrix's norm to float rounding (summed in another order)."""
+    field = vector_field(model)
+    total = field.chain_entry_sum(transform)
+    return total if reduction == "sum" else total / (field.n_out * field.n_in)
 
 
 class CNODE(Method):
@@ -29,4 +49,6 @@ class CNODE(Method):
         self.reduction = check_choice("reduction", reduction, ("sum", "mean"))
 
     def penalty(self, model: nn.Module) -> Tensor:
-        return self.lam * reduce_matrix(path_weight_matrix(model, self.linear), self.reduction)
+        if self.linear:  # signed: entries may cancel, the norm needs the matrix
+            return self.lam * reduce_matrix(path_weight_matrix(model, signed=True), self.reduction)
+        return self.lam * path_norm(model, abs_weight, self.reduction)

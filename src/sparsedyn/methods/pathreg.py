@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from ..nn.gates import GateLayout, gate_of
 from ..nn.masks import raw_parameter
 from ..nn.ode import vector_field
-from .base import check_choice, check_nonnegative, reduce_matrix
-from .cnode import path_weight_matrix
+from .base import check_choice, check_nonnegative
+from .cnode import abs_weight, path_norm
 from .gated import GatedMethod
 
 
@@ -45,7 +45,7 @@ class PathReg(GatedMethod):
         self.reduction = check_choice("reduction", reduction, ("sum", "mean"))
 
     def penalty(self, model: nn.Module) -> Tensor:
-        total = self.lambda_paths * reduce_matrix(expected_paths(model), self.reduction)
+        total = self.lambda_paths * path_norm(model, _prob_nonzero, self.reduction)
         if self.lambda_weights > 0:
-            total = total + self.lambda_weights * reduce_matrix(path_weight_matrix(model), self.reduction)
+            total = total + self.lambda_weights * path_norm(model, abs_weight, self.reduction)
         return total

@@ -31,6 +31,11 @@ class LayerChain(Protocol):
 
     def chain_product(self, transform: LayerTransform) -> Tensor: ...
 
+    def chain_entry_sum(self, transform: LayerTransform) -> Tensor:
+        """The sum of ``chain_product(transform)``'s entries, ``1^T M_L ... M_1 1``, by matrix-vector products
+        from the inputs' side (the (n_out, n_in) product is never formed)."""
+        ...
+
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "softplus": nn.Softplus,
     "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
@@ -77,7 +82,15 @@ class MLP(nn.Module):
         return list(self.layers)
 
     def chain_product(self, transform: LayerTransform) -> Tensor:
+        return self._chain(transform, summed_inputs=False)
+
+    def chain_entry_sum(self, transform: LayerTransform) -> Tensor:
+        return self._chain(transform, summed_inputs=True).sum()
+
+    def _chain(self, transform: LayerTransform, summed_inputs: bool) -> Tensor:
         out = transform(self.layers[0])
+        if summed_inputs:
+            out = out.sum(dim=-1, keepdim=True)
         for layer in self.layers[1:]:
             out = transform(layer) @ out
         return out
@@ -135,10 +148,18 @@ class GroupedMLP(nn.Module):
         return list(self.layers)
 
     def chain_product(self, transform: LayerTransform) -> Tensor:
+        return self._chain(transform, summed_inputs=False).squeeze(1)  # (n_out, n_in): row i from network i
+
+    def chain_entry_sum(self, transform: LayerTransform) -> Tensor:
+        return self._chain(transform, summed_inputs=True).sum()
+
+    def _chain(self, transform: LayerTransform, summed_inputs: bool) -> Tensor:
         out = transform(self.layers[0])  # (n_out, h, n_in)
+        if summed_inputs:
+            out = out.sum(dim=-1, keepdim=True)
         for layer in self.layers[1:]:
             out = torch.bmm(transform(layer), out)
-        return out.squeeze(1)  # (n_out, n_in): row i from network i
+        return out
 
     def path_weights(self, transform: LayerTransform) -> Tensor:
         return self.chain_product(transform)
@@ -163,6 +184,9 @@ class SkipField(nn.Module):
 
     def chain_product(self, transform: LayerTransform) -> Tensor:
         return self.net.chain_product(transform)
+
+    def chain_entry_sum(self, transform: LayerTransform) -> Tensor:
+        return self.net.chain_entry_sum(transform)
 
     def path_weights(self, transform: LayerTransform) -> Tensor:
         return self.net.path_weights(transform) + transform(self.skip)
