@@ -17,6 +17,10 @@ the shipped behaviour on the very same data sets, before any is adopted (none of
   term free), the libraries' graphs averaged as ``graph_`` averages them, alone and half-and-half with ``graph_``.
 - ``forecast_weights``: the libraries' graphs averaged with weights from their held-out forecast errors
   (``forecast_errors_``) instead of their derivative errors, at powers 1, 2 and 4.
+- ``windows``: the differences design over windows of 2 or 3 intervals (a boxcar weak form), alone and inside
+  the automatic design choice.
+- ``design``: the design rule read off one fit: each design's graph alone, and a switch on the mean one-step
+  error gap without the one-standard-error margin.
 - ``per_output``: each output's row of each library's graph read at the path stage that minimises that
   output's held-out error (one strength per output, as LassoCV per output chooses), not the summed error's.
 
@@ -250,6 +254,63 @@ def probe_forecast_weights(data, seed: int) -> dict[str, float]:
     return row
 
 
+def windowed_difference_data(series, k: int):
+    """Difference quotients over windows of ``k`` consecutive intervals (overlapping, stride 1): the derivative
+    ``(x_{a+k} - x_a) / (t_{a+k} - t_a)`` regressed on the trapezoid average of the observed states over the
+    window (the weak form with a boxcar test function; ``k = 1`` is ``difference_data``'s midpoint rule, without
+    its merging of short intervals). Noise in the target falls as 1 / k, bias in the state grows with it."""
+    from sparsedyn.derivatives import DerivativeData, observed_points
+
+    xs, ds, ids = [], [], []
+    for j, (t, x) in enumerate(observed_points(series)):
+        w = min(k, len(t) - 1)
+        seg = np.diff(t)[:, None] * 0.5 * (x[1:] + x[:-1])  # trapezoid pieces, interval by interval
+        cum = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(seg, axis=0)])
+        a = np.arange(len(t) - w)
+        span = (t[a + w] - t[a])[:, None]
+        xs.append((cum[a + w] - cum[a]) / span)
+        ds.append((x[a + w] - x[a]) / span)
+        ids.append(np.full(len(a), j))
+    return DerivativeData(np.concatenate(xs), np.concatenate(ds), np.concatenate(ids))
+
+
+def probe_windows(data, seed: int) -> dict[str, float]:
+    """The differences design with windows of 2 and 3 intervals (``windowed_difference_data``) in place of
+    single intervals: as the only design, and inside the shipped automatic choice between the smoother and
+    differences."""
+    import sparsedyn.graph as graph_module
+
+    shipped = _quiet_fit(seed, data)
+    row = {"shipped": edge_metrics(shipped.graph_, data.truth)["auroc"],
+           "differences alone (k = 1)": edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
+                                                     data.truth)["auroc"]}
+    original = graph_module.difference_data
+    try:
+        for k in (2, 3):
+            graph_module.difference_data = lambda series, k=k: windowed_difference_data(series, k)
+            row[f"windows k = {k} alone"] = edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
+                                                         data.truth)["auroc"]
+            row[f"windows k = {k} in auto"] = edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]
+    finally:
+        graph_module.difference_data = original
+    return row
+
+
+def probe_design(data, seed: int) -> dict[str, float]:
+    """The design rule, read off one fit (``design_graphs_``, ``design_errors_``): each design's graph alone, and
+    the switch on the mean log one-step-error gap without the shipped rule's one-standard-error margin."""
+    g = _quiet_fit(seed, data)
+    row = {"shipped": edge_metrics(g.graph_, data.truth)["auroc"]}
+    for name, graph in g.design_graphs_.items():
+        row[f"{name} alone"] = edge_metrics(graph, data.truth)["auroc"]
+    if len(g.design_graphs_) == 2:
+        gap = np.log(np.clip(g.design_errors_["differences"], 1e-12, None)) - np.log(
+            np.clip(g.design_errors_["smoothed"], 1e-12, None))
+        pick = "differences" if gap.mean() < 0 else "smoothed"
+        row["mean-gap switch"] = edge_metrics(g.design_graphs_[pick], data.truth)["auroc"]
+    return row
+
+
 def summary(rows: list[dict]) -> str:
     """Each candidate's mean and its paired difference to the shipped behaviour, overall and per regime group."""
     lines = []
@@ -280,6 +341,8 @@ PROBES: dict[str, Callable[[Any, argparse.Namespace], dict[str, float]]] = {
     "shoot": lambda data, a: probe_shoot(data, a.seed),
     "per_output": lambda data, a: probe_per_output(data, a.seed),
     "forecast_weights": lambda data, a: probe_forecast_weights(data, a.seed),
+    "windows": lambda data, a: probe_windows(data, a.seed),
+    "design": lambda data, a: probe_design(data, a.seed),
 }
 
 
