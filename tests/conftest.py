@@ -30,6 +30,29 @@ TINY_RUN = {
 }
 
 
+def assert_same_bits_alone_and_stacked(tmp_path: Path, trainer: dict | None = None) -> None:
+    """TINY_RUN (with ``trainer`` overrides) at seeds 0 and 1, each trained alone and the two in one lockstep: equal
+    metrics and saved weights, bit for bit."""
+    import json
+
+    from sparsedyn.config import parse_config
+    from sparsedyn.runner import run_experiment, run_stacked
+
+    cfgs = []
+    for seed in (0, 1):
+        raw = json.loads(json.dumps(TINY_RUN))
+        raw["seed"] = seed
+        raw["trainer"].update(trainer or {})
+        cfgs.append(parse_config(raw))
+    alone = [run_experiment(c, tmp_path / f"alone{k}") for k, c in enumerate(cfgs)]
+    stacked = run_stacked(cfgs, [tmp_path / f"stacked{k}" for k in range(2)])
+    for k, (a, s) in enumerate(zip(alone, stacked)):
+        assert a["metrics"] == s["metrics"]
+        wa = torch.load(tmp_path / f"alone{k}" / "model.pt", weights_only=False)["model"]
+        ws = torch.load(tmp_path / f"stacked{k}" / "model.pt", weights_only=False)["model"]
+        assert wa.keys() == ws.keys() and all(torch.equal(wa[n], ws[n]) for n in wa)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -156,22 +156,6 @@ def test_a_run_through_both_phases_with_schedules_gives_the_same_bits_alone_and_
     """The flat buffers are rebuilt when a schedule moves the learning rate (every epoch here) and when the
     fine-tuning phase brings a new optimizer: PathReg runs (weights and gates in two settings) trained alone and
     in a lockstep of two end with equal metrics and weights, bit for bit."""
-    import json
+    from conftest import assert_same_bits_alone_and_stacked
 
-    from conftest import TINY_RUN
-    from sparsedyn.config import parse_config
-    from sparsedyn.runner import run_experiment, run_stacked
-
-    cfgs = []
-    for seed in (0, 1):
-        raw = json.loads(json.dumps(TINY_RUN))
-        raw["seed"] = seed
-        raw["trainer"].update({"epochs": 4, "finetune_epochs": 3, "lr_schedule": "cosine"})
-        cfgs.append(parse_config(raw))
-    alone = [run_experiment(c, tmp_path / f"alone{k}") for k, c in enumerate(cfgs)]
-    stacked = run_stacked(cfgs, [tmp_path / f"stacked{k}" for k in range(2)])
-    for k, (a, s) in enumerate(zip(alone, stacked)):
-        assert a["metrics"] == s["metrics"]
-        wa = torch.load(tmp_path / f"alone{k}" / "model.pt", weights_only=False)["model"]
-        ws = torch.load(tmp_path / f"stacked{k}" / "model.pt", weights_only=False)["model"]
-        assert wa.keys() == ws.keys() and all(torch.equal(wa[n], ws[n]) for n in wa)
+    assert_same_bits_alone_and_stacked(tmp_path, {"epochs": 4, "finetune_epochs": 3, "lr_schedule": "cosine"})

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, assert_same_bits_alone_and_stacked
 from sparsedyn.config import parse_config
 from sparsedyn.nn import fused_rk4, native
 from sparsedyn.nn.fields import MLP, GroupedMLP, SkipField
@@ -15,7 +15,7 @@ from sparsedyn.nn.fixed_grid import _plan, solve_fixed_grid
 from sparsedyn.nn.fused_native import _NativeRK4, applies
 from sparsedyn.nn.ode import NeuralODE, SecondOrderODE
 from sparsedyn.nn.stacked import stacked_forecast
-from sparsedyn.runner import run_experiment, run_stacked
+from sparsedyn.runner import run_experiment
 
 
 @pytest.fixture(autouse=True)
@@ -195,18 +195,7 @@ def test_a_run_gives_the_same_bits_alone_as_stacked_with_another(tmp_path):
     """With the kernel a single solve and a stacked member's solve run the same loops, so a PathReg run (gate
     samples, penalty, Adam) trained alone and the same run trained in lockstep with another seed end with equal
     metrics and weights, bit for bit (the PyTorch path's single and batched products differ in the last bits)."""
-    cfgs = []
-    for seed in (0, 1):
-        raw = json.loads(json.dumps(TINY_RUN))
-        raw["seed"] = seed
-        cfgs.append(parse_config(raw))
-    alone = [run_experiment(c, tmp_path / f"alone{k}") for k, c in enumerate(cfgs)]
-    stacked = run_stacked(cfgs, [tmp_path / f"stacked{k}" for k in range(2)])
-    for k, (a, s) in enumerate(zip(alone, stacked)):
-        assert a["metrics"] == s["metrics"]
-        wa = torch.load(tmp_path / f"alone{k}" / "model.pt", weights_only=False)["model"]
-        ws = torch.load(tmp_path / f"stacked{k}" / "model.pt", weights_only=False)["model"]
-        assert wa.keys() == ws.keys() and all(torch.equal(wa[n], ws[n]) for n in wa)
+    assert_same_bits_alone_and_stacked(tmp_path)
 
 
 def test_a_model_pickled_before_the_switch_existed_still_solves():

@@ -68,16 +68,16 @@ class Method:
     """Base class: every hook is a no-op. Subclasses override what they need."""
 
     name: ClassVar[str] = "method"
+    # Declared once per method, read by paths, relative strengths and stacked sweeps (no probing):
+    strength: ClassVar[str | None] = None  # the parameter a path raises (None: the method has none)
+    penalty_strength: ClassVar[bool] = True  # it weighs a penalty, so a relative strength rescales it
+    stackable_params: ClassVar[tuple[str, ...]] = ()  # numbers that change no shape: stacked members may differ
 
     @property
     def vanilla(self) -> bool:
         """Whether this is no method at all (no penalty, no step hook, no random draws): a lockstep job runs
         such a member's steps without switching its random state in. False unless a subclass knows better."""
         return False
-    # Declared once per method, read by paths, relative strengths and stacked sweeps (no probing):
-    strength: ClassVar[str | None] = None  # the parameter a path raises (None: the method has none)
-    penalty_strength: ClassVar[bool] = True  # it weighs a penalty, so a relative strength rescales it
-    stackable_params: ClassVar[tuple[str, ...]] = ()  # numbers that change no shape: stacked members may differ
 
     @property
     def strength_value(self) -> float:

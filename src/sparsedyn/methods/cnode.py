@@ -9,20 +9,20 @@ from ..nn.ode import vector_field
 from .base import Method, check_choice, check_nonnegative, reduce_matrix
 
 
-def path_weight_matrix(model: nn.Module, signed: bool = False) -> Tensor:
-    """``|W_L| @ ... @ |W_1|`` of the field chain on effective weights (signed if asked)."""
-    field = vector_field(model)
-    if signed:
-        return field.chain_product(lambda layer: layer.weight)
-    return field.chain_product(lambda layer: layer.weight.abs())
-
-
 def abs_weight(layer: nn.Module) -> Tensor:
     """A layer's effective weight (after its gates and masks), elementwise absolute."""
     weight = layer.weight
     if not isinstance(weight, Tensor):
         raise TypeError(f"{type(layer).__name__}.weight is not a tensor")
     return weight.abs()
+
+
+def path_weight_matrix(model: nn.Module, signed: bool = False) -> Tensor:
+    """``|W_L| @ ... @ |W_1|`` of the field chain on effective weights (signed if asked)."""
+    field = vector_field(model)
+    if signed:
+        return field.chain_product(lambda layer: layer.weight)
+    return field.chain_product(abs_weight)
 
 
 def path_norm(model: nn.Module, transform: LayerTransform, reduction: str) -> Tensor:

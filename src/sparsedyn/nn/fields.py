@@ -10,7 +10,7 @@ with ``W != 0`` the structural dependency. ``path_weights`` adds what bypasses t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -48,6 +48,18 @@ def activation(name: str) -> nn.Module:
         return _ACTIVATIONS[name]()
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+
+def _chain(layers: Iterable[nn.Module], transform: LayerTransform, summed_inputs: bool) -> Tensor:
+    """``transform(layer_L) @ ... @ transform(layer_1)`` (batched over leading axes, as a GroupedMLP's blocks);
+    with ``summed_inputs`` the first factor is summed over its inputs, so every product is matrix-vector."""
+    it = iter(layers)  # not layers[1:]: slicing a ModuleList builds a new module
+    out = transform(next(it))
+    if summed_inputs:
+        out = out.sum(dim=-1, keepdim=True)
+    for layer in it:
+        out = transform(layer) @ out
+    return out
 
 
 def _check_sizes(n_in: int, n_out: int, hidden: Sequence[int]) -> None:
@@ -88,12 +100,7 @@ class MLP(nn.Module):
         return self._chain(transform, summed_inputs=True).sum()
 
     def _chain(self, transform: LayerTransform, summed_inputs: bool) -> Tensor:
-        out = transform(self.layers[0])
-        if summed_inputs:
-            out = out.sum(dim=-1, keepdim=True)
-        for layer in self.layers[1:]:
-            out = transform(layer) @ out
-        return out
+        return _chain(self.layers, transform, summed_inputs)
 
     def path_weights(self, transform: LayerTransform) -> Tensor:
         return self.chain_product(transform)
@@ -154,12 +161,7 @@ class GroupedMLP(nn.Module):
         return self._chain(transform, summed_inputs=True).sum()
 
     def _chain(self, transform: LayerTransform, summed_inputs: bool) -> Tensor:
-        out = transform(self.layers[0])  # (n_out, h, n_in)
-        if summed_inputs:
-            out = out.sum(dim=-1, keepdim=True)
-        for layer in self.layers[1:]:
-            out = torch.bmm(transform(layer), out)
-        return out
+        return _chain(self.layers, transform, summed_inputs)  # (n_out, h, n_in) blocks, batched products
 
     def path_weights(self, transform: LayerTransform) -> Tensor:
         return self.chain_product(transform)
