@@ -30,9 +30,10 @@ TINY_RUN = {
 }
 
 
-def assert_same_bits_alone_and_stacked(tmp_path: Path, trainer: dict | None = None) -> None:
-    """TINY_RUN (with ``trainer`` overrides) at seeds 0 and 1, each trained alone and the two in one lockstep: equal
-    metrics and saved weights, bit for bit."""
+def assert_same_bits_alone_and_stacked(tmp_path: Path, trainer: dict | None = None,
+                                       methods: list | None = None) -> None:
+    """TINY_RUN (with ``trainer`` overrides, and ``methods`` instead of its PathReg where given) at seeds 0 and 1,
+    each trained alone and the two in one lockstep: equal metrics and saved weights, bit for bit."""
     import json
 
     from sparsedyn.config import parse_config
@@ -43,6 +44,8 @@ def assert_same_bits_alone_and_stacked(tmp_path: Path, trainer: dict | None = No
         raw = json.loads(json.dumps(TINY_RUN))
         raw["seed"] = seed
         raw["trainer"].update(trainer or {})
+        if methods is not None:
+            raw["methods"] = methods
         cfgs.append(parse_config(raw))
     alone = [run_experiment(c, tmp_path / f"alone{k}") for k, c in enumerate(cfgs)]
     stacked = run_stacked(cfgs, [tmp_path / f"stacked{k}" for k in range(2)])

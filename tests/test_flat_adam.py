@@ -159,3 +159,96 @@ def test_a_run_through_both_phases_with_schedules_gives_the_same_bits_alone_and_
     from conftest import assert_same_bits_alone_and_stacked
 
     assert_same_bits_alone_and_stacked(tmp_path, {"epochs": 4, "finetune_epochs": 3, "lr_schedule": "cosine"})
+
+
+def test_vanilla_members_read_their_weights_through_the_flat_leaf_and_train_bit_for_bit_as_alone(tmp_path,
+                                                                                                monkeypatch):
+    """Vanilla members (no gates): after the first step the stacked forward reads every member's weights as views
+    of the flat buffer (one autograd leaf) and their gradients accumulate in one kept buffer zeroed in place. Runs
+    through both phases and a schedule that moves the learning rate every epoch (the flat step must notice it)
+    end bit for bit as alone, and the in-place path was taken."""
+    from conftest import assert_same_bits_alone_and_stacked
+
+    taken = []
+    zero_grad = FlatAdam.zero_grad
+    monkeypatch.setattr(FlatAdam, "zero_grad", lambda self, opts: taken.append(zero_grad(self, opts)) or taken[-1])
+    assert_same_bits_alone_and_stacked(tmp_path, {"epochs": 4, "finetune_epochs": 3, "lr_schedule": "cosine"},
+                                       methods=[])
+    assert sum(taken) > len(taken) // 2  # most steps ran on the kept flat gradient
+
+
+def _lockstep_members(seed: int) -> list[tuple[list[torch.nn.Parameter], torch.optim.Adam]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(3):
+        params = [torch.nn.Parameter(torch.randn(4, 3, generator=g)), torch.nn.Parameter(torch.randn(4, generator=g)),
+                  torch.nn.Parameter(torch.randn(2, generator=g))]
+        out.append((params, torch.optim.Adam(params, lr=1e-2, foreach=True)))
+    return out
+
+
+def test_the_flat_leaf_gives_each_members_own_gradients_and_steps_through_unread_and_unused_tensors():
+    """A hand-made lockstep: the stacked forward reads the first two tensors through stack_members (a view of the
+    leaf once registered) and the third on three steps of four (on the fourth its gradient must stay None, so
+    Adam leaves it alone, as after zero_grad(set_to_none=True)); one step stacks with torch.stack instead. Same
+    bits as each member's own optimizer on the same losses, and both the in-place and the ordinary path taken."""
+    from sparsedyn.nn.fused_rk4 import stack_members
+
+    x = torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(7))
+
+    def loss(members, step: int, alias: bool) -> torch.Tensor:
+        stack = stack_members if alias else (lambda ts: torch.stack(list(ts)))
+        w, b = (stack([ps[k] for ps, _ in members]) for k in (0, 1))
+        out = torch.tanh(torch.bmm(x, w.transpose(1, 2)) + b[:, None]).square().sum()
+        if step % 4:
+            out = out + stack([ps[2] for ps, _ in members]).square().sum()
+        return out
+
+    flat_members, own_members = _lockstep_members(0), _lockstep_members(0)
+    flat = FlatAdam()
+    paths = []
+    for step in range(12):
+        flat.begin_step()
+        value = loss(flat_members, step, alias=step != 6)
+        paths.append(flat.zero_grad([opt for _, opt in flat_members]))
+        if not paths[-1]:
+            for ps, _ in flat_members:
+                for p in ps:
+                    p.grad = None
+        value.backward()
+        assert flat.step([opt for _, opt in flat_members])
+        for _, opt in own_members:
+            opt.zero_grad(set_to_none=True)
+        loss(own_members, step, alias=False).backward()
+        for _, opt in own_members:
+            opt.step()
+        _assert_same(flat_members, own_members)
+    assert any(paths) and not all(paths)  # both the in-place and the ordinary path were taken
+    flat.release()
+    _assert_same(flat_members, own_members)
+    for ps, _ in flat_members:
+        assert not any(_is_view(p) or (p.grad is not None and _is_view(p.grad)) for p in ps)
+
+
+def test_stack_members_aliases_only_the_registered_tensors_in_their_order_and_place():
+    from sparsedyn.nn import lockstep
+    from sparsedyn.nn.fused_rk4 import stack_members
+
+    leaf = torch.arange(12.0).requires_grad_()
+    a, b = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(2, 3))
+    a.data, b.data = leaf.detach()[:6].view(2, 3), leaf.detach()[6:].view(2, 3)
+    slot = lockstep.Slot(leaf, 0, (a, b))
+    lockstep.register(slot)
+    try:
+        view = stack_members([a, b])
+        assert view.grad_fn is not None and view.data_ptr() == leaf.data_ptr() and slot.used
+        assert torch.equal(view, torch.stack([a, b]))
+        view.sum().backward()
+        assert torch.equal(leaf.grad, torch.ones(12)) and a.grad is None  # one leaf received it all
+        assert stack_members([b, a]).data_ptr() != leaf.data_ptr()  # another order: a copy
+        assert stack_members([a]).data_ptr() != leaf.data_ptr()  # a subset: a copy
+        b.data = b.data.clone()  # given storage of its own: no longer read through the leaf
+        assert stack_members([a, b]).data_ptr() != leaf.data_ptr()
+    finally:
+        lockstep.unregister(slot)
+    assert stack_members([a]).grad_fn is not None and stack_members([a, a]).data_ptr() != leaf.data_ptr()

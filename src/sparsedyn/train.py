@@ -296,8 +296,11 @@ class Trainer:
         """``loss + penalty`` (the penalty only while sparsifying) and the penalty; with ``check`` a non-finite
         objective is a :class:`DivergenceError` (:func:`non_finite`; a lockstep job checks all its members'
         objectives at once)."""
-        penalty = self.method.penalty(self.model) if self.phase == 1 else torch.zeros(())
-        objective = loss + penalty
+        if self.phase != 1 or self.method.vanilla:  # no penalty: the objective is the loss itself (loss + 0 has
+            penalty, objective = torch.zeros(()), loss  # its bits and gradient, and cost an op and a graph node)
+        else:
+            penalty = self.method.penalty(self.model)
+            objective = loss + penalty
         if check and not torch.isfinite(objective):
             raise non_finite(objective.item(), epoch)
         return objective, penalty

@@ -122,6 +122,8 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
         live = [(t, b) for t, b in zip(trainers, batches) if id(t) not in errors]
         if not live:
             break
+        if flat is not None:
+            flat.begin_step()
         losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live], gated)
         objectives, stepping, terms = [], [], []
         for (t, _), loss in zip(live, losses):
@@ -141,7 +143,8 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
                 if not math.isfinite(values[3 * k]):
                     errors[id(t)] = non_finite(values[3 * k], epoch)
             objectives, stepping = [objectives[k] for k in keep], [stepping[k] for k in keep]
-        _zero_grads(stepping)
+        if flat is None or not flat.zero_grad([t.optimizer for t in stepping]):  # in place on flat buffers
+            _zero_grads(stepping)
         if objectives:
             torch.stack(objectives).sum().backward()
             for k, t in zip(keep, stepping):

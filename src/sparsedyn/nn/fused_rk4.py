@@ -39,6 +39,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from . import lockstep
 from .fields import MLP, GroupedMLP, SkipField
 from .fixed_grid import _plan
 from .fused_native import applies, native_rk4
@@ -50,7 +51,23 @@ def fusable(field: torch.nn.Module) -> bool:
     """Whether the PyTorch fused solve applies: a plain :class:`~sparsedyn.nn.fields.MLP` with tanh
     between layers and biases (the library's default field; subclasses and other fields are not fused)."""
     return type(field) is MLP and field.activation_name == "tanh" and all(
-        layer.bias is not None for layer in field.layers)
+        _bias(layer) is not None for layer in field.layers)
+
+
+def _bias(layer: Any) -> Tensor | None:
+    """``layer.bias``, read from the parameter dict of a plain ``nn.Linear`` (see :func:`_layer_tensors`)."""
+    return layer._parameters["bias"] if type(layer) is torch.nn.Linear else layer.bias
+
+
+def _layer_tensors(layer: Any) -> tuple[Any, Any]:
+    """A layer's weight and bias. For a layer whose type is exactly ``nn.Linear`` they are its parameters, read
+    from its parameter dict (a parametrization replaces the layer's class, so none sits on it): a stacked
+    forward reads them for every member and step, and ``nn.Module.__getattr__`` costs ~0.5 us a read. Any other
+    layer's through attribute access (a parametrized layer's effective weight)."""
+    if type(layer) is torch.nn.Linear:
+        params = layer._parameters
+        return params["weight"], params["bias"]
+    return layer.weight, layer.bias
 
 
 def native_fusable(field: torch.nn.Module) -> bool:
@@ -67,10 +84,16 @@ def _native_parts(field: Any) -> tuple[list[Tensor], tuple[int, ...], bool]:
     """The kernel's view of a :func:`native_fusable` field: every layer's weight and bias (then a skip's weight),
     the blocks per layer, and whether there is a skip."""
     net = field.net if type(field) is SkipField else field
-    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
-    if type(field) is SkipField:
+    return _native_tensors(field), _groups(net), type(field) is SkipField
+
+
+def _native_tensors(field: Any) -> list[Tensor]:
+    """:func:`_native_parts`' tensors alone."""
+    skip = type(field) is SkipField
+    params: list[Tensor] = [p for layer in (field.net if skip else field).layers for p in _layer_tensors(layer)]
+    if skip:
         params.append(field.skip.weight)
-    return params, _groups(net), type(field) is SkipField
+    return params
 
 
 def _groups(field: Any) -> tuple[int, ...]:
@@ -268,7 +291,12 @@ def fused_rk4_solve(field: Any, y0: Tensor, t: Tensor, step_size: float | None,
 def stack_members(tensors: Sequence[Any]) -> Any:
     """The members' tensors stacked along a new leading axis (None if every member has None: a bias-free
     layer); a member that differs in structure or shape is an error that says so. Members' attributes are read
-    dynamically (``nn.Module.__getattr__``), hence ``Any``."""
+    dynamically (``nn.Module.__getattr__``), hence ``Any``. Where the tensors sit side by side in a lockstep's
+    flat leaf (:mod:`~sparsedyn.nn.lockstep`) the result is a view of it: the same numbers, no copy, and one
+    gradient accumulation for all members."""
+    view = lockstep.alias(tensors)
+    if view is not None:
+        return view
     if all(t is None for t in tensors):
         return None
     if any(t is None for t in tensors):
@@ -286,10 +314,11 @@ def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: f
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size))
     if native and native_fusable(fields[0]):
-        parts = [_native_parts(f) for f in fields]
-        stacked = [stack_members([p[0][i] for p in parts]) for i in range(len(parts[0][0]))]
+        _, groups, skip = _native_parts(fields[0])
+        tensors = [_native_tensors(f) for f in fields]
+        stacked = [stack_members([ts[i] for ts in tensors]) for i in range(len(tensors[0]))]
         if applies(y0, stacked, len(fields)):
-            return native_rk4(plan, keep, y0, stacked, len(fields), parts[0][1], parts[0][2], second_order)
+            return native_rk4(plan, keep, y0, stacked, len(fields), groups, skip, second_order)
     if second_order or not fusable(fields[0]):
         raise TypeError(f"no fused rk4 solve for these {type(fields[0]).__name__}s here (see fused_rk4.can_fuse)")
     layers = [list(f.layers) for f in fields]  # iterating a ModuleList, not indexing it: ~2 us less a layer
