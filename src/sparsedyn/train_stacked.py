@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor
@@ -34,6 +33,7 @@ from .nn.gates import gates, hold_gates
 from .train import DivergenceError, Trainer, TrainResult, non_finite
 
 _MISSING = object()
+_ZERO = torch.zeros(())  # a plain member's penalty (only read, in the stack of every member's numbers)
 
 
 def _gated(trainers: Sequence[Trainer]) -> set[int]:
@@ -86,10 +86,6 @@ def _plain(trainers: Sequence[Trainer], gated: set[int]) -> set[int]:
     return {id(t) for t in trainers if id(t) not in gated and t.method.vanilla}
 
 
-def _own_rng(t: Trainer, plain: AbstractSet[int]) -> AbstractContextManager:
-    return nullcontext() if id(t) in plain else t.own_rng()
-
-
 def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None, plain: AbstractSet[int] = frozenset()) -> None:
     """Every member's :meth:`Trainer.update`, with one joint Adam step for all of them where their
     optimizers allow it (the same numbers, fewer kernels): on ``flat``'s buffers
@@ -103,8 +99,9 @@ def _update(trainers: Sequence[Trainer], flat: FlatAdam | None = None, plain: Ab
             with t.own_rng():
                 t.optimizer.step()
     for t in trainers:
-        with _own_rng(t, plain):
-            t.after_optimizer_step()
+        if id(t) not in plain:  # a vanilla member has no step hook (Method.vanilla)
+            with t.own_rng():
+                t.after_optimizer_step()
 
 
 def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
@@ -127,8 +124,14 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
         losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live], gated)
         objectives, stepping, terms = [], [], []
         for (t, _), loss in zip(live, losses):
+            if id(t) in plain:  # no penalty: the objective is the loss (Trainer.objective)
+                objectives.append(loss)
+                stepping.append(t)
+                value = loss.detach()
+                terms += [value, value, _ZERO]
+                continue
             try:
-                with _own_rng(t, plain):
+                with t.own_rng():
                     objective, penalty = t.objective(loss, epoch, check=False)
             except DivergenceError as e:
                 errors[id(t)] = e
