@@ -189,9 +189,10 @@ def _lockstep_members(seed: int) -> list[tuple[list[torch.nn.Parameter], torch.o
 
 def test_the_flat_leaf_gives_each_members_own_gradients_and_steps_through_unread_and_unused_tensors():
     """A hand-made lockstep: the stacked forward reads the first two tensors through stack_members (a view of the
-    leaf once registered) and the third on three steps of four (on the fourth its gradient must stay None, so
-    Adam leaves it alone, as after zero_grad(set_to_none=True)); one step stacks with torch.stack instead. Same
-    bits as each member's own optimizer on the same losses, and both the in-place and the ordinary path taken."""
+    leaf once registered) and the third on all but two steps (there its gradient must stay None, so Adam leaves
+    it alone, as after zero_grad(set_to_none=True)); one step stacks with torch.stack instead, and one optimizer's
+    state is reloaded between two in-place steps (a resume). Same bits as each member's own optimizer on the same
+    losses, and both the in-place and the ordinary path taken."""
     from sparsedyn.nn.fused_rk4 import stack_members
 
     x = torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(7))
@@ -200,16 +201,18 @@ def test_the_flat_leaf_gives_each_members_own_gradients_and_steps_through_unread
         stack = stack_members if alias else (lambda ts: torch.stack(list(ts)))
         w, b = (stack([ps[k] for ps, _ in members]) for k in (0, 1))
         out = torch.tanh(torch.bmm(x, w.transpose(1, 2)) + b[:, None]).square().sum()
-        if step % 4:
+        if step not in (0, 5):
             out = out + stack([ps[2] for ps, _ in members]).square().sum()
         return out
 
     flat_members, own_members = _lockstep_members(0), _lockstep_members(0)
     flat = FlatAdam()
     paths = []
-    for step in range(12):
+    for step in range(13):
+        if step == 11:  # a resume between two in-place steps: the state tensors are no longer the arena's views
+            flat_members[0][1].load_state_dict(own_members[0][1].state_dict())
         flat.begin_step()
-        value = loss(flat_members, step, alias=step != 6)
+        value = loss(flat_members, step, alias=step != 8)
         paths.append(flat.zero_grad([opt for _, opt in flat_members]))
         if not paths[-1]:
             for ps, _ in flat_members:
@@ -223,7 +226,7 @@ def test_the_flat_leaf_gives_each_members_own_gradients_and_steps_through_unread
         for _, opt in own_members:
             opt.step()
         _assert_same(flat_members, own_members)
-    assert any(paths) and not all(paths)  # both the in-place and the ordinary path were taken
+    assert paths[11] and not all(paths)  # both paths taken, the in-place one on the resumed step
     flat.release()
     _assert_same(flat_members, own_members)
     for ps, _ in flat_members:

@@ -23,6 +23,7 @@ weights), and :func:`sparsedyn.io.save_torch` writes views as their own tensors.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,7 @@ from .joint_adam import joinable, joint_adam_step
 from .nn import lockstep
 
 _STATE = ("exp_avg", "exp_avg_sq")
+_GRAD = operator.attrgetter("grad")
 
 
 def _setting(group: dict) -> tuple:
@@ -78,6 +80,7 @@ class _Arena:
             offset += n
         self.optimizers = [opt for opt, _ in entries]
         self.states = [opt.state for opt in self.optimizers]
+        self.state_dicts = list({id(opt): (opt, opt.state) for opt in self.optimizers}.values())
         self.data_ptrs = [p.data_ptr() for p in self.params]
         self.param.requires_grad_(True)
         self.slots = _slots(self.param, self.params, self.offsets, [position[id(p)] for p in self.params])
@@ -99,7 +102,7 @@ class _Arena:
     def attached(self) -> bool:
         """Whether every parameter's ``.grad`` and the leaf's are still this arena's views."""
         return (self.param.grad is self.grad and len(self.grad_views) == len(self.params)
-                and all(p.grad is g for p, g in zip(self.params, self.grad_views)))
+                and all(map(operator.is_, map(_GRAD, self.params), self.grad_views)))  # loops in C
 
     def detach_grads(self) -> None:
         """Stop accumulating into the kept gradient (the members' ``.grad`` are set to None by the caller)."""
@@ -138,9 +141,12 @@ class _Arena:
         ``load_state_dict`` or a method that swaps a parameter's storage breaks that), and no optimizer stepped
         its tensors on its own since (their step counts would differ from the arena's). ``placed``: the
         parameters' storage is known to be in place (this step's forward read every one through its slot,
-        which checks that)."""
+        which checks that), so only the step counts and each optimizer's state dict are checked (the library
+        never writes an optimizer's state but through ``load_state_dict``, which replaces that dict)."""
         if not bool((self.steps == self.step_count).all()):
             return False
+        if placed:  # only a load_state_dict replaces state tensors here, and it replaces the optimizer's state dict
+            return all(opt.state is states for opt, states in self.state_dicts)
         for opt, states, p, ptr, (state, step, m, v) in zip(self.optimizers, self.states, self.params,
                                                              self.data_ptrs, self.views):
             if (not placed and p.data_ptr() != ptr) or opt.state is not states or states.get(p) is not state:

@@ -15,6 +15,7 @@ recorded (:func:`used`), so that the owner knows whether a step's gradients all 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,8 +38,8 @@ class Slot:
 
     def holds(self, tensors: Sequence[Tensor]) -> bool:
         """Whether ``tensors`` are this slot's members, in order, each still a view at its place in the leaf."""
-        return (len(tensors) == len(self.members) and all(a is b for a, b in zip(tensors, self.members))
-                and all(t.data_ptr() == p for t, p in zip(tensors, self.ptrs)))
+        return (len(tensors) == len(self.members) and all(map(operator.is_, tensors, self.members))
+                and tuple(map(Tensor.data_ptr, tensors)) == self.ptrs)  # loops in C: a step reads every slot
 
     def view(self) -> Tensor:
         first = self.members[0]
