@@ -168,3 +168,23 @@ def test_large_layers_accumulate_their_weight_gradients_and_small_ones_concatena
     seen, sums = fused_rk4._collectors(params, torch.Size([32]))
     assert [pairs is None for pairs in seen] == [True, False, True]
     assert sums[0].shape == (64, 529) and sums[1].shape == (32, 64) and sums[2].numel() == 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("field_kind", ["mlp", "grouped"])
+@pytest.mark.parametrize("step_size", [None, 0.1])
+def test_float64_times_that_are_not_float32_numbers_keep_every_observation(native, field_kind, step_size):
+    """The grid is built in the times' dtype, as torchdiffeq builds it: built in float32, a float64 grid ended
+    before its last observation (1.3 is not a float32 number), which every fixed-grid solve then dropped (the
+    loop failed, the fused solves returned one time point too few)."""
+    torch.manual_seed(0)
+    field = MLP(5, 5, (8,)) if field_kind == "mlp" else GroupedMLP(5, 5, (4, 3))
+    model = NeuralODE(field, solver="rk4", step_size=step_size).double()
+    model.native_solve = native
+    t = torch.linspace(0, 1.3, 9, dtype=torch.float64)
+    x0 = torch.randn(3, 5, dtype=torch.float64)
+    ours = model(x0, t)
+    model.fixed_grid_loop = False  # torchdiffeq's odeint
+    reference = model(x0, t)
+    assert ours.shape == reference.shape == (3, 9, 5)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)

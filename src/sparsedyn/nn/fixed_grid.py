@@ -8,7 +8,7 @@ same steps with the grid, the step sizes and the output interpolation weights co
 floats, per (time grid, step size):
 
 - the grid is torchdiffeq's: the observation times, or ``t0 + k * step_size`` with the last point set to
-  ``t[-1]`` (computed with the same float32 tensor operations);
+  ``t[-1]`` (computed with the same tensor operations, in the times' dtype);
 - ``rk4`` is torchdiffeq's 3/8-rule step (``rk4_alt_step_func``), ``midpoint`` and ``euler`` theirs, with
   the operations in the same order, so forward values and gradients agree to float rounding (the tests
   compare both with torchdiffeq's odeint);
@@ -34,30 +34,35 @@ Field = Callable[[float, Tensor], Tensor]
 
 
 @lru_cache(maxsize=64)
-def _plan(times: tuple[float, ...], step_size: float | None) -> tuple[tuple[float, ...], tuple[tuple, ...]]:
+def _plan(times: tuple[float, ...], step_size: float | None, dtype: torch.dtype = torch.float32
+          ) -> tuple[tuple[float, ...], tuple[tuple, ...]]:
     """The grid's step sizes, and per grid step the outputs it produces: ``(index, slope)`` pairs where
-    ``slope`` None means "the step's end state", else ``y0 + slope * (y1 - y0)``."""
-    t = torch.tensor(times, dtype=torch.float32)
+    ``slope`` None means "the step's end state", else ``y0 + slope * (y1 - y0)``. ``dtype``: the time tensor's,
+    in which torchdiffeq builds the grid (float64 times built in float32 had lost the last observation when it
+    was not a float32 number: the rounded grid ended before it)."""
+    t = torch.tensor(times, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    real = np.float64 if t.dtype == torch.float64 else np.float32
     if step_size is None:
         grid = t
-    else:  # torchdiffeq's _grid_constructor_from_step_size, same float32 operations
+    else:  # torchdiffeq's _grid_constructor_from_step_size, same operations in the times' dtype
         niters = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
         grid = torch.arange(0, niters, dtype=t.dtype) * step_size + t[0]
         grid[-1] = t[-1]
     g = grid.tolist()
+    times = tuple(float(v) for v in t.tolist())  # as the solve's tensor holds them
     steps: list[float] = []
     outputs: list[tuple[tuple[int, float | None], ...]] = []
     j = 1
     for t0, t1 in zip(g[:-1], g[1:]):
-        steps.append(float(np.float32(t1) - np.float32(t0)))
+        steps.append(float(real(t1) - real(t0)))
         out: list[tuple[int, float | None]] = []
         while j < len(times) and t1 >= times[j]:
             if times[j] == t0:
                 out.append((j, 0.0))
             elif times[j] == t1:
                 out.append((j, None))
-            else:  # torchdiffeq's float32 slope
-                out.append((j, float((np.float32(times[j]) - np.float32(t0)) / (np.float32(t1) - np.float32(t0)))))
+            else:  # torchdiffeq's slope, in the times' dtype
+                out.append((j, float((real(times[j]) - real(t0)) / (real(t1) - real(t0)))))
             j += 1
         outputs.append(tuple(out))
     return tuple(steps), tuple(outputs)
@@ -69,7 +74,7 @@ def solve_fixed_grid(func: Field, y0: Tensor, t: Tensor, method: str, step_size:
     if method not in FIXED_GRID_SOLVERS:
         raise ValueError(f"fixed-grid method must be one of {FIXED_GRID_SOLVERS}, got {method!r}")
     times = tuple(float(v) for v in t.detach().cpu().tolist())
-    steps, outputs = _plan(times, None if step_size is None else float(step_size))
+    steps, outputs = _plan(times, None if step_size is None else float(step_size), t.dtype)
     solution: list[Tensor | None] = [None] * len(times)
     solution[0] = y0
     grid_t, y = times[0], y0

@@ -277,7 +277,7 @@ def fused_rk4_solve(field: Any, y0: Tensor, t: Tensor, step_size: float | None,
     field is taken at all). With ``second_order`` (the kernel only) ``y0`` is a SONODE's state ``[x, v]``, the
     field maps it to the acceleration, and the solve is that of ``[x, v]' = [v, field([x, v]) (* keep)]``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
-    plan = _plan(times, None if step_size is None else float(step_size))
+    plan = _plan(times, None if step_size is None else float(step_size), t.dtype)
     if native and native_fusable(field):
         parts, groups, skip = _native_parts(field)
         if applies(y0, parts):
@@ -312,7 +312,7 @@ def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: f
     """:func:`fused_rk4_solve` for ``M`` members at once (fields of one shape, ``y0 (M, B, n)``): their
     weights stacked ``(M, out, in)``, every product batched; returns ``(len(t), M, B, n)``."""
     times = tuple(float(v) for v in t.detach().cpu().tolist())
-    plan = _plan(times, None if step_size is None else float(step_size))
+    plan = _plan(times, None if step_size is None else float(step_size), t.dtype)
     if native and native_fusable(fields[0]):
         _, groups, skip = _native_parts(fields[0])
         tensors = [_native_tensors(f) for f in fields]
