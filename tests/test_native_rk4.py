@@ -2,6 +2,7 @@
 states and gradients to float rounding, gradcheck in float64, the kernel's tanh against float64's, bits that do
 not depend on the stack or the batch, the switches, and a failed build falling back with a warning."""
 
+import ctypes
 import json
 
 import pytest
@@ -357,3 +358,36 @@ def test_stacked_sonodes_give_each_member_its_own_bits():
     together = stacked_forecast(models, x0, t, v0=v0)
     for m, model in enumerate(models):
         assert torch.equal(together[m], model(x0[m], t, v0=v0[m]))
+
+
+def test_the_build_for_any_x86_cpu_gives_the_bits_of_the_native_build(tmp_path, monkeypatch):
+    """Built with -march=native on a CPU with AVX-512 the kernel's products run masked vector loops; built for any
+    CPU (the fallback when the compiler refuses -march=native) they run the portable loops on zero-padded
+    copies. Both sum every element by the same fma chain: the same bits, float and double, through partial row
+    and column blocks (5 outputs, 3 and 7 rows), grouped and skip fields and a SONODE."""
+    from sparsedyn.nn import fused_native
+
+    compiler = native._compiler()
+    assert compiler is not None  # the native kernel was built above, so there is one
+    portable = tmp_path / "portable.so"
+    native._compile(compiler, portable, native_arch=False)
+    lib = ctypes.CDLL(str(portable))
+    native._declare(lib)
+    cases = [(NeuralODE(MLP(5, 5, (16, 16)), solver="rk4", step_size=0.25), 5, 3),
+             (NeuralODE(MLP(3, 3, (20, 17)), solver="rk4", step_size=0.25), 3, 7),
+             (NeuralODE(GroupedMLP(4, 4, (5, 3)), solver="rk4", step_size=0.25), 4, 5),
+             (NeuralODE(SkipField(MLP(6, 6, (9,))), solver="rk4", step_size=0.25), 6, 4),
+             (SecondOrderODE(MLP(8, 4, (11,)), MLP(4, 4, (6,)), solver="rk4", step_size=0.25), 4, 5)]
+    for dtype in (torch.float32, torch.float64):
+        for model, n, rows in cases:
+            model = model.to(dtype)
+            x0 = torch.randn(rows, n, dtype=dtype, generator=torch.Generator().manual_seed(n))
+            t = torch.linspace(0, 1, 5, dtype=dtype)
+            results = []
+            for kernel in (native.kernel(), lib):
+                monkeypatch.setattr(fused_native.native, "kernel", lambda kernel=kernel: kernel)
+                model.zero_grad()
+                y = model(x0, t)
+                y.square().sum().backward()
+                results.append([y.detach()] + [p.grad.clone() for p in model.parameters()])
+            assert all(torch.equal(a, b) for a, b in zip(*results)), (type(model.field).__name__, dtype)

@@ -101,6 +101,57 @@ static inline void gemm_rows4(int K, const REAL *A, size_t sap, size_t sak, cons
     }
 }
 
+#if defined(__AVX512F__)
+/* With AVX-512 (a -march=native build on a CPU that has it) a column block is one vector register and a
+ * partial block (the last Q % QB columns) or a partial row block (the last P % PB rows) is handled with masked
+ * loads and stores: no zero-padded copies of A, B or C (their scalar stores, read back by vector loads, had
+ * stalled store forwarding, and a 5-wide output layer's stores had run as `rep movs`). A missing row reads row
+ * 0 of A and is never stored. Each element is still one fma chain over k in increasing order (the same bits). */
+#include <immintrin.h>
+#define MASKED_GEMM 1
+#ifdef USE_DOUBLE
+typedef __m512d VEC;
+typedef __mmask8 VMASK;
+#define VLOADZ(m, p) _mm512_maskz_loadu_pd(m, p)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define VSET1(a) _mm512_set1_pd(a)
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VZERO() _mm512_setzero_pd()
+#else
+typedef __m512 VEC;
+typedef __mmask16 VMASK;
+#define VLOADZ(m, p) _mm512_maskz_loadu_ps(m, p)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define VSET1(a) _mm512_set1_ps(a)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VZERO() _mm512_setzero_ps()
+#endif
+
+/* rows (1..4) rows of one column block of qn (1..QB) columns: C[p, q] += sum_k A[p, k] B[k, q] */
+static inline void gemm_rows_masked(int rows, int K, const REAL *A, size_t sap, size_t sak, const REAL *B,
+                                    size_t ldb, REAL *C, size_t ldc, int qn) {
+    const VMASK m = qn >= QB ? (VMASK)~0u : (VMASK)((1u << qn) - 1u);
+    const REAL *a0 = A, *a1 = rows > 1 ? A + sap : A, *a2 = rows > 2 ? A + 2 * sap : A,
+               *a3 = rows > 3 ? A + 3 * sap : A;
+    VEC c0 = VLOADZ(m, C);
+    VEC c1 = rows > 1 ? VLOADZ(m, C + ldc) : VZERO();
+    VEC c2 = rows > 2 ? VLOADZ(m, C + 2 * ldc) : VZERO();
+    VEC c3 = rows > 3 ? VLOADZ(m, C + 3 * ldc) : VZERO();
+    for (int k = 0; k < K; k++) {
+        const VEC b = VLOADZ(m, B + (size_t)k * ldb);
+        const size_t ak = (size_t)k * sak;
+        c0 = VFMA(VSET1(a0[ak]), b, c0);
+        c1 = VFMA(VSET1(a1[ak]), b, c1);
+        c2 = VFMA(VSET1(a2[ak]), b, c2);
+        c3 = VFMA(VSET1(a3[ak]), b, c3);
+    }
+    VSTOREM(C, m, c0);
+    if (rows > 1) VSTOREM(C + ldc, m, c1);
+    if (rows > 2) VSTOREM(C + 2 * ldc, m, c2);
+    if (rows > 3) VSTOREM(C + 3 * ldc, m, c3);
+}
+#endif
+
 /* C[p, q] += sum_k A[p, k] Bm[k, q] for p < P, q < Q, k < K: every element summed by one fma chain in
  * increasing k, whatever its position or the blocking (so its bits depend only on its own inputs; a partial
  * sum stored to C between chunks of k and loaded back is exact). A is read with strides (sap, sak), Bm row-major
@@ -110,6 +161,16 @@ static inline void gemm_rows4(int K, const REAL *A, size_t sap, size_t sak, cons
  * of their rows of A and C (each element's fma chain unchanged; one row at a time had been latency-bound). */
 static void gemm_acc(int P, int Q, int K, const REAL *A, size_t sap, size_t sak, const REAL *Bm, size_t ldb,
                      REAL *C, size_t ldc, int padded) {
+#ifdef MASKED_GEMM
+    (void)padded;
+    for (int q0 = 0; q0 < Q; q0 += QB) {
+        const int qn = Q - q0 < QB ? Q - q0 : QB;
+        for (int p0 = 0; p0 < P; p0 += PB)
+            gemm_rows_masked(P - p0 < PB ? P - p0 : PB, K, A + (size_t)p0 * sap, sap, sak, Bm + q0, ldb,
+                             C + (size_t)p0 * ldc + q0, ldc, qn);
+    }
+    return;
+#endif
     REAL pack[KC * QB], apack[KC * PB], cpack[PB * QB];
     const int p_full = P - P % PB, pr = P - p_full;
     for (int q0 = 0; q0 < Q; q0 += QB) {
@@ -324,6 +385,11 @@ static void field_vjp(const Net *net, int m, int st, int w, const REAL *Hm, cons
                       REAL *Gw) {
     const int B = net->B, L = net->L, n = d_out(net);
     const int *d = net->d;
+    if (st > 0)  /* the stage read next (the pass runs backwards in time): its activations are far in the cache */
+        for (int l = 1; l < L; l++) {
+            const char *next = (const char *)(Hm + net->hoff[l] + (size_t)(st - 1) * B * d[l]);
+            for (size_t byte = 0; byte < sizeof(REAL) * (size_t)B * d[l]; byte += 64) __builtin_prefetch(next + byte);
+        }
     /* the adjoint of the field's output: the state's derivative's (first order) or its acceleration part's,
      * times keep */
     REAL *g_in = Gw + net->goff[L - 1] + (size_t)w * B * n;
