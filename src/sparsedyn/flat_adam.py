@@ -12,9 +12,20 @@ same values give the same bits whether an element sits in a small tensor or in a
 bit against each member's own step, and a lockstep run against the same run alone). Adam leaves parameters
 without a gradient untouched and keeps a step count per tensor: the buffers hold the parameters that have a
 gradient, one arena per step count, and are rebuilt when that changes (members joining at different epochs,
-a phase that freezes some tensors). Optimizers that :func:`~sparsedyn.joint_adam.joint_adam_step` does not
+a phase that freezes some tensors); a change of settings alone (a schedule moving every member's learning rate)
+only retunes them. Optimizers that :func:`~sparsedyn.joint_adam.joint_adam_step` does not
 cover are left to it, and it declines them in turn; shared or complex parameters and sparse gradients go to
 :func:`~sparsedyn.joint_adam.joint_adam_step` as well.
+
+The parameters are laid out slot by slot (every member's first weight side by side, then every member's first
+bias, ...), and each slot is registered with :mod:`sparsedyn.nn.lockstep`: a stacked forward then reads the
+members' tensors as a view of the parameter buffer, which is one autograd leaf, and the backward accumulates all
+members' gradients into its one kept gradient (every ``.grad`` a view into it). :meth:`FlatAdam.zero_grad` zeroes
+that gradient in place when the step's forward read every buffered tensor through its slot (so each gets a
+gradient, as the members' own leaves would); otherwise it lets it go and the members' gradients are set to None
+as usual, the leaf's part handed to them before the step (:meth:`_Arena.aliased_grads`). A lockstep step is
+``begin_step()``, the forward, ``zero_grad(optimizers)`` (falling back to each member's own), the backward,
+``step(optimizers)``.
 
 While the buffers exist a parameter's storage is a lockstep's buffer: :meth:`FlatAdam.release` gives every
 parameter and state tensor its own storage again (a member pickled after training must not carry the others'

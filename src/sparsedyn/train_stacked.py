@@ -33,7 +33,6 @@ from .nn.gates import gates, hold_gates
 from .train import DivergenceError, Trainer, TrainResult, non_finite
 
 _MISSING = object()
-_ZERO = torch.zeros(())  # a plain member's penalty (only read, in the stack of every member's numbers)
 
 
 def _gated(trainers: Sequence[Trainer]) -> set[int]:
@@ -123,12 +122,16 @@ def _joint_epoch(trainers: Sequence[Trainer], epoch: int,
             flat.begin_step()
         losses, _ = stacked_losses([t for t, _ in live], [b for _, b in live], gated)
         objectives, stepping, terms = [], [], []
+        zeros: dict[torch.device, Tensor] = {}
         for (t, _), loss in zip(live, losses):
             if id(t) in plain:  # no penalty: the objective is the loss (Trainer.objective)
                 objectives.append(loss)
                 stepping.append(t)
                 value = loss.detach()
-                terms += [value, value, _ZERO]
+                zero = zeros.get(value.device)
+                if zero is None:  # one zero penalty per device, beside the losses in the stack below
+                    zero = zeros[value.device] = value.new_zeros(())
+                terms += [value, value, zero]
                 continue
             try:
                 with t.own_rng():
