@@ -297,7 +297,7 @@ class Trainer:
         objective is a :class:`DivergenceError` (:func:`non_finite`; a lockstep job checks all its members'
         objectives at once)."""
         if self.phase != 1 or self.method.vanilla:  # no penalty: the objective is the loss itself (loss + 0 has
-            penalty, objective = torch.zeros(()), loss  # its bits and gradient, and cost an op and a graph node)
+            penalty, objective = loss.new_zeros(()), loss  # its bits and gradient, and cost an op and a node)
         else:
             penalty = self.method.penalty(self.model)
             objective = loss + penalty

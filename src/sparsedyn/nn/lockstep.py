@@ -42,6 +42,7 @@ class Slot:
                 and tuple(map(Tensor.data_ptr, tensors)) == self.ptrs)  # loops in C: a step reads every slot
 
     def view(self) -> Tensor:
+        """The slot's part of the leaf as the stacked tensor ``(members, *shape)``, in the autograd graph."""
         first = self.members[0]
         return self.leaf.narrow(0, self.offset, first.numel() * len(self.members)).view(len(self.members),
                                                                                        *first.shape)
@@ -51,6 +52,7 @@ _SLOTS: dict[int, Slot] = {}  # id of a slot's first member -> the slot (the slo
 
 
 def register(slot: Slot) -> None:
+    """Let :func:`alias` read ``slot``'s members as a view of its leaf (until :func:`unregister`)."""
     _SLOTS[id(slot.members[0])] = slot
 
 
@@ -74,6 +76,7 @@ def used(slots: Sequence[Slot]) -> bool:
 
 
 def forget_uses(slots: Sequence[Slot]) -> None:
+    """Start a step: no slot counts as read."""
     for slot in slots:
         slot.used = False
 
