@@ -45,6 +45,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, (members, buffers) in forms.items():
             optimizers = [t.optimizer for t in members]
+            if buffers is not None:  # repeated without a forward: the step on the members' gradients, as a step
+                buffers.begin_step()  # whose forward read no slot runs it (gradients gathered, no kept buffer)
             start = time.perf_counter()
             for _ in range(20):
                 buffers.step(optimizers) if buffers is not None else joint_adam_step(optimizers)
