@@ -21,6 +21,8 @@ the shipped behaviour on the very same data sets, before any is adopted (none of
   the automatic design choice.
 - ``design``: the design rule read off one fit: each design's graph alone, and a switch on the mean one-step
   error gap without the one-standard-error margin.
+- ``weak``: the weak form with a bump test function over windows of 3 and 5 intervals in place of the
+  differences design, alone and inside the automatic design choice.
 - ``per_output``: each output's row of each library's graph read at the path stage that minimises that
   output's held-out error (one strength per output, as LassoCV per output chooses), not the summed error's.
 
@@ -296,6 +298,63 @@ def probe_windows(data, seed: int) -> dict[str, float]:
     return row
 
 
+_GAUSS3 = (np.array([-np.sqrt(0.6), 0.0, np.sqrt(0.6)]), np.array([5 / 9, 8 / 9, 5 / 9]))  # Gauss-Legendre, [-1, 1]
+
+
+def weak_form_data(series, k: int, power: int = 1):
+    """The weak form with a smooth test function: for every window of ``k`` consecutive intervals (overlapping,
+    stride 1; ``k`` cut to a trajectory's intervals) and the bump ``phi(s) = ((s - t_a) (t_b - s))^power`` on it,
+    the derivative ``-int phi' x / int phi`` regressed on the state ``int phi x / int phi``, with ``x`` the
+    piecewise-linear interpolant of the observations (integrals exact: 3-point Gauss-Legendre per interval; by
+    parts, ``-int phi' x`` is the sum of the intervals' difference quotients weighted by ``phi``'s mass on
+    each). A boxcar ``phi`` gives ``windowed_difference_data``; the bump weighs the window's middle intervals
+    more, so that the target averages the noise of every observation in the window, not only of its ends."""
+    from sparsedyn.derivatives import DerivativeData, observed_points
+
+    nodes, weights = _GAUSS3
+    xs, ds, ids = [], [], []
+    for j, (t, x) in enumerate(observed_points(series)):
+        w = min(k, len(t) - 1)
+        h = np.diff(t)
+        slope = np.diff(x, axis=0) / h[:, None]
+        for a in range(len(t) - w):
+            ta, tb = t[a], t[a + w]
+            mass, state, deriv = 0.0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
+            for i in range(a, a + w):
+                s = t[i] + 0.5 * h[i] * (nodes + 1.0)  # the nodes on [t_i, t_i+1]
+                phi = ((s - ta) * (tb - s)) ** power * weights * 0.5 * h[i]
+                lin = x[i] + np.outer((s - t[i]) / h[i], x[i + 1] - x[i])  # (3, n)
+                mass += phi.sum()
+                state += phi @ lin
+                deriv += phi.sum() * slope[i]
+            xs.append(state / mass)
+            ds.append(deriv / mass)
+            ids.append(j)
+    return DerivativeData(np.array(xs), np.array(ds), np.array(ids))
+
+
+def probe_weak(data, seed: int) -> dict[str, float]:
+    """The differences design replaced by the weak form with a bump test function over windows of 3 and 5
+    intervals (``weak_form_data``): as the only design, and inside the shipped automatic choice between the
+    smoother and differences."""
+    import sparsedyn.graph as graph_module
+
+    shipped = _quiet_fit(seed, data)
+    row = {"shipped": edge_metrics(shipped.graph_, data.truth)["auroc"],
+           "differences alone (k = 1)": edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
+                                                     data.truth)["auroc"]}
+    original = graph_module.difference_data
+    try:
+        for k in (3, 5):
+            graph_module.difference_data = lambda series, k=k: weak_form_data(series, k)
+            row[f"weak form k = {k} alone"] = edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
+                                                           data.truth)["auroc"]
+            row[f"weak form k = {k} in auto"] = edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]
+    finally:
+        graph_module.difference_data = original
+    return row
+
+
 def probe_design(data, seed: int) -> dict[str, float]:
     """The design rule, read off one fit (``design_graphs_``, ``design_errors_``): each design's graph alone, and
     the switch on the mean log one-step-error gap without the shipped rule's one-standard-error margin."""
@@ -343,6 +402,7 @@ PROBES: dict[str, Callable[[Any, argparse.Namespace], dict[str, float]]] = {
     "forecast_weights": lambda data, a: probe_forecast_weights(data, a.seed),
     "windows": lambda data, a: probe_windows(data, a.seed),
     "design": lambda data, a: probe_design(data, a.seed),
+    "weak": lambda data, a: probe_weak(data, a.seed),
 }
 
 
