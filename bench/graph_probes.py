@@ -23,6 +23,8 @@ the shipped behaviour on the very same data sets, before any is adopted (none of
   error gap without the one-standard-error margin.
 - ``weak``: the weak form with a bump test function over windows of 3 and 5 intervals in place of the
   differences design, alone and inside the automatic design choice.
+- ``ensemble``: the designs' graphs averaged with equal weights instead of chosen between: the smoother's and
+  the differences', and with the weak form (windows of 3 intervals) as a third.
 - ``per_output``: each output's row of each library's graph read at the path stage that minimises that
   output's held-out error (one strength per output, as LassoCV per output chooses), not the summed error's.
 
@@ -355,6 +357,30 @@ def probe_weak(data, seed: int) -> dict[str, float]:
     return row
 
 
+def probe_ensemble(data, seed: int) -> dict[str, float]:
+    """The designs' graphs averaged with equal weights (each scaled to its largest off-diagonal score) instead of
+    the automatic choice between them: the smoother's and the differences' (``design_graphs_`` of one fit), and
+    with the weak form over windows of 3 intervals (``weak_form_data``, a second fit) as a third design."""
+    import sparsedyn.graph as graph_module
+
+    g = _quiet_fit(seed, data)
+    off = ~np.eye(data.truth.shape[0], dtype=bool)
+    row = {"shipped": edge_metrics(g.graph_, data.truth)["auroc"]}
+    original = graph_module.difference_data
+    try:
+        graph_module.difference_data = lambda series: weak_form_data(series, 3)
+        weak = _quiet_fit(seed, data, design="differences").graph_
+    finally:
+        graph_module.difference_data = original
+    graphs = {name: _scaled(graph, off) for name, graph in g.design_graphs_.items()}
+    graphs["weak"] = _scaled(weak, off)
+    for combo in (("smoothed", "differences"), ("smoothed", "differences", "weak"), ("smoothed", "weak")):
+        if all(name in graphs for name in combo):
+            row[f"mean of {' + '.join(combo)}"] = edge_metrics(np.mean([graphs[n] for n in combo], axis=0),
+                                                                 data.truth)["auroc"]
+    return row
+
+
 def probe_design(data, seed: int) -> dict[str, float]:
     """The design rule, read off one fit (``design_graphs_``, ``design_errors_``): each design's graph alone, and
     the switch on the mean log one-step-error gap without the shipped rule's one-standard-error margin."""
@@ -403,6 +429,7 @@ PROBES: dict[str, Callable[[Any, argparse.Namespace], dict[str, float]]] = {
     "windows": lambda data, a: probe_windows(data, a.seed),
     "design": lambda data, a: probe_design(data, a.seed),
     "weak": lambda data, a: probe_weak(data, a.seed),
+    "ensemble": lambda data, a: probe_ensemble(data, a.seed),
 }
 
 
