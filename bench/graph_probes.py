@@ -39,7 +39,8 @@ import json
 import platform
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -278,26 +279,40 @@ def windowed_difference_data(series, k: int):
     return DerivativeData(np.concatenate(xs), np.concatenate(ds), np.concatenate(ids))
 
 
-def probe_windows(data, seed: int) -> dict[str, float]:
-    """The differences design with windows of 2 and 3 intervals (``windowed_difference_data``) in place of
-    single intervals: as the only design, and inside the shipped automatic choice between the smoother and
-    differences."""
+@contextmanager
+def _differences_design(make: Callable[[Any], Any]) -> Iterator[None]:
+    """Inside: SparseGraph's differences design built by ``make(series)`` instead of ``difference_data``."""
     import sparsedyn.graph as graph_module
 
+    original = graph_module.difference_data
+    graph_module.difference_data = make
+    try:
+        yield
+    finally:
+        graph_module.difference_data = original
+
+
+def _differences_replaced(data, seed: int, label: str, make: Callable[[Any, int], Any],
+                          ks: tuple[int, ...]) -> dict[str, float]:
+    """The shipped fit, the differences design alone, and for each ``k`` the design ``make(series, k)`` in place of
+    the differences: as the only design, and inside the shipped automatic choice."""
     shipped = _quiet_fit(seed, data)
     row = {"shipped": edge_metrics(shipped.graph_, data.truth)["auroc"],
            "differences alone (k = 1)": edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
                                                      data.truth)["auroc"]}
-    original = graph_module.difference_data
-    try:
-        for k in (2, 3):
-            graph_module.difference_data = lambda series, k=k: windowed_difference_data(series, k)
-            row[f"windows k = {k} alone"] = edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
+    for k in ks:
+        with _differences_design(lambda series, k=k: make(series, k)):
+            row[f"{label} k = {k} alone"] = edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
                                                          data.truth)["auroc"]
-            row[f"windows k = {k} in auto"] = edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]
-    finally:
-        graph_module.difference_data = original
+            row[f"{label} k = {k} in auto"] = edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]
     return row
+
+
+def probe_windows(data, seed: int) -> dict[str, float]:
+    """The differences design with windows of 2 and 3 intervals (``windowed_difference_data``) in place of
+    single intervals: as the only design, and inside the shipped automatic choice between the smoother and
+    differences."""
+    return _differences_replaced(data, seed, "windows", windowed_difference_data, (2, 3))
 
 
 _GAUSS3 = (np.array([-np.sqrt(0.6), 0.0, np.sqrt(0.6)]), np.array([5 / 9, 8 / 9, 5 / 9]))  # Gauss-Legendre, [-1, 1]
@@ -339,39 +354,18 @@ def probe_weak(data, seed: int) -> dict[str, float]:
     """The differences design replaced by the weak form with a bump test function over windows of 3 and 5
     intervals (``weak_form_data``): as the only design, and inside the shipped automatic choice between the
     smoother and differences."""
-    import sparsedyn.graph as graph_module
-
-    shipped = _quiet_fit(seed, data)
-    row = {"shipped": edge_metrics(shipped.graph_, data.truth)["auroc"],
-           "differences alone (k = 1)": edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
-                                                     data.truth)["auroc"]}
-    original = graph_module.difference_data
-    try:
-        for k in (3, 5):
-            graph_module.difference_data = lambda series, k=k: weak_form_data(series, k)
-            row[f"weak form k = {k} alone"] = edge_metrics(_quiet_fit(seed, data, design="differences").graph_,
-                                                           data.truth)["auroc"]
-            row[f"weak form k = {k} in auto"] = edge_metrics(_quiet_fit(seed, data).graph_, data.truth)["auroc"]
-    finally:
-        graph_module.difference_data = original
-    return row
+    return _differences_replaced(data, seed, "weak form", weak_form_data, (3, 5))
 
 
 def probe_ensemble(data, seed: int) -> dict[str, float]:
     """The designs' graphs averaged with equal weights (each scaled to its largest off-diagonal score) instead of
     the automatic choice between them: the smoother's and the differences' (``design_graphs_`` of one fit), and
     with the weak form over windows of 3 intervals (``weak_form_data``, a second fit) as a third design."""
-    import sparsedyn.graph as graph_module
-
     g = _quiet_fit(seed, data)
     off = ~np.eye(data.truth.shape[0], dtype=bool)
     row = {"shipped": edge_metrics(g.graph_, data.truth)["auroc"]}
-    original = graph_module.difference_data
-    try:
-        graph_module.difference_data = lambda series: weak_form_data(series, 3)
+    with _differences_design(lambda series: weak_form_data(series, 3)):
         weak = _quiet_fit(seed, data, design="differences").graph_
-    finally:
-        graph_module.difference_data = original
     graphs = {name: _scaled(graph, off) for name, graph in g.design_graphs_.items()}
     graphs["weak"] = _scaled(weak, off)
     for combo in (("smoothed", "differences"), ("smoothed", "differences", "weak"), ("smoothed", "weak")):

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam
 
+from .io import is_storage_view as _is_view
 from .joint_adam import joinable, joint_adam_step
 from .nn import lockstep
 
@@ -62,7 +63,8 @@ class _Arena:
 
     def __init__(self, setting: tuple, entries: list[tuple[torch.optim.Optimizer, Tensor]], step: float) -> None:
         self.setting = setting
-        position = {id(p): k for opt, _ in entries for k, p in enumerate(_params(opt))}
+        optimizers = {id(opt): opt for opt, _ in entries}.values()
+        position = {id(p): k for opt in optimizers for k, p in enumerate(_params(opt))}
         entries = sorted(entries, key=lambda e: position[id(e[1])])  # stable: members keep their order
         self.params = [p for _, p in entries]
         with torch.no_grad():
@@ -160,7 +162,7 @@ class _Arena:
             return all(opt.state is states for opt, states in self.state_dicts)
         for opt, states, p, ptr, (state, step, m, v) in zip(self.optimizers, self.states, self.params,
                                                              self.data_ptrs, self.views):
-            if (not placed and p.data_ptr() != ptr) or opt.state is not states or states.get(p) is not state:
+            if p.data_ptr() != ptr or opt.state is not states or states.get(p) is not state:
                 return False
             if state.get("step") is not step or state.get("exp_avg") is not m or state.get("exp_avg_sq") is not v:
                 return False
@@ -262,9 +264,10 @@ class FlatAdam:
             # and every view they made stay the same
             layout = tuple((id(opt), _setting(group), tuple(id(p) for p in group["params"] if p.grad is not None))
                            for opt in optimizers for group in opt.param_groups)
-            if layout != self._layout or not all(arena.intact() for arena in self._arenas):
-                if (self._layout is not None and _tensors(layout) == _tensors(self._layout)
-                        and all(arena.intact() for arena in self._arenas) and self._retune(optimizers)):
+            intact = all(arena.intact() for arena in self._arenas)
+            if layout != self._layout or not intact:
+                if (intact and self._layout is not None and _tensors(layout) == _tensors(self._layout)
+                        and self._retune(optimizers)):
                     pass  # only a setting moved (a schedule's learning rate): the arenas stand
                 elif layout == self._declined or not self._build(optimizers):
                     self._layout, self._declined = None, layout
@@ -350,8 +353,3 @@ class FlatAdam:
                     state[name] = state[name].clone()
         self._arenas, self._layout, self._declined, self._placed = [], None, None, {}
         self._flat_grads = False
-
-
-def _is_view(t: Tensor) -> bool:
-    """Whether ``t`` is a part of a larger storage."""
-    return t.untyped_storage().nbytes() > t.numel() * t.element_size()

@@ -73,9 +73,14 @@ def save_torch(path: Path, obj: Any) -> None:
     _atomic(path, lambda f: torch.save(_own_storage(obj), f))
 
 
+def is_storage_view(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a part of a larger storage (a view into a lockstep's flat buffers, say)."""
+    return t.untyped_storage().nbytes() > t.numel() * t.element_size()
+
+
 def _own_storage(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
-        return obj.clone() if obj.untyped_storage().nbytes() > obj.numel() * obj.element_size() else obj
+        return obj.clone() if is_storage_view(obj) else obj
     if type(obj) in (dict, OrderedDict):
         out = type(obj)((k, _own_storage(v)) for k, v in obj.items())
         if hasattr(obj, "_metadata"):  # a module state_dict's versions, which load_state_dict reads

@@ -139,8 +139,6 @@ class Compose(Method):
         return model
 
     def penalty(self, model: nn.Module) -> Tensor:
-        if not self.methods:  # a vanilla run: the zero the trainer also uses outside the sparsification phase
-            return torch.zeros(())  # (finding the model's device walked its modules: ~1% of a lockstep step)
         total = zero_like_model(model)
         for m in self.methods:
             total = total + m.penalty(model)

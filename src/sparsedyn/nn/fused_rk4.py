@@ -83,8 +83,13 @@ def native_fusable(field: torch.nn.Module) -> bool:
 def _native_parts(field: Any) -> tuple[list[Tensor], tuple[int, ...], bool]:
     """The kernel's view of a :func:`native_fusable` field: every layer's weight and bias (then a skip's weight),
     the blocks per layer, and whether there is a skip."""
-    net = field.net if type(field) is SkipField else field
-    return _native_tensors(field), _groups(net), type(field) is SkipField
+    return (_native_tensors(field), *_native_layout(field))
+
+
+def _native_layout(field: Any) -> tuple[tuple[int, ...], bool]:
+    """:func:`_native_parts`' blocks per layer and whether there is a skip."""
+    skip = type(field) is SkipField
+    return _groups(field.net if skip else field), skip
 
 
 def _native_tensors(field: Any) -> list[Tensor]:
@@ -314,7 +319,7 @@ def fused_rk4_stacked(fields: Sequence[Any], y0: Tensor, t: Tensor, step_size: f
     times = tuple(float(v) for v in t.detach().cpu().tolist())
     plan = _plan(times, None if step_size is None else float(step_size), t.dtype)
     if native and native_fusable(fields[0]):
-        _, groups, skip = _native_parts(fields[0])
+        groups, skip = _native_layout(fields[0])
         tensors = [_native_tensors(f) for f in fields]
         stacked = [stack_members([ts[i] for ts in tensors]) for i in range(len(tensors[0]))]
         if applies(y0, stacked, len(fields)):
