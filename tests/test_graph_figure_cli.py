@@ -103,6 +103,8 @@ def test_gaps_in_some_features_are_interpolated_when_asked_and_the_graph_survive
     assert edge_metrics(g.graph_, A != 0)["auroc"] == 1.0  # the true edges still rank first
     with pytest.raises(ValueError, match="bad missing='drop'"):
         SparseGraph(missing="drop").fit(X, t=t)
+    with pytest.raises(ValueError, match="bad smooth='kalman'"):  # named before any work, not by the smoother
+        SparseGraph(smooth="kalman").fit(X, t=t)
     data = tmp_path / "gappy.csv"
     with open(data, "w", newline="") as f:
         w = csv.writer(f)

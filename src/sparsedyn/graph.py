@@ -81,6 +81,7 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
     _NotFittedBase = RuntimeError
 
 
+SMOOTHERS = (True, False, "local", "spline")  # SparseGraph(smooth=...), as derivative_data takes them
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
 # takes 36 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
@@ -163,7 +164,10 @@ class SparseGraph(_Base):
     ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
     halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
-    bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother,
+    bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother (True or
+    ``"local"``: the local quadratic smoother, the default; ``"spline"``: a GCV smoothing spline per trajectory,
+    slower and no better on the benchmark's hard regimes; False: finite differences of the raw values; see
+    :func:`~sparsedyn.derivatives.derivative_data`),
     ``design`` the regression rows (``"smoothed"``: states and derivatives of the smoother at the observed
     points; ``"differences"``: difference quotients at interval midpoints,
     :func:`~sparsedyn.derivatives.difference_data`; ``"auto"``: fit both, keep the differences only where they
@@ -186,7 +190,7 @@ class SparseGraph(_Base):
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
-                 expected_false: float = 2.0, randomize: float = 1.0, smooth: bool = True, design: str = "auto",
+                 expected_false: float = 2.0, randomize: float = 1.0, smooth: bool | str = True, design: str = "auto",
                  seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True,
                  adaptive: float = 0.0, missing: str = "error") -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
@@ -217,7 +221,7 @@ class SparseGraph(_Base):
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
                   "n_subsamples": self.n_subsamples >= 0,
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
-                  "design": self.design in DESIGNS,
+                  "design": self.design in DESIGNS, "smooth": self.smooth in SMOOTHERS,
                   "threads": self.threads >= 1, "progress": self.progress in (None, True, False),
                   "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0,
                   "missing": self.missing in MISSING}
