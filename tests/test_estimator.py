@@ -146,6 +146,23 @@ def test_the_units_of_the_data_change_only_the_units_of_the_answers(data):
     assert not np.allclose(raw.simulate(X[0, 0] * units, t * 3600), b.simulate(X[0, 0] * units, t * 3600))
 
 
+def test_the_clock_time_of_each_run_changes_nothing(data):
+    """Runs recorded from different clock times (run b from 10 b on) are the same data for an autonomous field:
+    the same training grid (each run from 0, not a union grid on which the later runs start at a masked point,
+    which forecast them from a zero state) and the same fit. A clock of 1e9 seconds keeps its steps, which
+    float32 times would not (its spacing there is 64): the forecasts agree to float rounding."""
+    t, X, _ = data
+    kw = dict(method="vanilla", hidden=(8,), epochs=6, seed=0, derivative_steps=20)
+    a = SparseODE(**kw).fit(X[:8], t=t)
+    shifted = SparseODE(**kw).fit(X[:8], t=t[None, :] + 10.0 * np.arange(8)[:, None])
+    np.testing.assert_array_equal(shifted.t_, a.t_)
+    np.testing.assert_array_equal(shifted.jacobian_scores_, a.jacobian_scores_)
+    np.testing.assert_array_equal(shifted.simulate(X[0, 0], t + 70.0), a.simulate(X[0, 0], t))
+    late = SparseODE(**kw).fit(X[:8], t=t + 1e9)
+    np.testing.assert_allclose(late.simulate(X[:2, 0], t + 1e9), a.simulate(X[:2, 0], t), rtol=1e-3, atol=1e-4)
+    assert late.train_score_ == pytest.approx(a.train_score_, abs=1e-3)
+
+
 def test_the_scaled_fit_is_the_field_in_scaled_coordinates_mapped_back(data):
     """By hand: predict(x) = scale * f(z) / t_scale at z = (x - mean) / scale, f the trained network."""
     from sparsedyn.nn.ode import vector_field

@@ -95,6 +95,14 @@ def test_nan_in_observed_data_is_rejected():
     Trajectories(torch.linspace(0, 1, 3), y, torch.tensor([[True, False, True]]))  # unobserved NaN: fine
 
 
+def test_a_trajectory_without_its_initial_state_is_rejected():
+    """The first point is the initial state handed to the model: unobserved, the forecast would start from
+    whatever fills the gap (zeros), silently."""
+    mask = torch.tensor([[True, True, True], [False, True, True]])
+    with pytest.raises(ValueError, match="trajectory 1 of 2 lacks it"):
+        Trajectories(torch.linspace(0, 1, 3), torch.zeros(2, 3, 2), mask)
+
+
 def test_adjoint_gives_the_same_gradients_as_backprop_through_the_solver():
     torch.manual_seed(0)
     field = MLP(2, 2, (6,)).double()

@@ -250,9 +250,12 @@ class SparseODE(_Base):
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n)) at times ``t`` ((T,), starting at x0's
-        time): (T, n) or (B, T, n)."""
+        time): (T, n) or (B, T, n). The field is autonomous: only the times since ``t[0]`` matter (counted
+        in float64 before the float32 solve, so a clock of 1e9 seconds keeps its steps)."""
         x, single = self._states(x0, "x0")
-        grid = torch.as_tensor(np.asarray(t, dtype=float) / self.scaling_.t_scale, dtype=torch.float32)
+        since = np.asarray(t, dtype=float)
+        since = since - since[0] if since.ndim == 1 and len(since) else since
+        grid = torch.as_tensor(since / self.scaling_.t_scale, dtype=torch.float32)
         z = torch.as_tensor(self.scaling_.states(x), dtype=torch.float32)
         with eval_mode(self.model_), torch.no_grad():
             out = self.scaling_.unstates(self.model_(z, grid).numpy().astype(float))

@@ -32,6 +32,10 @@ class Trajectories:
             raise ValueError(f"mask must be {tuple(self.y.shape[:2])}, got {tuple(self.mask.shape)}")
         if not torch.isfinite(self.y[self.mask]).all():
             raise ValueError("trajectory data contains NaN or inf at observed points")
+        unobserved = (~self.mask[:, 0]).nonzero().flatten()
+        if len(unobserved):
+            raise ValueError(f"the first time point of every trajectory must be observed (it is the initial state "
+                             f"given to the model); trajectory {int(unobserved[0])} of {len(self)} lacks it")
 
     @property
     def x0(self) -> Tensor:

@@ -1,7 +1,8 @@
 """The ``trajectories`` task: forecasting a user's own time series (CSV, NPZ, AnnData or arrays).
 
-Each trajectory is forecast from its first observed state; the trajectories are split at random
-(``split_seed``) into train / val / test by ``val_fraction`` and ``test_fraction``. ``window``
+Each trajectory is forecast from its first observed state, its times counted from there (the dynamics
+are taken as autonomous, so trajectories recorded from different clock times line up); the trajectories
+are split at random (``split_seed``) into train / val / test by ``val_fraction`` and ``test_fraction``. ``window``
 cuts every trajectory into consecutive pieces of that many points first (times shifted to start
 at 0: the dynamics are taken as autonomous), so one long series can be learned and scored
 too. With ``val_fraction: 0`` the validation split is the training split (checkpoints are
@@ -65,8 +66,13 @@ def cut_windows(series: Series, window: int) -> Series:
 
 def to_trajectories(series: Series, idx: list[int]) -> Trajectories:
     """The chosen trajectories on the union of their time grids, a point masked where one lacks it (times
-    equal to 1e-10 are one time: shifted windows differ in the last bits)."""
-    times = {i: np.round(series.times[i], 10) for i in idx}
+    equal to 1e-10 are one time: shifted windows differ in the last bits).
+
+    Each trajectory is shifted to start at time 0 first. The field is autonomous, so a trajectory's clock
+    time carries nothing; unshifted, runs recorded from different clock times started at a masked point of
+    the union grid, so they were forecast from a zero state, and a clock of 1e9 seconds lost the steps to
+    float32 (tests)."""
+    times = {i: np.round(series.times[i] - series.times[i][0], 10) for i in idx}
     grid = np.unique(np.concatenate([times[i] for i in idx]))
     y = np.zeros((len(idx), len(grid), series.n_features))
     mask = np.zeros((len(idx), len(grid)), dtype=bool)
