@@ -259,6 +259,11 @@ def test_the_jacobian_read_out_ranks_a_dense_fit_well_and_an_emptied_graph_warns
     with pytest.warns(GraphWarning, match="no edge between variables"):
         SparseODE(method="group_lasso", strength=10.0, method_params={"hidden": [8]}, hidden=(16,), epochs=20,
                   seed=0).fit(X, t=t)
+    with warnings.catch_warnings(record=True) as caught:  # one variable has no edge between variables to miss
+        warnings.simplefilter("always")
+        SparseODE(method="group_lasso", strength=10.0, method_params={"hidden": [8]}, hidden=(16,), epochs=20,
+                  seed=0).fit(X[..., :1], t=t)
+    assert not [w for w in caught if "no edge between variables" in str(w.message)]
 
 
 def test_bad_calls_get_one_clear_error_each(tmp_path):

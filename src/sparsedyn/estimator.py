@@ -218,7 +218,7 @@ class SparseODE(_Base):
         if states is not None:
             self.jacobian_scores_ = jacobian_scores(self.model_, thin(states, 1000)).numpy()
             off = np.eye(*self.graph_.shape) == 0
-            if not self.graph_[off].any():
+            if off.any() and not self.graph_[off].any():  # one variable has no edge to miss
                 warnings.warn(f"SparseODE: the fitted graph has no edge between variables (method {self.method!r} "
                               f"at strength {self.strength:g} cut every input); lower the strength, use "
                               "relative_strength=True, or sparsedyn.SparseGraph (self-tuned)", GraphWarning,
