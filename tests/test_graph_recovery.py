@@ -396,6 +396,12 @@ def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
         warnings.simplefilter("error", GraphWarning)
         inside = g.simulate(X[0, 0], t)
     np.testing.assert_allclose(inside, X[0], atol=0.05)
+    # a batch of initial states: each row's own forecast; the warning counts the ones that blew up
+    with pytest.warns(GraphWarning, match=r"forecast of 1 of 2 initial states left the data's range"):
+        batch = g.simulate(np.stack([X[0, 0], [-2.0, 0.5]]), grid)
+    assert batch.shape == (2, len(grid), 2)
+    np.testing.assert_array_equal(batch[1], forecast)
+    np.testing.assert_array_equal(batch[0], g.simulate(X[0, 0], grid))
 
 
 def test_graph_is_the_error_weighted_average_of_the_libraries_scaled_graphs():
@@ -587,8 +593,10 @@ def test_bad_input_and_unfitted_use_are_named():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
         g = SparseGraph(n_subsamples=0, n_stages=4, steps=50).fit(list(X), t=t)
-    with pytest.raises(DataError, match="x0 must be"):
+    with pytest.raises(DataError, match="x0 must be \\(5,\\) or \\(B, 5\\)"):
         g.simulate(np.zeros(3), t)
+    with pytest.raises(DataError, match="x0 must be"):
+        g.simulate(np.zeros((2, 2, 2)), t)
 
 
 # -- the classical tools -------------------------------------------------------------------

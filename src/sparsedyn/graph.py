@@ -687,20 +687,25 @@ class SparseGraph(_Base):
         return self.scaler_.derivative_units(out)
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
-        """Forecast from ``x0`` (n,) over times ``t`` (T,): (T, n); NaN after a blow-up, with a
-        :class:`GraphWarning` that says when (a silent NaN would read as missing data)."""
+        """Forecast from initial state(s) ``x0`` ((n,) or (B, n), as :meth:`SparseODE.simulate
+        <sparsedyn.estimator.SparseODE.simulate>` takes them) over times ``t`` (T,): (T, n) or (B, T, n); NaN
+        after a blow-up, with a :class:`GraphWarning` that says when (a silent NaN would read as missing data)."""
         self._check_fitted()
-        x0 = np.asarray(x0, dtype=float)
-        if x0.shape != (self.n_features_in_,) or not np.isfinite(x0).all():
-            raise DataError(f"x0 must be ({self.n_features_in_},) finite values, got shape {x0.shape}")
+        x = np.asarray(x0, dtype=float)
+        n = self.n_features_in_
+        if x.shape[-1:] != (n,) or x.ndim > 2 or not np.isfinite(x).all():
+            raise DataError(f"x0 must be ({n},) or (B, {n}) finite values, got shape {x.shape}")
         scale = np.abs(self.scaler_.x_mean) + 10 * self.scaler_.x_scale
         t = np.asarray(t, dtype=float)
-        forecast = simulate(self.derivative, x0, t, bound=float(scale.max()) * 10)
-        blown = np.isnan(forecast).any(axis=1)
+        forecast = np.stack([simulate(self.derivative, row, t, bound=float(scale.max()) * 10)
+                             for row in np.atleast_2d(x)])  # (B, T, n)
+        blown = np.isnan(forecast).any(axis=2)  # (B, T)
         if blown.any():
             library = _library_name(self.field_)
-            warnings.warn(f"SparseGraph.simulate: the forecast left the data's range (|x| beyond 10 x (|mean| + 10 "
-                          f"sd)) before t = {t[int(np.argmax(blown))]:.4g} and is NaN from there on; a degree-2 "
+            first = min(int(np.argmax(row)) for row in blown if row.any())
+            which = "" if x.ndim == 1 else f" of {int(blown.any(axis=1).sum())} of {len(x)} initial states"
+            warnings.warn(f"SparseGraph.simulate: the forecast{which} left the data's range (|x| beyond 10 x (|mean| "
+                          f"+ 10 sd)) before t = {t[first]:.4g} and is NaN from there on; a degree-2 "
                           f"library can do so far from the data (this fit forecasts with the {library} library; "
                           "SparseGraph(poly=False) fits the linear one alone)", GraphWarning, stacklevel=2)
-        return forecast
+        return forecast[0] if x.ndim == 1 else forecast
