@@ -49,6 +49,22 @@ def test_the_heat_map_is_graph_and_the_marks_are_the_confident_edges(fitted):
         graph_figure(g, truth=np.ones((4, 4), dtype=bool))
 
 
+def test_runs_from_different_clock_times_are_drawn_from_their_own_starts(fitted):
+    """Two runs observed from t = 0 and t = 100: each forecast drawn over the time since its first observation
+    (on one clock axis each would be a sliver 100 apart), still the estimator's own forecast."""
+    A, t, X, g = fitted
+    forecasts = graph_figure(g, from_arrays(X[:2], np.stack([t, t + 100.0]))).axes[1]
+    assert forecasts.get_xlabel() == "time since each trajectory's first observation"
+    lines = [line for line in forecasts.lines if line.get_linestyle() != "None"]
+    fine = np.linspace(t[0], t[-1], 200)
+    for line in lines:
+        np.testing.assert_allclose(line.get_xdata(), fine - t[0])
+    second = [line for line in lines if line.get_linestyle() == "--"]  # the second run's, same features in order
+    feature = int(lines[0].get_label()[1:])  # the first line of each run is the same feature, labelled "x<j>"
+    np.testing.assert_allclose(second[0].get_ydata(), g.simulate(X[1, 0], fine + 100.0)[:, feature])
+    assert graph_figure(g, from_arrays(X[:2], t)).axes[1].get_xlabel() == "time"  # one clock: as before
+
+
 def test_plot_writes_a_png_and_refuses_other_feature_counts(fitted, tmp_path):
     A, t, X, g = fitted
     path = g.plot(tmp_path / "sub" / "graph.png", X[:3], t)

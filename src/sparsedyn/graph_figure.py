@@ -85,14 +85,19 @@ def _forecasts(ax: Any, est: Any, series: Series, features: int, trajectories: i
         raise DataError(f"the trajectories have {series.n_features} features, the fit had {est.n_features_in_}")
     degree = np.abs(est.graph_).sum(0) + np.abs(est.graph_).sum(1) - 2 * np.abs(np.diag(est.graph_))
     shown = sorted(np.argsort(-degree, kind="stable")[:features])
-    for k, (t, x) in enumerate(zip(series.times[:trajectories], series.values[:trajectories])):
+    times, values = series.times[:trajectories], series.values[:trajectories]
+    # runs recorded from different clock times are drawn from their own starts (the field is autonomous),
+    # else they sit apart on one long axis, each squeezed to a sliver
+    since = len({float(t[0]) for t in times}) > 1
+    for k, (t, x) in enumerate(zip(times, values)):
         fine = np.linspace(t[0], t[-1], 200)
         forecast = est.simulate(x[0], fine)
+        shift = t[0] if since else 0.0
         for c, j in enumerate(shown):
             label = est.feature_names_in_[j] if k == 0 else None
-            ax.plot(fine, forecast[:, j], color=f"C{c}", lw=1.2, label=label, ls=("-", "--", ":")[k % 3])
-            ax.plot(t, x[:, j], "o", color=f"C{c}", ms=3)
-    ax.set_xlabel("time")
+            ax.plot(fine - shift, forecast[:, j], color=f"C{c}", lw=1.2, label=label, ls=("-", "--", ":")[k % 3])
+            ax.plot(t - shift, x[:, j], "o", color=f"C{c}", ms=3)
+    ax.set_xlabel("time since each trajectory's first observation" if since else "time")
     ax.set_title(f"forecasts from the first observation (lines) and data (dots), "
                  f"{min(trajectories, len(series.times))} trajectories", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
