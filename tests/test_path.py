@@ -68,6 +68,19 @@ def test_the_cli_writes_the_path_and_refuses_bad_grids(tmp_path):
     assert CliRunner().invoke(app, ["path", str(cfg), "--method", "3"]).exit_code == 2
 
 
+def test_values_without_zero_still_start_dense_unless_told_not_to(tmp_path):
+    """--dense (the default) promises the dense reference point; --values only replaces the nonzero grid."""
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    for flags, expected in (([], ["0.0", "0.01"]), (["--no-dense"], ["0.01"])):
+        out = tmp_path / ("dense" if not flags else "no-dense")
+        res = CliRunner().invoke(app, ["path", str(cfg), "--values", "0.01", "--out", str(out), *flags])
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"lam={v}" for v in expected]
+
+
 def test_a_relative_output_folder_works_from_anywhere(tmp_path, monkeypatch):
     """The bug: warm starts named the previous point relative to the current directory, and the config
     resolved them against the config file's folder."""

@@ -198,7 +198,8 @@ def path(
     out: Path | None = typer.Option(None, help="Folder of the path's runs (default: runs/<name>-path)."),
     method: int = typer.Option(0, min=0, help="Index of the method in the config's methods list."),
     param: str | None = typer.Option(None, help="Strength parameter (default: lam, lambda_paths or sparsity)."),
-    values: str | None = typer.Option(None, help="Comma-separated strengths, increasing (overrides start/stop/num)."),
+    values: str | None = typer.Option(None, help="Comma-separated strengths, increasing (overrides start/stop/num; "
+                                      "--dense still puts 0 first)."),
     start: float = typer.Option(1e-4, help="Smallest nonzero strength."),
     stop: float = typer.Option(1e-1, help="Largest strength."),
     num: int = typer.Option(7, help="Nonzero strengths, spaced geometrically."),
@@ -219,6 +220,8 @@ def path(
             grid = [float(v) for v in values.split(",")]
         except ValueError:
             raise ConfigError(f"--values must be comma-separated numbers, got {values!r}") from None
+        if dense and grid and grid[0] != 0:  # the dense point the default promises: the path's reference
+            grid = [0.0, *grid]
     else:
         try:
             grid = geometric(start, stop, num, dense)
