@@ -153,6 +153,23 @@ def test_bad_csv_input_is_refused_with_the_problem_named(tmp_path, text, kwargs,
         load_series(_csv(tmp_path, text), **kwargs)
 
 
+def test_iso_date_times_are_read_as_seconds_since_the_earliest(tmp_path):
+    """Timestamps as a user's logger writes them: each run's times in seconds since the file's earliest stamp
+    (differences are what an autonomous field sees), fractions of a second kept; text that is neither a
+    number nor a date-time names both accepted formats, and an empty stamp its row."""
+    text = ("time,run,a\n2024-01-01 00:00,r1,1\n2024-01-01 01:00,r1,2\n2024-01-01T01:30:00.5,r1,3\n"
+            "2024-01-02 00:00,r2,4\n2024-01-02 00:10,r2,5\n")
+    series = load_series(_csv(tmp_path, text), time="time", group="run")
+    np.testing.assert_array_equal(series.times[0], [0.0, 3600.0, 5400.5])
+    np.testing.assert_array_equal(series.times[1], [86400.0, 87000.0])
+    with pytest.raises(DataError, match="column 'time' is not numeric .*ISO 8601 date-times"):
+        load_series(_csv(tmp_path, "time,a\n2024-01-01,1\nsoon,2\n", "b.csv"), time="time")
+    with pytest.raises(DataError, match="ISO 8601"):  # numbers and dates mixed: numpy alone reads 7 as year 7
+        load_series(_csv(tmp_path, "time,a\n2024-01-01,1\n7,2\n", "d.csv"), time="time")
+    with pytest.raises(DataError, match="empty time at row 3"):
+        load_series(_csv(tmp_path, "time,a\n2024-01-01,1\n,2\n", "c.csv"), time="time")
+
+
 def test_bad_files_and_splits_are_refused_with_the_problem_named(tmp_path):
     with pytest.raises(DataError, match="data file not found"):
         load_series(tmp_path / "nope.csv")

@@ -11,7 +11,8 @@ observations, points missing some features at a trajectory's start or end droppe
 
 File layouts (``time``, ``group`` and ``features`` name columns / keys):
 
-- **CSV** (``.csv``, ``.csv.gz``): one row per observation; a ``time`` column, an optional
+- **CSV** (``.csv``, ``.csv.gz``): one row per observation; a ``time`` column (numbers, or ISO 8601
+  date-times such as ``2024-01-01 10:30``, read as seconds since the earliest), an optional
   ``group`` column (trajectory id; rows of a trajectory sorted by time), feature columns (default:
   every other column).
 - **NPZ**: ``x`` of shape (T, n) or (B, T, n), the times under ``time`` (default ``t``) of shape
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,7 +265,10 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
                 raise DataError(f"{path}: column {name!r} is not numeric (row {k + 2}: {cell!r})") from None
         return out
 
-    t = column(time)
+    try:
+        t = column(time)
+    except DataError as not_numeric:
+        t = _date_times([row[col[time]].strip() if col[time] < len(row) else "" for row in body], not_numeric)
     if np.isnan(t).any():
         raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
     x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
@@ -274,6 +279,24 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     order = list(sel)
     return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path),
                         missing)
+
+
+def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
+    """A time column of ISO 8601 date-times (``2024-01-01 10:30``, ``2024-01-01T10:30:00.5``) as seconds since
+    the earliest of them (the fields are autonomous: only differences count); empty cells are NaN. Anything
+    else raises ``not_numeric``, the column's own error, with the accepted formats added."""
+    dated = [not cell or re.match(r"\d{4}-\d{2}-\d{2}", cell) for cell in cells]  # numpy reads "7" as year 7
+    try:
+        if not all(dated):
+            raise ValueError
+        stamps = np.array(cells, dtype="datetime64[ns]")
+    except ValueError:
+        raise DataError(f"{not_numeric} (times must be numbers or ISO 8601 date-times)") from None
+    empty = np.isnat(stamps)
+    if empty.all():
+        raise not_numeric
+    seconds = (stamps - stamps[~empty].min()).astype("timedelta64[ns]").astype(np.int64) / 1e9
+    return np.where(empty, np.nan, seconds)
 
 
 def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None,
