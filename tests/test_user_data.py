@@ -120,6 +120,12 @@ def test_an_h5ad_sorts_cells_by_time_within_each_lineage_and_runs_through_the_cl
                                   "group": "lineage", "features": ["prey", "predator"]})
     assert res.exit_code == 0, res.output
     assert json.loads((out / "features.json").read_text()) == ["prey", "predator"]
+    # a time course: two cells of one lineage at one time point; the error says what to do about it
+    days = pd.DataFrame({"day": [0.0, 2.0, 2.0], "lineage": ["L"] * 3}, index=["a", "b", "c"])
+    twice = anndata.AnnData(np.ones((3, 2)), obs=days, var=pd.DataFrame(index=NAMES[:2]))
+    twice.write_h5ad(tmp_path / "days.h5ad")
+    with pytest.raises(DataError, match="duplicate time 2 .*average them per time point"):
+        load_series(tmp_path / "days.h5ad", time="day", group="lineage")
 
 
 def test_window_cuts_one_long_series_into_pieces_that_start_at_time_zero():

@@ -347,7 +347,14 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         rows = rows[np.argsort(t[rows], kind="stable")]  # cells have no order of their own
         times.append(t[rows])
         values.append(X[rows])
-    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing)
+    try:
+        return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing)
+    except DataError as e:
+        if "duplicate time" not in str(e):
+            raise
+        # a time course samples many cells per time point: each trajectory needs one state per time
+        raise DataError(f"{e}: cells of one trajectory share a time; average them per time point (or bin the "
+                        f"pseudotime) into one state each first, or choose a group that separates them") from None
 
 
 def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
