@@ -163,6 +163,19 @@ def test_the_clock_time_of_each_run_changes_nothing(data):
     assert late.train_score_ == pytest.approx(a.train_score_, abs=1e-3)
 
 
+def test_the_progress_bar_shows_when_asked_and_by_default_only_on_a_terminal(data, capsys, monkeypatch):
+    t, X, _ = data
+    kw = dict(method="vanilla", hidden=(4,), epochs=2, derivative_steps=0)
+    SparseODE(**kw).fit(X[:4], t=t)  # the default under pytest: stderr is captured, not a terminal
+    assert "train" not in capsys.readouterr().err
+    SparseODE(progress=True, **kw).fit(X[:4], t=t)
+    assert "train" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    assert SparseODE()._shows_progress() and not SparseODE(progress=False)._shows_progress()
+    with pytest.raises(ValueError, match="progress must be True, False or None"):
+        SparseODE(progress="yes", **kw).fit(X[:4], t=t)
+
+
 def test_the_scaled_fit_is_the_field_in_scaled_coordinates_mapped_back(data):
     """By hand: predict(x) = scale * f(z) / t_scale at z = (x - mean) / scale, f the trained network."""
     from sparsedyn.nn.ode import vector_field

@@ -25,6 +25,7 @@ it chooses its own strength by cross-validation and gives edge probabilities.
 from __future__ import annotations
 
 import inspect
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -66,7 +67,8 @@ class SparseODE(_Base):
     2026-12-07). The default 0.01 is a light penalty. ``hidden``/``activation`` the MLP field, ``solver`` and
     ``step_size`` (None: the data's grid) the ODE solver; ``epochs``, ``finetune_epochs`` (None: a
     quarter), ``lr``, ``batch_size`` training; ``window`` cuts trajectories into pieces first;
-    ``seed`` fixes every random choice; ``standardize`` fits in scaled coordinates (each feature by its
+    ``seed`` fixes every random choice; ``progress`` a bar over the epochs on stderr (None, the default: on an
+    interactive terminal only); ``standardize`` fits in scaled coordinates (each feature by its
     mean and spread, time by the trajectories' median span: :mod:`sparsedyn.series_scaling`, ``scaling_``)
     and maps forecasts and derivatives back, so that a strength means the same whatever the data's units;
     ``jacobian_scores_`` are then in those scaled units (comparable across edges); ``derivative_steps``
@@ -81,7 +83,7 @@ class SparseODE(_Base):
                  solver: str = "rk4", step_size: float | None = None, epochs: int = 200,
                  finetune_epochs: int | None = None, lr: float = 1e-2, batch_size: int = 16,
                  window: int | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 progress: bool = False, standardize: bool = True, derivative_steps: int = 500,
+                 progress: bool | None = None, standardize: bool = True, derivative_steps: int = 500,
                  missing: str = "error") -> None:
         self.method, self.strength, self.method_params = method, strength, method_params
         self.relative_strength, self.hidden, self.activation = relative_strength, hidden, activation
@@ -131,6 +133,13 @@ class SparseODE(_Base):
                                             test_fraction=0.0, split_seed=self.seed,
                                             standardize=False)  # SparseODE scaled them itself (scaling_)
 
+    def _shows_progress(self) -> bool:
+        """``progress``, or with None (the default) whether stderr is an interactive terminal, as tqdm's
+        ``disable=None`` decides: a bar for a person watching a fit, none in logs and tests."""
+        if self.progress not in (None, True, False):
+            raise ValueError(f"SparseODE: progress must be True, False or None, got {self.progress!r}")
+        return bool(self.progress) if self.progress is not None else sys.stderr.isatty()
+
     def _model_config(self):
         from .config import ModelConfig
 
@@ -156,7 +165,7 @@ class SparseODE(_Base):
         try:
             settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
                                      lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
-                                     eval_every=max(1, self.epochs // 20), progress=self.progress,
+                                     eval_every=max(1, self.epochs // 20), progress=self._shows_progress(),
                                      strength="relative" if self.relative_strength else "absolute")
         except ValidationError as e:  # name the estimator's parameter, not the trainer's internal class
             err = e.errors()[0]
