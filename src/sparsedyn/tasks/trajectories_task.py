@@ -64,6 +64,9 @@ def cut_windows(series: Series, window: int) -> Series:
     return Series(times, values, series.features, names)
 
 
+SAME_TIME = 1e-6  # to_trajectories: grid times closer than this fraction of the span are one time (float32: ~6e-8)
+
+
 def to_trajectories(series: Series, idx: list[int]) -> Trajectories:
     """The chosen trajectories on the union of their time grids, a point masked where one lacks it (times
     equal to 1e-10 are one time: shifted windows differ in the last bits).
@@ -71,13 +74,19 @@ def to_trajectories(series: Series, idx: list[int]) -> Trajectories:
     Each trajectory is shifted to start at time 0 first. The field is autonomous, so a trajectory's clock
     time carries nothing; unshifted, runs recorded from different clock times started at a masked point of
     the union grid, so they were forecast from a zero state, and a clock of 1e9 seconds lost the steps to
-    float32 (tests)."""
+    float32 (tests).
+
+    Grid times closer than :data:`SAME_TIME` x the grid's span are one time (the first of them): the solve
+    runs in float32, where they would be equal, and the solver refuses a grid that does not increase. Runs
+    stamped in epoch seconds at fractional offsets made such pairs, ~1e-9 of the span apart."""
     times = {i: np.round(series.times[i] - series.times[i][0], 10) for i in idx}
     grid = np.unique(np.concatenate([times[i] for i in idx]))
+    if len(grid) > 1:
+        grid = grid[np.concatenate([[True], np.diff(grid) > SAME_TIME * (grid[-1] - grid[0])])]
     y = np.zeros((len(idx), len(grid), series.n_features))
     mask = np.zeros((len(idx), len(grid)), dtype=bool)
     for b, i in enumerate(idx):
-        pos = np.searchsorted(grid, times[i])
+        pos = np.searchsorted(grid, times[i], side="right") - 1  # the grid time at or before (exact: equal)
         observed = ~np.isnan(series.values[i]).any(axis=1)
         y[b, pos[observed]] = series.values[i][observed]
         mask[b, pos[observed]] = True
