@@ -63,3 +63,23 @@ def test_gradual_linear_schedule_is_monotone_and_ends_exactly_at_target():
 def test_bad_arguments(kwargs, field):
     with pytest.raises(ValueError, match=field):
         MagnitudePruning(**kwargs)
+
+
+def test_a_schedule_that_ends_after_the_sparsification_epochs_warns_with_what_it_reaches():
+    """Pruning runs in the sparsification epochs only: ending later, the run would stop short of its target
+    silently (a 3-epoch run of a schedule to 95% at epoch 100 ended at 2%)."""
+    import warnings
+
+    from sparsedyn.methods import Compose
+    from sparsedyn.runner import _warn_unfinished_schedules
+
+    late = MagnitudePruning(sparsity=0.95, schedule="linear", start=1, end=100)
+    with pytest.warns(UserWarning, match=r"methods.1 \(magnitude\): its schedule ends at epoch 100, after the "
+                                         r"run's 3 .* reaches sparsity 0.0192 of the 0.95 asked"):
+        _warn_unfinished_schedules(Compose([MagnitudePruning(sparsity=0.5), late]), epochs=3)
+    with pytest.warns(UserWarning, match="ends at epoch 5"):
+        _warn_unfinished_schedules(Compose([MagnitudePruning(sparsity=0.5, schedule="oneshot", start=5)]), epochs=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_unfinished_schedules(Compose([late]), epochs=100)  # ends on the last epoch: reached
+        _warn_unfinished_schedules(Compose([MagnitudePruning(sparsity=0.5, schedule="oneshot", start=4)]), epochs=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from torch import nn
 from . import analysis, io
 from .config import ExperimentConfig
 from .methods.base import Compose
+from .methods.magnitude import MagnitudePruning
 from .methods.registry import METHODS, build_method, parameters_of
 from .methods.strength import calibrate
 from .nn import native
@@ -67,11 +69,25 @@ def assemble(task: Task, model_cfg: Any, methods: list[dict[str, Any]], seed: in
     strengths are calibrated on this fresh initialisation (the absolute values are returned)."""
     seed_everything(seed if init_seed is None else init_seed)
     method = Compose(build_method(_seeded(spec, seed)) for spec in methods)
+    _warn_unfinished_schedules(method, trainer.epochs)
     model = method.prepare(build_model(model_cfg, task))
     strengths = None
     if trainer.strength == "relative":  # before any warm start: a path's points share one scale
         strengths = calibrate(method, model, initial_data_loss(task, model, trainer.batch_size, seed))
     return model, method, strengths
+
+
+def _warn_unfinished_schedules(method: Compose, epochs: int) -> None:
+    """Warn where a pruning schedule ends after the sparsification epochs (``trainer.epochs``; fine-tuning does
+    not prune): the run would end at a lower sparsity than asked, and say nothing. A warning, not an error: a
+    short smoke run of a full config is legitimate."""
+    for i, m in enumerate(method.methods):
+        if isinstance(m, MagnitudePruning) and m.target(epochs) < m.sparsity:
+            last = m.start if m.schedule == "oneshot" else m.end
+            warnings.warn(f"methods.{i} (magnitude): its schedule ends at epoch {last}, after the run's {epochs} "
+                          f"sparsification epochs (trainer.epochs; fine-tuning does not prune), so the run reaches "
+                          f"sparsity {m.target(epochs):.3g} of the {m.sparsity:g} asked; lower its end (start for "
+                          "oneshot) or raise trainer.epochs", UserWarning, stacklevel=3)
 
 
 def load_warm_start(model: nn.Module, path: str | Path) -> None:
