@@ -56,6 +56,14 @@ def test_bad_sweep_fields_are_named(raw, field, tmp_path):
         parse_sweep({"base": BASE, **raw}, root=tmp_path).points(tmp_path)
 
 
+@pytest.mark.parametrize("raw,folder", [({"seeds": [0, 0]}, "default/seed0"),
+                                         ({"grid": {"task.noise": [0.1, 0.1]}}, "default/task.noise=0.1/seed0")])
+def test_a_seed_or_axis_value_given_twice_is_refused_before_two_runs_share_a_folder(raw, folder, tmp_path):
+    """Two points in one folder fought over its lock: every point failed, with no error file to read."""
+    with pytest.raises(ConfigError, match=f"two sweep points share the folder {folder}: a seed or an axis value"):
+        parse_sweep({"base": BASE, **raw}, root=tmp_path).points(tmp_path)
+
+
 def test_failed_point_is_recorded_and_others_complete_then_completed_points_are_skipped(tmp_path):
     spec = _spec(variants={
         "vanilla": {"set": {"methods": []}},

@@ -163,6 +163,13 @@ class SweepSpec:
                     except ConfigError as e:
                         raise ConfigError(f"sweep point {sub.as_posix()} seed {seed}: {e}") from None
                     out.append(Point(vname, labels, seed, c, runs_dir / sub / f"seed{seed}", {"path_step": step}))
+        seen: set[Path] = set()
+        for point in out:  # two runs in one folder would fight over its lock and both fail
+            if point.run_dir in seen:
+                folder = point.run_dir.relative_to(runs_dir).as_posix()
+                raise ConfigError(f"two sweep points share the folder {folder}: a seed or an axis value is given "
+                                  "twice (seeds and each axis's labels must be unique)")
+            seen.add(point.run_dir)
         return out
 
     def _path_step(self, vname: str, labels: dict[str, str]) -> tuple[int, Path | None]:
