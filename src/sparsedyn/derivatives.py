@@ -19,6 +19,7 @@ Missing points (NaN rows) are left out of the fit and of the output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import make_smoothing_spline
@@ -155,13 +156,21 @@ def difference_data(series: Series, min_fraction: float = MIN_INTERVAL) -> Deriv
     return DerivativeData(np.concatenate(xs), np.concatenate(ds), np.concatenate(ids))
 
 
+def smoother_kind(smooth: Any) -> str | None:
+    """``"local"``, ``"spline"`` or ``"none"`` for a valid ``smooth`` of :func:`derivative_data` (True is
+    ``"local"``, False ``"none"``), None for anything else: the one list of them (``SparseGraph`` checks its
+    parameter with it before any work)."""
+    kind = "local" if smooth is True else ("none" if smooth is False else smooth)
+    return kind if isinstance(kind, str) and kind in ("local", "spline", "none") else None
+
+
 def derivative_data(series: Series, smooth: bool | str = True) -> DerivativeData:
     """Smoothed states and derivatives of every trajectory of ``series`` (observed points only), stacked.
 
     ``smooth``: ``"local"`` or True (the local quadratic smoother), ``"spline"`` (:func:`smooth_trajectory`),
     or False (finite differences of the raw values)."""
-    kind = "local" if smooth is True else ("none" if smooth is False else smooth)
-    if kind not in ("local", "spline", "none"):
+    kind = smoother_kind(smooth)
+    if kind is None:
         raise ValueError(f"smooth must be 'local', 'spline', True or False, got {smooth!r}")
     times, values = (list(column) for column in zip(*observed_points(series)))
     if kind == "local" and min(map(len, times)) >= MIN_POINTS:

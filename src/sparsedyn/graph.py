@@ -67,7 +67,7 @@ from .collocation import (
     lambda_max,
     library_lambda_max,
 )
-from .derivatives import DerivativeData, derivative_data, difference_data, observed_points
+from .derivatives import DerivativeData, derivative_data, difference_data, observed_points, smoother_kind
 from .interval_error import ObservedPairs, one_step_error, trajectory_error
 from .loco import necessity_frequency
 from .shooting import shooting_refit
@@ -81,7 +81,6 @@ except ImportError:  # pragma: no cover - scikit-learn is optional
     _NotFittedBase = RuntimeError
 
 
-SMOOTHERS = (True, False, "local", "spline")  # SparseGraph(smooth=...), as derivative_data takes them
 DESIGNS = ("auto", "smoothed", "differences")  # SparseGraph(design=...): the rows it regresses on
 # SparseGraph(progress=None) shows its bar from this many variables on: with 30 and 15 x 30 points a default fit
 # takes 36 s of CPU on this project's machine (bench/graph_size.py, 2026-12-07; docs/results-graph-recovery.md)
@@ -221,7 +220,7 @@ class SparseGraph(_Base):
                   "steps": self.steps >= 1, "lr": self.lr > 0, "folds": self.folds >= 2,
                   "n_subsamples": self.n_subsamples >= 0,
                   "expected_false": self.expected_false > 0, "randomize": 0 < self.randomize <= 1,
-                  "design": self.design in DESIGNS, "smooth": self.smooth in SMOOTHERS,
+                  "design": self.design in DESIGNS, "smooth": smoother_kind(self.smooth) is not None,
                   "threads": self.threads >= 1, "progress": self.progress in (None, True, False),
                   "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0,
                   "missing": self.missing in MISSING}

@@ -82,11 +82,14 @@ def _warn_unfinished_schedules(method: Compose, epochs: int) -> None:
     not prune): the run would end at a lower sparsity than asked, and say nothing. A warning, not an error: a
     short smoke run of a full config is legitimate."""
     for i, m in enumerate(method.methods):
-        if isinstance(m, MagnitudePruning) and m.target(epochs) < m.sparsity:
+        if not isinstance(m, MagnitudePruning):
+            continue
+        reached = m.target(epochs)
+        if reached < m.sparsity:
             last = m.start if m.schedule == "oneshot" else m.end
             warnings.warn(f"methods.{i} (magnitude): its schedule ends at epoch {last}, after the run's {epochs} "
                           f"sparsification epochs (trainer.epochs; fine-tuning does not prune), so the run reaches "
-                          f"sparsity {m.target(epochs):.3g} of the {m.sparsity:g} asked; lower its end (start for "
+                          f"sparsity {reached:.3g} of the {m.sparsity:g} asked; lower its end (start for "
                           "oneshot) or raise trainer.epochs", UserWarning, stacklevel=3)
 
 

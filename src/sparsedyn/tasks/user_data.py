@@ -110,9 +110,10 @@ def interpolate_gaps(series: Series) -> Series:
                   series.dropped + dropped)
 
 
-def check_series(series: Series, where: str = "data", missing: str = "error") -> Series:
+def check_series(series: Series, where: str = "data", missing: str = "error", duplicate_hint: str = "") -> Series:
     """The checks every reader shares (see the module docstring); returns ``series`` (with its partly
-    missing points interpolated first if ``missing="interpolate"``, :func:`interpolate_gaps`)."""
+    missing points interpolated first if ``missing="interpolate"``, :func:`interpolate_gaps`).
+    ``duplicate_hint`` ends the message of a duplicate time (a reader's advice for its own layout)."""
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
     if missing == "interpolate":
@@ -142,7 +143,7 @@ def check_series(series: Series, where: str = "data", missing: str = "error") ->
         steps = np.diff(t)
         if (steps == 0).any():
             k = int(np.argmax(steps == 0))
-            raise DataError(f"{label}: duplicate time {t[k]:g} (points {k} and {k + 1})")
+            raise DataError(f"{label}: duplicate time {t[k]:g} (points {k} and {k + 1}){duplicate_hint}")
         if (steps < 0).any():
             k = int(np.argmax(steps < 0))
             raise DataError(f"{label}: times are not sorted ({t[k]:g} then {t[k + 1]:g} at point {k + 1})")
@@ -255,10 +256,12 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     feats = list(features) if features is not None else [h for h in header if h not in (time, group)]
     col = {h: i for i, h in enumerate(header)}
 
+    def cells(name: str) -> list[str]:
+        return [row[col[name]].strip() if col[name] < len(row) else "" for row in body]
+
     def column(name: str) -> np.ndarray:
         out = np.empty(len(body))
-        for k, row in enumerate(body):
-            cell = row[col[name]].strip() if col[name] < len(row) else ""
+        for k, cell in enumerate(cells(name)):
             try:
                 out[k] = float(cell) if cell else np.nan
             except ValueError:
@@ -268,7 +271,7 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     try:
         t = column(time)
     except DataError as not_numeric:
-        t = _date_times([row[col[time]].strip() if col[time] < len(row) else "" for row in body], not_numeric)
+        t = _date_times(cells(time), not_numeric)
     if np.isnan(t).any():
         raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
     x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
@@ -284,17 +287,16 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
 def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
     """A time column of ISO 8601 date-times (``2024-01-01 10:30``, ``2024-01-01T10:30:00.5``) as seconds since
     the earliest of them (the fields are autonomous: only differences count); empty cells are NaN. Anything
-    else raises ``not_numeric``, the column's own error, with the accepted formats added."""
-    dated = [not cell or re.match(r"\d{4}-\d{2}-\d{2}", cell) for cell in cells]  # numpy reads "7" as year 7
+    else raises ``not_numeric``, the column's own error (so some cell is neither empty nor a number), with the
+    accepted formats added."""
+    refused = DataError(f"{not_numeric} (times must be numbers or ISO 8601 date-times)")
+    if not all(not cell or re.match(r"\d{4}-\d{2}-\d{2}", cell) for cell in cells):  # numpy reads "7" as year 7
+        raise refused
     try:
-        if not all(dated):
-            raise ValueError
         stamps = np.array(cells, dtype="datetime64[ns]")
     except ValueError:
-        raise DataError(f"{not_numeric} (times must be numbers or ISO 8601 date-times)") from None
+        raise refused from None
     empty = np.isnat(stamps)
-    if empty.all():
-        raise not_numeric
     seconds = (stamps - stamps[~empty].min()).astype("timedelta64[ns]").astype(np.int64) / 1e9
     return np.where(empty, np.nan, seconds)
 
@@ -347,14 +349,10 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         rows = rows[np.argsort(t[rows], kind="stable")]  # cells have no order of their own
         times.append(t[rows])
         values.append(X[rows])
-    try:
-        return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing)
-    except DataError as e:
-        if "duplicate time" not in str(e):
-            raise
-        # a time course samples many cells per time point: each trajectory needs one state per time
-        raise DataError(f"{e}: cells of one trajectory share a time; average them per time point (or bin the "
-                        f"pseudotime) into one state each first, or choose a group that separates them") from None
+    # a time course samples many cells per time point: each trajectory needs one state per time
+    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing,
+                        duplicate_hint=": cells of one trajectory share a time; average them per time point (or bin "
+                        "the pseudotime) into one state each first, or choose a group that separates them")
 
 
 def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
