@@ -84,3 +84,18 @@ def test_lassonet_bad_arguments():
         LassoNet(M=-1)
     with pytest.raises(RuntimeError, match="prepare"):
         LassoNet().after_step(NeuralODE(MLP(2, 2)), 0.1)
+
+
+def test_lassonet_names_a_model_without_a_layer_chain():
+    from sparsedyn.nn import PathIntegrationRNN
+    with pytest.raises(TypeError, match="LassoNet needs a layer-chain field.*PathIntegrationRNN"):
+        LassoNet(mode="inner").prepare(PathIntegrationRNN(4, [4]))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0])
+def test_a_strength_set_after_construction_is_checked_like_one_given_to_it(value):
+    # paths and the relative-strength calibration set strengths through strength_value
+    method = GroupLasso(lam=0.1)
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        method.strength_value = value
+    assert method.lam == 0.1

@@ -70,6 +70,23 @@ def test_bad_shapes_and_solver_are_rejected():
         SecondOrderODE(MLP(3, 3), MLP(3, 3))
 
 
+@pytest.mark.parametrize("options,match", [
+    ({"solver": "rk4", "step_size": 0.0}, "step_size"), ({"solver": "rk4", "step_size": -0.1}, "step_size"),
+    ({"solver": "euler", "step_size": float("nan")}, "step_size"), ({"rtol": float("nan")}, "rtol"),
+])
+def test_solver_settings_that_cannot_integrate_are_refused_when_built(options, match):
+    # step_size 0 used to surface at the first solve as torch's "unsupported range: 0 -> inf"
+    with pytest.raises(ValueError, match=match):
+        NeuralODE(MLP(3, 3), **options)
+
+
+def test_an_initial_state_of_another_dtype_is_named():
+    model = NeuralODE(MLP(3, 3), solver="rk4", step_size=0.25)
+    with pytest.raises(ValueError, match="float64 but the model's parameters are torch.float32"):
+        model(torch.zeros(2, 3, dtype=torch.float64), torch.linspace(0, 1, 3))
+    assert model.double()(torch.zeros(2, 3, dtype=torch.float64), torch.linspace(0, 1, 3)).dtype == torch.float64
+
+
 def _oscillator_run(kind: str, seed: int = 0) -> RunOutcome:
     cfg = parse_config({
         "name": f"osc-{kind}", "seed": seed,

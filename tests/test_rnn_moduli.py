@@ -3,7 +3,7 @@ import torch
 
 from sparsedyn.geometry import penalty_matrix
 from sparsedyn.methods import MagnitudePruning, Moduli, build_method
-from sparsedyn.nn import RecurrentLayer, RNNStack, mask_of, raw_parameter
+from sparsedyn.nn import PathIntegrationRNN, RecurrentLayer, RNNLanguageModel, RNNStack, mask_of, raw_parameter
 
 
 @pytest.mark.parametrize("cell,ref", [("elman", torch.nn.RNN), ("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)])
@@ -96,6 +96,7 @@ def test_moduli_none_is_plain_l1_on_w_hh_and_trainable_embedding_retracts():
 @pytest.mark.parametrize("kwargs,field", [
     ({"manifold": "hyperbolic"}, "manifold"), ({"inhibitor": "mexican"}, "inhibitor"), ({"lam": -1}, "lam"),
     ({"ell": 0}, "ell"), ({"permuted": "False"}, "permuted"), ({"reduction": "max"}, "reduction"),
+    ({"lam": float("inf")}, "lam"), ({"ell": float("inf")}, "ell"), ({"ell": float("nan")}, "ell"),
 ])
 def test_moduli_bad_arguments_are_named(kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -107,3 +108,32 @@ def test_bad_rnn_arguments():
         RecurrentLayer(2, 3, "transformer")
     with pytest.raises(ValueError, match="shape"):
         RecurrentLayer(2, 3)(torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: PathIntegrationRNN(4, []), "at least one layer"),
+    (lambda: PathIntegrationRNN(0, [4]), "n_place_cells"),
+    (lambda: PathIntegrationRNN(4, [4, 0]), "hidden size"),
+    (lambda: RNNLanguageModel(0, 4, [4]), "vocab_size"),
+    (lambda: RNNLanguageModel(10, 0, [4]), "embedding_size"),
+    (lambda: RNNLanguageModel(10, 4, [2.5]), "hidden size"),
+])
+def test_sequence_models_refuse_empty_or_non_integer_sizes(build, match):
+    # torch builds zero-sized layers without a word (and hidden=[] failed with an IndexError)
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_path_integration_names_a_start_code_of_the_wrong_width():
+    model = PathIntegrationRNN(5, [4])
+    with pytest.raises(ValueError, match=r"start_code must have shape \(batch, 5\)"):
+        model(torch.randn(3, 2, 2), torch.randn(2, 4))
+    assert model(torch.randn(3, 2, 2), torch.randn(2, 5)).shape == (3, 2, 5)
+
+
+def test_the_size_checks_leave_the_seeded_initialisation_unchanged():
+    # the checks run before any module is built, so a seed gives the same weights as a bare build would
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(4, 6, bias=False)
+    torch.manual_seed(0)
+    assert torch.equal(PathIntegrationRNN(4, [6]).encoder.weight, encoder.weight)

@@ -13,6 +13,7 @@ The trainer knows methods only through these hooks; :class:`Compose` runs severa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -29,13 +30,16 @@ class ParamError(ValueError):
 
 
 def check_nonnegative(name: str, value: float) -> float:
-    """Return ``value`` as float, or raise a :class:`ParamError` naming ``name``."""
+    """Return ``value`` as float, or raise a :class:`ParamError` naming ``name``.
+
+    Infinity is refused as NaN is: an infinite strength makes every loss infinite (or NaN where a
+    weight is zero), and training would fail steps later with a message that does not name it."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         raise ParamError(name, f"{name} must be a number >= 0, got {value!r}") from None
-    if not value >= 0.0:  # also rejects NaN
-        raise ParamError(name, f"{name} must be >= 0, got {value}")
+    if not (value >= 0.0 and math.isfinite(value)):  # also rejects NaN
+        raise ParamError(name, f"{name} must be a finite number >= 0, got {value}")
     return value
 
 
@@ -90,7 +94,7 @@ class Method:
     def strength_value(self, value: float) -> None:
         if self.strength is None:
             raise ValueError(f"{type(self).__name__} declares no strength")
-        vars(self)[self.strength] = float(value)
+        vars(self)[self.strength] = check_nonnegative(self.strength, value)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         return model

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..nn.fields import SkipField
+from ..nn.fields import LayerChain, SkipField
 from ..nn.masks import freeze_pattern, raw_parameter
 from ..nn.ode import ContinuousDepth, replace_field, vector_field
 from .base import Method, StepSize, check_choice, check_nonnegative, step_of
@@ -37,6 +37,9 @@ class LassoNet(Method):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         field = vector_field(model)
+        if not isinstance(field, LayerChain):
+            raise TypeError(f"LassoNet needs a layer-chain field (an MLP, or a NeuralODE/SecondOrderODE of "
+                            f"one); {type(field).__name__} is not one")
         device = next(field.parameters()).device
         if self.mode == "inner":
             if isinstance(field, SkipField):

@@ -48,8 +48,8 @@ class Moduli(Method):
             raise ParamError("inhibitor", str(e)) from None
         self.inhibitor = inhibitor
         self.lam = check_nonnegative("lam", lam)
-        self.ell = float(ell)
-        if not self.ell > 0:
+        self.ell = check_nonnegative("ell", ell)
+        if self.ell == 0:
             raise ParamError("ell", f"ell must be > 0, got {ell}")
         self.reduction = check_choice("reduction", reduction, ("mean", "sum"))
         for flag, v in (("trainable", trainable), ("permuted", permuted), ("scale_matched", scale_matched)):

@@ -10,6 +10,7 @@ with ``W != 0`` the structural dependency. ``path_weights`` adds what bypasses t
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -62,10 +63,20 @@ def _chain(layers: Iterable[nn.Module], transform: LayerTransform, summed_inputs
     return out
 
 
+def check_size(name: str, value: object) -> None:
+    """Refuse a layer size that is not a positive integer (ints and numpy integers pass; 2.5, "2" and
+    True do not; torch itself accepts 0 and builds an empty model that fails later)."""
+    try:
+        size = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        size = 0
+    if isinstance(value, bool) or size < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _check_sizes(n_in: int, n_out: int, hidden: Sequence[int]) -> None:
     for label, v in [("n_in", n_in), ("n_out", n_out), *[("hidden", h) for h in hidden]]:
-        if int(v) < 1:
-            raise ValueError(f"{label} must be a positive integer, got {v}")
+        check_size(label, v)
 
 
 class MLP(nn.Module):

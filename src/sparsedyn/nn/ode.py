@@ -8,6 +8,7 @@ fixed function inside one solve and adaptive step control stays valid.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,8 +63,10 @@ class ContinuousDepth(nn.Module):
         super().__init__()
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose from {SOLVERS}")
-        if rtol <= 0 or atol <= 0:
-            raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
+        if not (_positive_finite(rtol) and _positive_finite(atol)):
+            raise ValueError(f"rtol and atol must be finite numbers > 0, got rtol={rtol}, atol={atol}")
+        if step_size is not None and not _positive_finite(step_size):  # 0 made the solver loop forever
+            raise ValueError(f"step_size must be a finite number > 0 (or None: the observation grid), got {step_size}")
         self.solver, self.rtol, self.atol = solver, rtol, atol
         self.step_size, self.adjoint = step_size, adjoint
         self.outer_skip = None
@@ -82,6 +85,10 @@ class ContinuousDepth(nn.Module):
     def _solve(self, func: nn.Module, y0: Tensor, t: Tensor) -> Tensor:
         if t.dim() != 1 or t.numel() < 2:
             raise ValueError(f"t must be a 1-d tensor of >= 2 increasing times, got shape {tuple(t.shape)}")
+        weight = next(func.parameters(), None)
+        if weight is not None and y0.dtype != weight.dtype:
+            raise ValueError(f"the initial state is {y0.dtype} but the model's parameters are {weight.dtype}: "
+                             f"convert one to the other (model.to({y0.dtype}) or x0.to({weight.dtype}))")
         if self.training:
             hold_gates(self)
         if self.adjoint:
@@ -124,6 +131,14 @@ class _FirstOrder(nn.Module):
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         dx = self.field(x)
         return dx if self.keep is None else dx * self.keep
+
+
+def _positive_finite(value: object) -> bool:
+    """Whether a solver setting is a finite number > 0 (False for NaN, infinity and non-numbers)."""
+    try:
+        return bool(math.isfinite(float(value)) and float(value) > 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 class NeuralODE(ContinuousDepth):

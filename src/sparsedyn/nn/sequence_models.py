@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .fields import check_size
 from .rnn import RNNStack
 
 
@@ -19,11 +20,16 @@ class PathIntegrationRNN(nn.Module):
     def __init__(self, n_place_cells: int, hidden: Sequence[int], cell: str = "elman", nonlinearity: str = "relu",
                  bias: bool = False) -> None:
         super().__init__()
+        check_size("n_place_cells", n_place_cells)
+        _check_hidden(hidden)  # before the encoder: the modules are built in their seeded order
         self.encoder = nn.Linear(n_place_cells, hidden[0], bias=False)
         self.rnn = RNNStack(2, hidden, cell, nonlinearity, bias)
         self.decoder = nn.Linear(hidden[-1], n_place_cells, bias=False)
 
     def forward(self, velocity: Tensor, start_code: Tensor) -> Tensor:
+        n_place = self.encoder.in_features
+        if start_code.dim() != 2 or start_code.shape[1] != n_place:
+            raise ValueError(f"start_code must have shape (batch, {n_place}), got {tuple(start_code.shape)}")
         h0 = self.encoder(start_code)
         first = (h0, torch.zeros_like(h0)) if self.rnn.layers[0].cell == "lstm" else h0
         out, _ = self.rnn(velocity, [first] + [None] * (len(self.rnn.layers) - 1))
@@ -36,7 +42,7 @@ class SequenceRegressor(nn.Module):
     def __init__(self, input_size: int, hidden: Sequence[int], cell: str = "elman", nonlinearity: str = "tanh",
                  bias: bool = True) -> None:
         super().__init__()
-        self.rnn = RNNStack(input_size, hidden, cell, nonlinearity, bias)
+        self.rnn = RNNStack(input_size, hidden, cell, nonlinearity, bias)  # validates the sizes
         self.head = nn.Linear(hidden[-1], 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -54,6 +60,9 @@ class RNNLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, embedding_size: int, hidden: Sequence[int], cell: str = "elman",
                  nonlinearity: str = "tanh", tie_weights: bool = False) -> None:
         super().__init__()
+        check_size("vocab_size", vocab_size)
+        check_size("embedding_size", embedding_size)
+        _check_hidden(hidden)
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = RNNStack(embedding_size, hidden, cell, nonlinearity, True)
         self.decoder = nn.Linear(hidden[-1], vocab_size)
@@ -66,3 +75,11 @@ class RNNLanguageModel(nn.Module):
     def forward(self, tokens: Tensor, states=None):
         out, states = self.rnn(self.embedding(tokens), states)
         return self.decoder(out), states
+
+
+def _check_hidden(hidden: Sequence[int]) -> None:
+    """Refuse an empty or non-positive list of layer sizes before any module is built."""
+    if len(hidden) == 0:
+        raise ValueError("hidden must list at least one layer size")
+    for size in hidden:
+        check_size("each hidden size", size)
