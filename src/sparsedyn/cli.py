@@ -319,6 +319,8 @@ def graph(
     missing: str = typer.Option("error", help="Time points where only some features are missing: error, or "
                                               "interpolate (each feature's interior gaps filled linearly in time, "
                                               "points with a gap at a trajectory's start or end dropped)."),
+    periodic: str = typer.Option("", help="Comma-separated features that are angles in radians (phases): "
+                                          "unwrapped, and entered as their cosine and sine."),
 ) -> None:
     """The dependency graph of your system from its trajectories (SparseGraph with its defaults): writes
     edges.csv (every edge, best first, with its probability and sign), graph.png (the graph with edge
@@ -338,7 +340,8 @@ def graph(
     if series.interpolated or series.dropped:
         typer.echo(f"--missing interpolate: {series.interpolated} values interpolated, {series.dropped} time "
                    "points dropped (a gap at a trajectory's start or end)")
-    est = SparseGraph(poly=choices[poly.lower()], seed=seed, progress=True).fit(
+    phases = [name.strip() for name in periodic.split(",") if name.strip()]
+    est = SparseGraph(poly=choices[poly.lower()], seed=seed, progress=True, periodic=phases).fit(
         series.values, t=series.times, feature_names=series.features)
     write_csv(out / "edges.csv", est.edges_)
     write_json(out / "fit.json", {
@@ -348,7 +351,7 @@ def graph(
         "library_errors": est.library_errors_, "forecast_errors": est.forecast_errors_,
         "trajectory_matching_kept": est.refined_, "trajectory_matching_errors": est.refine_errors_,
         "fit_cpu_seconds": est.fit_seconds_, "seed": seed, "missing": missing,
-        "values_interpolated": series.interpolated, "points_dropped": series.dropped})
+        "values_interpolated": series.interpolated, "points_dropped": series.dropped, "periodic": phases})
     est.plot(out / "graph.png", series)
     typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
     for e in est.edges_[:top]:

@@ -18,6 +18,12 @@ residual the loss is quadratic and :func:`fit_library_path` runs FISTA on Gram m
 Fitting is collocation: the loss is the mean squared error between ``f(z)`` and the smoothed
 derivatives at the observed points, no ODE is solved, and all members train at once (each has its
 own 0/1 weights over the data rows, its own parameters and Adam state; nothing is shared).
+
+Periodic variables (phases, angles in radians; ``periodic``, library fields only) enter the library as
+``cos z_j`` and ``sin z_j`` instead of ``z_j``: the library's features are then ``p = n + |periodic|``
+lifted features, each owned by one variable, and ``z_j``'s group holds every term of either of its
+features. Phase-coupled systems (``sin(theta_j - theta_i) = sin_j cos_i - cos_j sin_i``) are degree-2 in
+these features, and no polynomial in the phases themselves represents them.
 """
 
 from __future__ import annotations
@@ -56,24 +62,39 @@ class PathFit:
 class HybridField(torch.nn.Module):
     """``M`` independent hybrid fields on ``n`` standardised variables (see the module docstring)."""
 
-    pj: Tensor  # buffers: the quadratic terms' variable pairs, group membership, identity masks
+    pj: Tensor  # buffers: the quadratic terms' feature pairs and their variables, group membership, masks
     pk: Tensor
+    gj: Tensor
+    gk: Tensor
+    owner: Tensor
+    lift_groups: Tensor
     membership: Tensor
     eye: Tensor
     off_diagonal: Tensor
 
     def __init__(self, members: int, n: int, hidden: int = 8, poly: bool = True,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, periodic: tuple[int, ...] = ()) -> None:
         super().__init__()
         if members < 1 or n < 1 or hidden < 0:
             raise ValueError(f"need members >= 1, n >= 1, hidden >= 0; got {members}, {n}, {hidden}")
+        self.periodic = tuple(sorted({int(j) for j in periodic}))
+        if self.periodic and (hidden or not 0 <= self.periodic[0] <= self.periodic[-1] < n):
+            raise ValueError(f"periodic variables need a library field (hidden=0) and indices in [0, {n}); "
+                             f"got hidden={hidden}, periodic={periodic}")
         self.n, self.hidden, self.poly = n, hidden, poly
-        j, k = torch.triu_indices(n, n)
+        # feature a is owned by variable owner[a]: z_j (cos z_j where j is periodic), then sin z_j of the periodic
+        owner = torch.cat([torch.arange(n), torch.tensor(self.periodic, dtype=torch.long)])
+        self.n_lifted = len(owner)
+        self.register_buffer("owner", owner)
+        self.register_buffer("lift_groups", torch.eye(n)[owner])  # (p, n): feature a belongs to group owner[a]
+        j, k = torch.triu_indices(self.n_lifted, self.n_lifted)
         self.register_buffer("pj", j if poly else j[:0])
         self.register_buffer("pk", k if poly else k[:0])
+        self.register_buffer("gj", owner[self.pj])  # the variables of each product term's two factors
+        self.register_buffer("gk", owner[self.pk])
         member = torch.zeros(len(self.pj), n)  # which groups each product term belongs to
-        member[torch.arange(len(self.pj)), self.pj] = 1.0
-        member[torch.arange(len(self.pk)), self.pk] = 1.0
+        member[torch.arange(len(self.pj)), self.gj] = 1.0
+        member[torch.arange(len(self.pk)), self.gk] = 1.0
         self.register_buffer("membership", member)
         self.register_buffer("eye", torch.eye(n))
         self.register_buffer("off_diagonal", 1.0 - torch.eye(n))
@@ -82,7 +103,7 @@ class HybridField(torch.nn.Module):
             return torch.nn.Parameter(torch.randn(*shape, generator=generator) * scale)
 
         self.bias = torch.nn.Parameter(torch.zeros(members, n))
-        self.linear = randn(members, n, n, scale=0.01)
+        self.linear = randn(members, n, self.n_lifted, scale=0.01)
         self.quad = randn(members, n, len(self.pj), scale=0.01)
         self.w_in = randn(members, n, hidden, n, scale=1.0 / math.sqrt(n))
         self.c_in = randn(members, n, hidden, scale=0.1)
@@ -95,20 +116,41 @@ class HybridField(torch.nn.Module):
 
     def members(self, index: slice) -> HybridField:
         """A copy of the members ``index`` selects (their own parameters, detached)."""
-        chosen = HybridField(len(range(*index.indices(len(self.bias)))), self.n, self.hidden, self.poly)
+        chosen = HybridField(len(range(*index.indices(len(self.bias)))), self.n, self.hidden, self.poly,
+                             periodic=self.periodic)
         chosen.load_state_dict({k: v[index].detach().clone() if k in dict(self.named_parameters()) else v
                                 for k, v in self.state_dict().items()})
         return chosen
 
-    def products(self, z: Tensor) -> Tensor:
-        return z[..., self.pj] * z[..., self.pk]
+    def features(self, z: Tensor) -> Tensor:
+        """The lifted features (..., p) of states ``z`` (..., n): ``z`` itself without periodic variables."""
+        if not self.periodic:
+            return z
+        angles = z[..., list(self.periodic)]
+        lifted = z.clone()
+        lifted[..., list(self.periodic)] = torch.cos(angles)
+        return torch.cat([lifted, torch.sin(angles)], dim=-1)
+
+    def feature_slopes(self, z: Tensor) -> Tensor:
+        """``d feature_a / d z_owner(a)`` at every row (..., p): 1, or ``-sin z_j`` and ``cos z_j``."""
+        slopes = torch.ones(*z.shape[:-1], self.n_lifted, dtype=z.dtype)
+        if self.periodic:
+            angles = z[..., list(self.periodic)]
+            slopes[..., list(self.periodic)] = -torch.sin(angles)
+            slopes[..., self.n:] = torch.cos(angles)
+        return slopes
+
+    def products(self, features: Tensor) -> Tensor:
+        """The degree-2 terms of the lifted ``features`` (:meth:`features`; ``z`` without periodic variables)."""
+        return features[..., self.pj] * features[..., self.pk]
 
     def forward(self, z: Tensor) -> Tensor:
         """``z`` (N, n) shared by every member -> (M, N, n); without a residual (``hidden=0``) also ``z``
         (M, N, n), each member at its own states (trajectory matching integrates every member apart)."""
-        out = self.bias[:, None, :] + z @ self.linear.transpose(1, 2)
+        f = self.features(z)
+        out = self.bias[:, None, :] + f @ self.linear.transpose(1, 2)
         if self.poly:
-            out = out + self.products(z) @ self.quad.transpose(1, 2)
+            out = out + self.products(f) @ self.quad.transpose(1, 2)
         if self.hidden:  # sum_h a_ih s_ih as one product with a block-diagonal (n * hidden, n) matrix
             m, n, hid = self.w_in.shape[0], self.n, self.hidden
             block = (self.w_out[..., None] * self.eye[:, None, :]).reshape(m, n * hid, n)
@@ -124,7 +166,7 @@ class HybridField(torch.nn.Module):
 
     def _grouped(self, lin: Tensor, quad: Tensor, w_in: Tensor) -> Tensor:
         """Sum of per-element values over each group (i, j): (M, n, n)."""
-        total = lin + w_in.sum(dim=2)
+        total = (lin @ self.lift_groups if self.periodic else lin) + w_in.sum(dim=2)
         return total + quad @ self.membership if self.poly else total
 
     def group_norms(self) -> Tensor:
@@ -140,35 +182,40 @@ class HybridField(torch.nn.Module):
         groups: a product term ``z_j z_k`` is scaled by both its groups' factors."""
         with torch.no_grad():
             scale, both = self.shrink_factors(self.group_norms(), thresholds)
-            self.linear.mul_(scale)
+            self.linear.mul_(scale[:, :, self.owner] if self.periodic else scale)
             self.w_in.mul_(scale[:, :, None, :])
             if self.poly:
                 self.quad.mul_(both)
 
     def shrink_factors(self, norms: Tensor, thresholds: Tensor) -> tuple[Tensor, Tensor]:
         """The composed group soft-threshold's factors: per group ``max(0, 1 - t / norm)`` (M, n, n), and
-        per product term ``z_j z_k`` the product of its two groups' factors (one factor for ``z_j^2``)."""
+        per product term ``z_j z_k`` the product of its two groups' factors (one factor for ``z_j^2``, and
+        for a product of two features of one periodic variable)."""
         scale = torch.clamp(1.0 - thresholds / norms.clamp_min(1e-30), min=0.0)
-        both = scale[:, :, self.pj] * torch.where(self.pj == self.pk, 1.0, scale[:, :, self.pk])
+        both = scale[:, :, self.gj] * torch.where(self.gj == self.gk, 1.0, scale[:, :, self.gk])
         return scale, both
 
     def _quadratic_slopes(self, z: Tensor) -> Tensor:
-        """``d/dz_j`` of the degree-2 terms at every row: (M, N, i, j). With ``C[i, j, k]`` the coefficient of
+        """``d/dz_j`` of the degree-2 terms at every row: (M, N, i, j), ``z`` the lifted features (j then runs
+        over them). With ``C[i, j, k]`` the coefficient of
         ``z_j z_k`` counted from both sides (so ``2 q`` for a square ``q z_j^2``), the slope is
         ``sum_k C[i, j, k] z_k``: one product of (M, n n, n) with ``z'``, a factor n fewer operations than
         lifting each term's slope onto its variable (at 30 variables that lift was 15% of a default fit)."""
-        m, n = self.quad.shape[0], self.n
-        both = torch.zeros(m, n, n * n, dtype=self.quad.dtype)
-        both.index_add_(2, self.pj * n + self.pk, self.quad)
-        both.index_add_(2, self.pk * n + self.pj, self.quad)  # a square's term lands twice: its slope 2 q z_j
-        return (both.view(m, n * n, n) @ z.T).view(m, n, n, len(z)).permute(0, 3, 1, 2)
+        m, n, p = self.quad.shape[0], self.n, self.n_lifted
+        both = torch.zeros(m, n, p * p, dtype=self.quad.dtype)
+        both.index_add_(2, self.pj * p + self.pk, self.quad)
+        both.index_add_(2, self.pk * p + self.pj, self.quad)  # a square's term lands twice: its slope 2 q z_j
+        return (both.view(m, n * p, p) @ z.T).view(m, n, p, len(z)).permute(0, 3, 1, 2)
 
     def jacobian(self, z: Tensor) -> Tensor:
-        """Mean ``|df_i/dz_j|`` over the rows of ``z``: (M, n, n), in closed form."""
+        """Mean ``|df_i/dz_j|`` over the rows of ``z``: (M, n, n), in closed form (for periodic variables by the
+        chain rule through their features)."""
         with torch.no_grad():
-            jac = self.linear[:, None].expand(-1, len(z), -1, -1).clone()  # (M, N, i, j)
+            jac = self.linear[:, None].expand(-1, len(z), -1, -1).clone()  # (M, N, i, feature)
             if self.poly:
-                jac = jac + self._quadratic_slopes(z)
+                jac = jac + self._quadratic_slopes(self.features(z))
+            if self.periodic:
+                jac = (jac * self.feature_slopes(z)[None, :, None, :]) @ self.lift_groups
             if self.hidden:
                 h = self._hidden(z)
                 slope = (1.0 - h**2) ** 1.5  # s'(u) = (1 + u^2)^(-3/2) = (1 - s(u)^2)^(3/2)
@@ -202,7 +249,7 @@ class _Adam:
 def lambda_max(field: HybridField, z: Tensor, y: Tensor, weights: Tensor) -> float:
     """The largest gradient norm of an off-diagonal group with every group at zero: the strength from
     which (for a plain proximal gradient) nothing enters; a path starts there."""
-    probe = HybridField(field.bias.shape[0], field.n, field.hidden, field.poly)
+    probe = HybridField(field.bias.shape[0], field.n, field.hidden, field.poly, periodic=field.periodic)
     probe.load_state_dict(field.state_dict())
     with torch.no_grad():
         probe.prox(torch.full_like(probe.linear, 1e30) * field.off_diagonal)
@@ -262,14 +309,16 @@ def fit_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, lambdas:
     return _path_fit(lambdas, stages)
 
 def library_features(field: HybridField, z: Tensor) -> Tensor:
-    """The library features ``[1, z, z_j z_k]`` (N, F) of a field without residual."""
-    parts = [torch.ones(len(z), 1), z] + ([field.products(z)] if field.poly else [])
+    """The library features ``[1, z, z_j z_k]`` (N, F) of a field without residual (of its lifted features
+    where it has periodic variables)."""
+    f = field.features(z)
+    parts = [torch.ones(len(z), 1), f] + ([field.products(f)] if field.poly else [])
     return torch.cat(parts, dim=1)
 
 
 def feature_groups(field: HybridField) -> Tensor:
     """(F, n) 0/1: library feature f contains variable j (the bias row contains none)."""
-    return torch.cat([torch.zeros(1, field.n), torch.eye(field.n)] + ([field.membership] if field.poly else []))
+    return torch.cat([torch.zeros(1, field.n), field.lift_groups] + ([field.membership] if field.poly else []))
 
 
 @dataclass
@@ -316,7 +365,7 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
     theta = torch.cat([field.bias[:, None], field.linear.transpose(1, 2), field.quad.transpose(1, 2)], dim=1).detach()
     theta = theta.clone()
     previous, momentum = theta.clone(), theta.clone()
-    n, stages = field.n, []
+    n, stages = field.n_lifted, []
     partner = square_partners(field)
     with torch.no_grad():
         for lam in lambdas.tolist():
@@ -341,8 +390,9 @@ def fit_library_path(field: HybridField, z: Tensor, y: Tensor, weights: Tensor, 
 
 def square_partners(field: HybridField) -> Tensor:
     """Per degree-2 term ``z_j z_k``, the row of its second group's factor in :func:`stacked_prox`'s padded
-    factors: ``k``, or ``n`` (a row of ones) for a square, whose one group is counted once."""
-    return torch.where(field.pj == field.pk, field.n, field.pk)
+    factors: ``k``, or ``n`` (a row of ones) for a square, whose one group is counted once (and for a product
+    of two features of one periodic variable)."""
+    return torch.where(field.gj == field.gk, field.n, field.gk)
 
 
 def stacked_prox(field: HybridField, groups: Tensor, partner: Tensor, th: Tensor, thresholds: Tensor) -> Tensor:
@@ -352,15 +402,15 @@ def stacked_prox(field: HybridField, groups: Tensor, partner: Tensor, th: Tensor
     numbers as :meth:`HybridField.shrink_factors`, built in the coefficients' (feature, output) layout by
     gathering rows: the column gathers of the (output, feature) layout took ~70% of a degree-2 FISTA step's
     prox at 30 variables (``bench/fista_step.py``)."""
-    n = field.n
+    p = field.n_lifted
     norms = ((th**2).transpose(1, 2) @ groups).sqrt()  # (M, i, j)
     factor = torch.clamp(1.0 - thresholds / norms.clamp_min(1e-30), min=0.0)
     factor = factor.transpose(1, 2).contiguous()  # (M, j, i): rows by input, as the coefficients
     out = th.clone()
-    out[:, 1:1 + n] *= factor
+    out[:, 1:1 + p] *= factor.index_select(1, field.owner) if field.periodic else factor
     if field.poly:
         padded = torch.cat([factor, torch.ones_like(factor[:, :1])], dim=1)
-        out[:, 1 + n:] *= factor.index_select(1, field.pj) * padded.index_select(1, partner)
+        out[:, 1 + p:] *= factor.index_select(1, field.gj) * padded.index_select(1, partner)
     return out
 
 

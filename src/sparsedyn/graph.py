@@ -42,6 +42,7 @@ Self-dependencies are never penalised (most systems' variables decay); report gr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -71,7 +72,7 @@ from .derivatives import DerivativeData, derivative_data, difference_data, obser
 from .interval_error import ObservedPairs, one_step_error, trajectory_error
 from .loco import necessity_frequency
 from .shooting import shooting_refit
-from .tasks.user_data import MISSING, DataError, Series, from_arrays
+from .tasks.user_data import MISSING, DataError, Series, from_arrays, periodic_indices, unwrap_phases
 
 try:  # scikit-learn's own classes where it is installed: its tags, `except sklearn...NotFittedError` works
     from sklearn.base import BaseEstimator as _Base
@@ -185,13 +186,18 @@ class SparseGraph(_Base):
     feature's interior gaps filled linearly in time from its own observations and points with a gap at a
     trajectory's start or end dropped, :func:`~sparsedyn.tasks.user_data.interpolate_gaps`; ``n_interpolated_``
     and ``n_dropped_points_`` count them). Points missing every feature are left out in either case.
+    ``periodic``: the features (names or column indices) that are angles in radians (phases of oscillators,
+    headings): each trajectory's values are unwrapped, and the library takes ``cos x_j`` and ``sin x_j`` in place
+    of ``x_j`` (:mod:`sparsedyn.collocation`), so that couplings such as ``sin(x_j - x_i)`` are in it; forecasts
+    are unwrapped phases. Library fields only (``hidden=0``); other periods: convert to radians first.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
                  steps: int = 150, lr: float = 0.02, folds: int = 5, n_subsamples: int = 10,
                  expected_false: float = 2.0, randomize: float = 1.0, smooth: bool | str = True, design: str = "auto",
                  seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True,
-                 adaptive: float = 0.0, missing: str = "error") -> None:
+                 adaptive: float = 0.0, missing: str = "error",
+                 periodic: Sequence[int | str] | None = None) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
         self.adaptive, self.missing = adaptive, missing
         self.randomize = randomize
@@ -199,6 +205,7 @@ class SparseGraph(_Base):
         self.expected_false = expected_false
         self.smooth, self.design, self.seed, self.threads = smooth, design, seed, threads
         self.progress, self.refine = progress, refine
+        self.periodic = periodic
 
     # -- scikit-learn protocol -------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -223,10 +230,15 @@ class SparseGraph(_Base):
                   "design": self.design in DESIGNS, "smooth": smoother_kind(self.smooth) is not None,
                   "threads": self.threads >= 1, "progress": self.progress in (None, True, False),
                   "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0,
-                  "missing": self.missing in MISSING}
+                  "missing": self.missing in MISSING,
+                  "periodic": self.periodic is None or (not isinstance(self.periodic, str | bytes)
+                                                       and isinstance(self.periodic, Sequence | np.ndarray))}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")
+        if self.periodic is not None and len(self.periodic) and self.hidden:
+            raise ValueError(f"SparseGraph: periodic features need a library field (hidden=0), "
+                             f"got hidden={self.hidden}")
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, t: Any = None, masks: Any = None,
@@ -241,6 +253,8 @@ class SparseGraph(_Base):
     def _fit(self, X: Any, t: Any, masks: Any, feature_names: Sequence[str] | None) -> SparseGraph:
         start = time.process_time()
         series = from_arrays(X, t, masks, feature_names, self.missing)
+        self.periodic_ = periodic_indices(self.periodic, series.features)
+        series = unwrap_phases(series, self.periodic_)
         self.n_interpolated_, self.n_dropped_points_ = series.interpolated, series.dropped
         smoothed = derivative_data(series, self.smooth)
         groups = self._cv_groups(smoothed.trajectory)
@@ -252,7 +266,7 @@ class SparseGraph(_Base):
         else:  # one trajectory's blocks of time differ between the designs: the smoother alone
             names = ["smoothed", "differences"] if len(np.unique(smoothed.trajectory)) >= 2 else ["smoothed"]
         candidates = {name: smoothed if name == "smoothed" else difference_data(series) for name in names}
-        libraries = self._libraries(series.n_features)
+        libraries = self._libraries(series.n_features, len(self.periodic_))
         if self.progress is None:  # from PROGRESS_FEATURES variables on, on a terminal (tqdm's disable=None)
             disable = None if series.n_features >= PROGRESS_FEATURES else True
         else:
@@ -310,13 +324,18 @@ class SparseGraph(_Base):
         self._warn()
         return self
 
-    def _libraries(self, n: int) -> list[bool]:
+    def _libraries(self, n: int, n_periodic: int = 0) -> list[bool]:
         """Which libraries to fit (False: linear, True: degree 2). ``poly="auto"`` fits both while the degree-2
         library has at most ``MAX_AUTO_POLY_FEATURES`` features (30 variables) and the linear one alone beyond,
         with a warning: its cost grows as the square of its n^2 / 2 features."""
         if self.poly != "auto":
             return [bool(self.poly)]
-        features = 1 + n + n * (n + 1) // 2
+        lifted = n + n_periodic  # a periodic variable enters as two features, its cosine and sine
+        features = 1 + lifted + lifted * (lifted + 1) // 2
+        if n_periodic and features <= MAX_AUTO_POLY_FEATURES:
+            # phases interact through differences, sin(x_j - x_i) = sin_j cos_i - cos_j sin_i: products of the
+            # features; the linear library adds only each phase's own cosine and sine, and forecasts the drift
+            return [True]
         if features <= MAX_AUTO_POLY_FEATURES:
             return [False, True]
         warnings.warn(f"SparseGraph: {n} variables make {features} degree-2 library features, more than "
@@ -329,6 +348,11 @@ class SparseGraph(_Base):
                     on_stage: Callable[[], object]) -> _Design:
         """Standardise one design's rows and fit every library's path on them, for every member."""
         scaler = Standardiser.fit(data)
+        if self.periodic_:  # angles stay in radians: the field takes their cosines and sines
+            keep = np.zeros(data.x.shape[1], dtype=bool)
+            keep[list(self.periodic_)] = True
+            scaler = dataclasses.replace(scaler, x_mean=np.where(keep, 0.0, scaler.x_mean),
+                                         x_scale=np.where(keep, 1.0, scaler.x_scale))
         z = torch.as_tensor(scaler.states(data.x), dtype=torch.float32)
         y = torch.as_tensor(scaler.derivatives(data.dxdt), dtype=torch.float32)
         weights = self._members(self._cv_groups(data.trajectory), held_out)
@@ -476,7 +500,8 @@ class SparseGraph(_Base):
         (:meth:`_fit_path`): the same initial values, strengths and quadratic problems as fitting every
         member at once."""
         head, rest = self._member_slices()
-        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed))
+        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed),
+                            periodic=self.periodic_)
         lambdas = self._lambdas(library_lambda_max(field, z, y, weights, None))
         system = LibrarySystem.of(field, z, y, weights)  # every member's, sliced below
         halves = (self._deferred_halves(field.members(rest), z, y, weights[rest], lambdas,
@@ -516,7 +541,8 @@ class SparseGraph(_Base):
         """A library field (no residual) fitted along the path, every member, each group's penalty multiplied by
         ``scale`` (M, n, n) where given; the path starts at the strength from which no edge enters under the
         factors ``top_scale`` (None: the plain penalty)."""
-        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed))
+        field = HybridField(len(weights), z.shape[1], 0, poly, torch.Generator().manual_seed(self.seed),
+                            periodic=self.periodic_)
         lambdas = self._lambdas(library_lambda_max(field, z, y, weights, top_scale))
         return field, fit_library_path(field, z, y, weights, lambdas, self.steps, scale, on_stage)
 
@@ -606,7 +632,8 @@ class SparseGraph(_Base):
         the half and scored on the other half (``weights``: every member's rows, the halves' last)."""
         stage = self._cv_curve(path)[3]
         rows = self._member_slices()[1]
-        return necessity_frequency(z, y, weights, rows, halves.norms[stage].numpy() > 0, field.poly)
+        return necessity_frequency(z, y, weights, rows, halves.norms[stage].numpy() > 0, field.poly,
+                                   periodic=field.periodic)
 
     def _stability(self, subs: np.ndarray, selected: np.ndarray, stage: int) -> np.ndarray:
         """Stability selection (Meinshausen & Buehlmann 2010) over the path's strong end: an edge's
@@ -695,8 +722,11 @@ class SparseGraph(_Base):
         if x.shape[-1:] != (n,) or x.ndim > 2 or not np.isfinite(x).all():
             raise DataError(f"x0 must be ({n},) or (B, {n}) finite values, got shape {x.shape}")
         scale = np.abs(self.scaler_.x_mean) + 10 * self.scaler_.x_scale
+        bounded = np.ones(n, dtype=bool)  # an unwrapped phase grows without bound; its rate is bounded
+        bounded[list(getattr(self, "periodic_", ()))] = False
+        bound = float(scale[bounded].max()) * 10 if bounded.any() else math.inf
         t = np.asarray(t, dtype=float)
-        forecast = np.stack([simulate(self.derivative, row, t, bound=float(scale.max()) * 10)
+        forecast = np.stack([simulate(self.derivative, row, t, bound=bound, bounded=bounded)
                              for row in np.atleast_2d(x)])  # (B, T, n)
         blown = np.isnan(forecast).any(axis=2)  # (B, T)
         if blown.any():
@@ -708,3 +738,4 @@ class SparseGraph(_Base):
                           f"library can do so far from the data (this fit forecasts with the {library} library; "
                           "SparseGraph(poly=False) fits the linear one alone)", GraphWarning, stacklevel=2)
         return forecast[0] if x.ndim == 1 else forecast
+

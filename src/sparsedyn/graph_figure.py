@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .io import _atomic
-from .tasks.user_data import DataError, Series, from_arrays
+from .tasks.user_data import DataError, Series, from_arrays, unwrap_phases
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -111,6 +111,8 @@ def plot_graph(est: Any, path: str | Path, X: Any = None, t: Any = None, truth: 
 
     missing = getattr(est, "missing", "error")  # the fit's own rule for partly missing points
     series = X if isinstance(X, Series) or X is None else from_arrays(X, t, None, est.feature_names_in_, missing)
+    if series is not None:  # phases recorded modulo 2 pi are drawn unwrapped, as the forecasts are
+        series = unwrap_phases(series, getattr(est, "periodic_", ()))
     fig = graph_figure(est, series, truth, **options)
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

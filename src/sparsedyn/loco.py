@@ -66,14 +66,16 @@ def _needed_sources(fit: _Moments, score: _Moments, i: int, keep: np.ndarray, co
 
 
 def necessity_frequency(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, halves: slice,
-                        selected: np.ndarray, poly: bool, ridge: float = RIDGE) -> np.ndarray:
+                        selected: np.ndarray, poly: bool, ridge: float = RIDGE,
+                        periodic: tuple[int, ...] = ()) -> np.ndarray:
     """(n, n) fraction of the halves in which each edge ``i <- j`` is selected and necessary.
 
     ``z`` (N, n) standardised states, ``y`` (N, n) standardised derivatives, ``weights`` (M, N) the 0/1
     rows of every member of the fit, ``halves`` which members are the random halves, ``selected`` (S, n, n)
-    the groups each half kept, ``poly`` whether the library has degree-2 terms. The diagonal is 1."""
+    the groups each half kept, ``poly`` whether the library has degree-2 terms, ``periodic`` its periodic
+    variables (:class:`~sparsedyn.collocation.HybridField`). The diagonal is 1."""
     n = z.shape[1]
-    probe = HybridField(1, n, 0, poly)
+    probe = HybridField(1, n, 0, poly, periodic=periodic)
     phi = library_features(probe, z).double().numpy()
     contains = feature_groups(probe).numpy() > 0  # (F, n)
     yy = y.double().numpy()

@@ -35,7 +35,7 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     standardised states; zero coefficients stay zero."""
     if field.hidden:
         raise ValueError("shooting_refit refits library fields only (hidden=0)")
-    refit = HybridField(field.linear.shape[0], field.n, 0, field.poly)
+    refit = HybridField(field.linear.shape[0], field.n, 0, field.poly, periodic=field.periodic)
     refit.load_state_dict(field.state_dict())
     masks = {name: (p != 0).float() for name, p in refit.named_parameters() if name in ("linear", "quad")}
     start = torch.as_tensor(scaler.states(pairs.start), dtype=torch.float32)

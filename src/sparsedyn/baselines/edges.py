@@ -182,16 +182,18 @@ BASELINES: dict[str, Callable[..., EdgeEstimate]] = {
 }
 
 
-def simulate(derivative: Derivative, x0: np.ndarray, t: np.ndarray, bound: float = 1e6) -> np.ndarray:
+def simulate(derivative: Derivative, x0: np.ndarray, t: np.ndarray, bound: float = 1e6,
+             bounded: np.ndarray | None = None) -> np.ndarray:
     """Integrate ``dx/dt = derivative(x)`` from ``x0`` over the times ``t`` (LSODA); a blow-up beyond
-    ``bound`` (or a failed solve) returns NaN from there on, which scores as a failed forecast."""
+    ``bound`` (or a failed solve) returns NaN from there on, which scores as a failed forecast. ``bounded``
+    (n,) bool: the variables the bound watches (all by default; an unwrapped phase grows without bound)."""
     from scipy.integrate import solve_ivp
 
     t = np.asarray(t, dtype=float)
     out = np.full((len(t), len(x0)), np.nan)
 
     def blown(_t: float, x: np.ndarray) -> float:
-        return bound - float(np.abs(x).max())
+        return bound - float(np.abs(x if bounded is None else x[bounded]).max(initial=0.0))
 
     blown.terminal = True  # type: ignore[attr-defined]
     sol = solve_ivp(lambda _t, x: derivative(x[None])[0], (t[0], t[-1]), np.asarray(x0, dtype=float), t_eval=t,

@@ -28,7 +28,7 @@ import csv
 import gzip
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +383,37 @@ def load_series(path: str | Path, time: str = "t", group: str | None = None,
     if name.endswith(".h5ad"):
         return read_h5ad(path, time, group, features, missing)
     raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .csv.gz, .npz and .h5ad")
+
+
+def periodic_indices(periodic: Sequence[int | str] | None, features: Sequence[str]) -> tuple[int, ...]:
+    """The column indices of ``periodic`` (feature names or indices), checked against ``features``."""
+    out = []
+    for item in periodic if periodic is not None else ():
+        if isinstance(item, str):
+            if item not in features:
+                raise DataError(f"periodic feature {item!r} is not among the features {list(features)}")
+            out.append(list(features).index(item))
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool) and 0 <= item < len(features):
+            out.append(int(item))
+        else:
+            raise DataError(f"periodic must name features or give column indices in [0, {len(features)}), "
+                            f"got {item!r}")
+    if len(set(out)) != len(out):
+        raise DataError(f"periodic names a feature twice: {list(periodic or ())}")
+    return tuple(sorted(out))
+
+
+def unwrap_phases(series: Series, periodic: tuple[int, ...]) -> Series:
+    """``series`` with the ``periodic`` columns (radians) unwrapped along each trajectory's observed points, so
+    that a phase recorded modulo 2 pi is smooth for the derivative estimates (a jump of more than pi between two
+    observations is read as the shorter way round: observe a phase at least twice per cycle)."""
+    if not periodic:
+        return series
+    values = []
+    for x in series.values:
+        x = x.copy()
+        for j in periodic:
+            seen = ~np.isnan(x[:, j])
+            x[seen, j] = np.unwrap(x[seen, j])
+        values.append(x)
+    return replace(series, values=values)
