@@ -1,22 +1,28 @@
 """Phase-coupled oscillators: every tool on the raw phases, and SparseGraph(periodic=...) against the peer given
 the same cosine and sine features.
 
-Kuramoto oscillators (``dtheta_i/dt = omega_i + K sum_j A_ij sin(theta_j - theta_i)``, 8 phases, 2 parents
-each, instance seeds 200+: a system none of the library's defaults was chosen on) observed as the graph
-benchmark observes its families (:mod:`sparsedyn.graph_benchmark`: the regimes, noise relative to each
-feature's spread, the last quarter of the trajectories held out). Methods: the four peers of
+Two families none of the library's defaults was chosen on: Kuramoto oscillators (``dtheta_i/dt = omega_i + K
+sum_j A_ij sin(theta_j - theta_i)``, 8 phases, 2 parents each, instance seeds 200+), and damped pendulums coupled
+through their angles (state ``[theta_1..theta_m, omega_1..omega_m]``, ``dtheta_i/dt = omega_i``, ``domega_i/dt =
+-sin theta_i - 0.1 omega_i + sum_j A_ij sin(theta_j - theta_i)``, 5 pendulums with 1-2 parents, instance seeds
+300+: angles periodic, angular velocities not), observed as the graph benchmark observes its families
+(:mod:`sparsedyn.graph_benchmark`: the regimes, noise relative to each feature's spread, the last quarter of
+the trajectories held out). Methods: the four peers of
 ``bench/graph_recovery.py`` on the unwrapped phases; ``sparsegraph`` (defaults) on them; ``sparsegraph_periodic``
-(``SparseGraph(periodic=all)``: cosines and sines in the library); and ``lasso_trig``, LassoCV per output on
-degree-2 products of the cosines and sines (standardised; folds over trajectories; an edge scores the summed
-|coefficients| of the terms with either feature of the source): the peer given by hand what ``periodic`` gives.
+(``SparseGraph(periodic=...)`` with the angles: their cosines and sines in the library); and ``lasso_trig``,
+LassoCV per output on the angles' cosines and sines, the other variables, and their degree-2 products
+(standardised; folds over trajectories; an edge scores the summed |coefficients| of the terms with a feature of
+the source): the peer given by hand what ``periodic`` gives.
 
-    python bench/graph_phases.py --out rows.jsonl [--regimes standard,few_points] [--instances 2] [--seed 0]
+    python bench/graph_phases.py --out rows.jsonl [--families kuramoto,pendulums] [--regimes standard,few_points]
+        [--instances 2] [--seed 0]
     python bench/graph_phases.py --tables rows.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -32,15 +38,42 @@ from graph_recovery import run_one  # noqa: E402
 from sparsedyn.derivatives import derivative_data
 from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, edge_metrics, forecast_r2, make_dataset
-from sparsedyn.tasks.systems import make_system
+from sparsedyn.tasks.systems import DynamicalSystem, make_system
 
-FAMILY = "kuramoto"
+
+class CoupledPendulums(DynamicalSystem):
+    """Damped pendulums coupled through the sines of their angle differences (see the module docstring)."""
+
+    def __init__(self, m: int = 5, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.m, self.n = m, 2 * m
+        self.A = np.zeros((m, m))
+        for i in range(m):
+            parents = rng.choice([j for j in range(m) if j != i], size=int(rng.integers(1, 3)), replace=False)
+            self.A[i, parents] = rng.uniform(0.5, 1.0, len(parents))
+        eye = np.eye(m, dtype=bool)
+        self.adjacency = np.block([[np.zeros((m, m), bool), eye], [(self.A != 0) | eye, eye]])
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        theta, omega = x[:, :self.m], x[:, self.m:]
+        coupling = (self.A[None] * np.sin(theta[:, None, :] - theta[:, :, None])).sum(axis=2)
+        return np.concatenate([omega, -np.sin(theta) - 0.1 * omega + coupling], axis=1)
+
+    def _x0(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        return np.concatenate([rng.uniform(-np.pi, np.pi, (k, self.m)), rng.uniform(-1, 1, (k, self.m))], axis=1)
+
+
+SYSTEMS = {  # family -> (system from an instance seed, time span, the periodic columns of an instance)
+    "kuramoto": (lambda s: make_system("kuramoto", n=8, parents=2, K=1.0, seed=200 + s), 10.0, range(8)),
+    "pendulums": (lambda s: CoupledPendulums(m=5, seed=300 + s), 15.0, range(5)),
+}
 PEERS = ("lasso_linear", "lasso_poly", "sindy", "trees", "sparsegraph")
 METHODS = (*PEERS, "sparsegraph_periodic", "lasso_trig")
 
 
-def lasso_trig(data) -> dict:
-    """LassoCV on degree-2 products of the phases' cosines and sines (the peer with ``periodic``'s features)."""
+def lasso_trig(data, periodic: list[int]) -> dict:
+    """LassoCV on the angles' cosines and sines, the other variables, and their degree-2 products (the peer with
+    ``periodic``'s features)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LassoCV
     from sklearn.model_selection import GroupKFold
@@ -48,11 +81,13 @@ def lasso_trig(data) -> dict:
     deriv = derivative_data(data.train)
     start = time.process_time()
     n = deriv.x.shape[1]
-    lifted = np.concatenate([np.cos(deriv.x), np.sin(deriv.x)], axis=1)
-    owner = np.arange(2 * n) % n
-    j, k = np.triu_indices(2 * n)
+    plain = [j for j in range(n) if j not in periodic]
+    x = deriv.x
+    lifted = np.concatenate([np.cos(x[:, periodic]), np.sin(x[:, periodic]), x[:, plain]], axis=1)
+    owner = np.array([*periodic, *periodic, *plain])
+    j, k = np.triu_indices(len(owner))
     features = np.concatenate([lifted, lifted[:, j] * lifted[:, k]], axis=1)
-    owners = [{owner[a]} for a in range(2 * n)] + [{owner[a], owner[b]} for a, b in zip(j, k)]
+    owners = [{owner[a]} for a in range(len(owner))] + [{owner[a], owner[b]} for a, b in zip(j, k)]
     spread = features.std(axis=0)
     features = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     folds = list(GroupKFold(n_splits=5).split(features, groups=deriv.trajectory))
@@ -67,11 +102,11 @@ def lasso_trig(data) -> dict:
     return {**edge_metrics(scores, data.truth), "seconds": time.process_time() - start}
 
 
-def sparsegraph_periodic(data, seed: int) -> dict:
+def sparsegraph_periodic(data, seed: int, periodic: list[int]) -> dict:
     n = data.truth.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
-        est = SparseGraph(seed=seed, periodic=list(range(n))).fit(data.train.values, t=data.train.times)
+        est = SparseGraph(seed=seed, periodic=periodic).fit(data.train.values, t=data.train.times)
         row = {**edge_metrics(est.graph_, data.truth), "seconds": est.fit_seconds_,
                "r2": forecast_r2(est.simulate, data.test)}
     off = ~np.eye(n, dtype=bool)
@@ -81,30 +116,33 @@ def sparsegraph_periodic(data, seed: int) -> dict:
 
 
 def tables(rows: list[dict]) -> str:
-    regimes = list(dict.fromkeys(r["regime"] for r in rows))
+    cells_of = list(dict.fromkeys((r.get("family", "kuramoto"), r["regime"]) for r in rows))
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     lines = []
     for key in ("auroc", "r2", "seconds"):
-        lines += [f"| regime ({key}, mean over instances) | " + " | ".join(methods) + " |",
-                  "|---" * (len(methods) + 1) + "|"]
-        for regime in regimes:
+        lines += [f"| family | regime ({key}, mean over instances and seeds) | " + " | ".join(methods) + " |",
+                  "|---" * (len(methods) + 2) + "|"]
+        for family, regime in cells_of:
             cells = []
             for m in methods:
-                v = [r[key] for r in rows if r["regime"] == regime and r["method"] == m and key in r]
+                v = [r[key] for r in rows if (r.get("family", "kuramoto"), r["regime"]) == (family, regime)
+                     and r["method"] == m and key in r]
                 cells.append(f"{np.mean(np.clip(v, -1, None) if key == 'r2' else v):.3f}" if v else "")
-            lines.append(f"| {regime} | " + " | ".join(cells) + " |")
+            lines.append(f"| {family} | {regime} | " + " | ".join(cells) + " |")
         lines.append("")
-    periodic = [r for r in rows if r["method"] == "sparsegraph_periodic"]
-    edges, true = sum(r["edges_p90"] for r in periodic), sum(r["true_p90"] for r in periodic)
-    if edges:
-        lines.append(f"sparsegraph_periodic: {true} of {edges} edges with probability >= 0.9 are true "
-                     f"({100 * true / edges:.1f}%)")
+    for family in dict.fromkeys(f for f, _ in cells_of):
+        periodic = [r for r in rows if r["method"] == "sparsegraph_periodic" and r.get("family", "kuramoto") == family]
+        edges, true = sum(r["edges_p90"] for r in periodic), sum(r["true_p90"] for r in periodic)
+        if edges:
+            lines.append(f"{family}, sparsegraph_periodic: {true} of {edges} edges with probability >= 0.9 are "
+                         f"true ({100 * true / edges:.1f}%)")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="graph_phases.jsonl")
+    ap.add_argument("--families", default="kuramoto")
     ap.add_argument("--regimes", default="standard,few_points,noisy,few_trajectories")
     ap.add_argument("--instances", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -114,25 +152,28 @@ def main() -> None:
         print(tables([json.loads(line) for f in args.tables.split(",") for line in Path(f).read_text().splitlines()]))
         return
     torch.set_num_threads(1)
-    FAMILIES[FAMILY] = (lambda s: make_system("kuramoto", n=8, parents=2, K=1.0, seed=200 + s), 10.0)
     print(f"# graph_phases: {platform.machine()}, torch {torch.__version__}, 1 thread", flush=True)
     rows = []
     with open(args.out, "a") as out:
-        for regime in args.regimes.split(","):
-            for instance in range(args.instances):
-                data = make_dataset(FAMILY, instance, REGIMES[regime], args.seed)
+        for family in args.families.split(","):
+            factory, span, columns = SYSTEMS[family]
+            FAMILIES[family] = (factory, span)
+            periodic = list(columns)
+            for regime, instance in itertools.product(args.regimes.split(","), range(args.instances)):
+                data = make_dataset(family, instance, REGIMES[regime], args.seed)
                 for method in METHODS:
                     if method == "lasso_trig":
-                        row = lasso_trig(data)
+                        row = lasso_trig(data, periodic)
                     elif method == "sparsegraph_periodic":
-                        row = sparsegraph_periodic(data, args.seed)
+                        row = sparsegraph_periodic(data, args.seed, periodic)
                     else:
                         row = run_one(method, data, args.seed)
-                    row.update(family=FAMILY, regime=regime, instance=instance, seed=args.seed, method=method)
+                    row.update(family=family, regime=regime, instance=instance, seed=args.seed, method=method)
                     rows.append(row)
                     out.write(json.dumps(row) + "\n")
                     out.flush()
-                    print(f"{regime} {instance} {method}: AUROC {row['auroc']:.3f}, {row['seconds']:.1f} s", flush=True)
+                    print(f"{family} {regime} {instance} {method}: AUROC {row['auroc']:.3f}, {row['seconds']:.1f} s",
+                          flush=True)
     print(tables(rows))
 
 

@@ -92,6 +92,26 @@ def test_phases_recorded_modulo_two_pi_give_the_graph_of_the_unwrapped_ones():
         b = SparseGraph(n_subsamples=0, periodic=list(range(6))).fit(wrapped, t=t)
     # unwrapping restores each trajectory up to a multiple of 2 pi, which the cosines and sines do not see
     np.testing.assert_allclose(a.graph_, b.graph_, rtol=1e-3, atol=1e-4)
+    # phases counted from a far epoch (a whole number of turns, plus any offset below one) are the same data
+    far = [x + 2 * np.pi * 1000 for x in wrapped]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)
+        c = SparseGraph(n_subsamples=0, periodic=list(range(6))).fit(far, t=t)
+    np.testing.assert_allclose(c.graph_, b.graph_, rtol=1e-3, atol=1e-4)
+
+
+def test_unwrapping_restores_a_phase_and_starts_it_within_half_a_turn_of_zero():
+    from sparsedyn.tasks.user_data import Series, unwrap_phases
+
+    t = np.linspace(0, 10, 40)
+    phase = 1.3 * t + 0.5 + 2 * np.pi * 7  # a phase counted from 7 turns before, recorded modulo 2 pi
+    x = np.stack([np.mod(phase, 2 * np.pi), 0.1 * t], axis=1)
+    x[5] = np.nan  # a missing point is skipped, not unwrapped through
+    out = unwrap_phases(Series([t], [x], ["theta", "y"], ["0"]), (0,)).values[0]
+    seen = ~np.isnan(x[:, 0])
+    np.testing.assert_allclose(out[seen, 0], (phase - 2 * np.pi * 7)[seen], atol=1e-9)
+    np.testing.assert_array_equal(out[:, 1], x[:, 1])  # other columns untouched
+    assert np.isnan(out[5]).all()
 
 
 @pytest.mark.parametrize("periodic,match", [

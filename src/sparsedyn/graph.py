@@ -738,4 +738,3 @@ class SparseGraph(_Base):
                           f"library can do so far from the data (this fit forecasts with the {library} library; "
                           "SparseGraph(poly=False) fits the linear one alone)", GraphWarning, stacklevel=2)
         return forecast[0] if x.ndim == 1 else forecast
-

@@ -406,7 +406,9 @@ def periodic_indices(periodic: Sequence[int | str] | None, features: Sequence[st
 def unwrap_phases(series: Series, periodic: tuple[int, ...]) -> Series:
     """``series`` with the ``periodic`` columns (radians) unwrapped along each trajectory's observed points, so
     that a phase recorded modulo 2 pi is smooth for the derivative estimates (a jump of more than pi between two
-    observations is read as the shorter way round: observe a phase at least twice per cycle)."""
+    observations is read as the shorter way round: observe a phase at least twice per cycle). Each trajectory
+    is moved by a whole number of turns so that it starts in [-pi, pi]: a phase recorded unwrapped from a large
+    offset (radians since some epoch) then gives the same states, and the same fit, as its wrapped record."""
     if not periodic:
         return series
     values = []
@@ -414,6 +416,8 @@ def unwrap_phases(series: Series, periodic: tuple[int, ...]) -> Series:
         x = x.copy()
         for j in periodic:
             seen = ~np.isnan(x[:, j])
-            x[seen, j] = np.unwrap(x[seen, j])
+            if seen.any():
+                phase = np.unwrap(x[seen, j])
+                x[seen, j] = phase - 2 * np.pi * np.round(phase[0] / (2 * np.pi))
         values.append(x)
     return replace(series, values=values)
