@@ -17,6 +17,7 @@ the source): the peer given by hand what ``periodic`` gives.
     python bench/graph_phases.py --out rows.jsonl [--families kuramoto,pendulums] [--regimes standard,few_points]
         [--instances 2] [--seed 0]
     python bench/graph_phases.py --tables rows.jsonl
+    python bench/graph_phases.py --figure pendulums.png   # SparseGraph(periodic=angles) on pendulums, instance 0
 """
 
 from __future__ import annotations
@@ -147,11 +148,22 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables", default="", help="only print the tables of these JSONL files (comma-separated)")
+    ap.add_argument("--figure", default="", help="only draw SparseGraph(periodic=angles)'s figure for the first "
+                                                 "family, standard regime, instance 0, to this PNG")
     args = ap.parse_args()
     if args.tables:
         print(tables([json.loads(line) for f in args.tables.split(",") for line in Path(f).read_text().splitlines()]))
         return
     torch.set_num_threads(1)
+    if args.figure:
+        family = args.families.split(",")[0]
+        factory, span, columns = SYSTEMS[family]
+        FAMILIES[family] = (factory, span)
+        data = make_dataset(family, 0, REGIMES["standard"], args.seed)
+        est = SparseGraph(seed=args.seed, periodic=list(columns)).fit(data.train.values, t=data.train.times)
+        est.plot(args.figure, data.test, truth=data.truth)
+        print(f"wrote {args.figure}: AUROC {edge_metrics(est.graph_, data.truth)['auroc']:.3f}")
+        return
     print(f"# graph_phases: {platform.machine()}, torch {torch.__version__}, 1 thread", flush=True)
     rows = []
     with open(args.out, "a") as out:
