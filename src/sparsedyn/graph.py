@@ -189,7 +189,8 @@ class SparseGraph(_Base):
     ``periodic``: the features (names or column indices) that are angles in radians (phases of oscillators,
     headings): each trajectory's values are unwrapped, and the library takes ``cos x_j`` and ``sin x_j`` in place
     of ``x_j`` (:mod:`sparsedyn.collocation`), so that couplings such as ``sin(x_j - x_i)`` are in it; forecasts
-    are unwrapped phases. Library fields only (``hidden=0``); other periods: convert to radians first.
+    are unwrapped phases, and ``sign_`` is read with every angle at 0 (the other features at their means).
+    Library fields only (``hidden=0``); other periods: convert to radians first.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
