@@ -160,3 +160,26 @@ def test_the_graph_command_takes_periodic_features_by_name(tmp_path):
     np.testing.assert_allclose(scores, [e["score"] for e in direct.edges_], rtol=1e-5, atol=1e-7)
     bad = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--periodic", "phi"])
     assert bad.exit_code != 0 and "'phi' is not among the features" in bad.output
+
+
+def test_the_forecast_checks_follow_a_phase_past_any_bound_on_the_states():
+    # a fit's own forecast checks (trajectory_error, one_step_error, shooting) clamp a blow-up at BOUND
+    # standardised units; an unwrapped angle in radians passes it after ~160 turns and must not be cut there
+    from sparsedyn.baselines.edges import Standardiser
+    from sparsedyn.interval_error import BOUND, ObservedPairs, one_step_error, trajectory_error
+    from sparsedyn.shooting import shooting_refit
+    from sparsedyn.tasks.user_data import Series
+
+    field = HybridField(1, 2, 0, False, periodic=(0,))
+    with torch.no_grad():
+        field.linear.zero_()
+        field.bias.copy_(torch.tensor([[30.0, 0.0]]))  # the phase turns at 30 rad per unit of time, y stays
+    scaler = Standardiser(np.zeros(2), np.ones(2), np.zeros(2), np.ones(2))
+    t = np.linspace(0, 100, 51)
+    x = np.stack([30.0 * t, np.ones_like(t)], axis=1)  # up to 3000 rad
+    assert x[:, 0].max() > 2 * BOUND
+    assert trajectory_error(field, scaler, [(t, x)], np.ones(2))[0] < 1e-6
+    pairs = ObservedPairs.of(Series([t], [x], ["theta", "y"], ["0"]))
+    assert one_step_error(field, scaler, pairs, np.ones(len(pairs.dt), bool), np.ones(2)) < 1e-6
+    refit = shooting_refit(field, scaler, pairs, np.ones((1, len(pairs.dt)), bool), steps=3)
+    torch.testing.assert_close(refit.bias, field.bias, atol=1e-3, rtol=0)  # no spurious pull from a clamp

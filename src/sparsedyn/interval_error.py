@@ -13,6 +13,7 @@ the fields the forecasting question itself: it picks the library that forecasts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,20 +60,29 @@ def standardised_rate(derivative: Callable[[torch.Tensor], torch.Tensor], scaler
     return lambda z: (derivative(z) * d_scale + d_mean) / x_scale
 
 
+def state_bound(field: HybridField) -> torch.Tensor:
+    """(n,) the clamp of each standardised state: ``BOUND``, none for a periodic variable (an angle in radians,
+    unwrapped: it grows with every turn while its rate stays bounded)."""
+    bound = torch.full((field.n,), BOUND)
+    bound[list(field.periodic)] = math.inf
+    return bound
+
+
 def _rate(field: HybridField, scaler: Standardiser) -> Callable[[torch.Tensor], torch.Tensor]:
     """dz/dt of the one-member ``field`` in its standardised states."""
     return standardised_rate(lambda z: field(z)[0], scaler)
 
 
-def _advance(rate, z: torch.Tensor, dt: torch.Tensor, substeps: int) -> torch.Tensor:
-    """``substeps`` RK4 steps of length ``dt / substeps`` (per row, (B, 1)), a blow-up clamped at ``BOUND``."""
+def _advance(rate, z: torch.Tensor, dt: torch.Tensor, substeps: int, bound: torch.Tensor) -> torch.Tensor:
+    """``substeps`` RK4 steps of length ``dt / substeps`` (per row, (B, 1)), a blow-up clamped at ``bound``
+    (:func:`state_bound`)."""
     h = dt / substeps
     for _ in range(substeps):
         k1 = rate(z)
         k2 = rate(z + h / 2 * k1)
         k3 = rate(z + h / 2 * k2)
         k4 = rate(z + h * k3)
-        z = torch.nan_to_num(z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), nan=BOUND).clamp(-BOUND, BOUND)
+        z = torch.clamp(torch.nan_to_num(z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), nan=BOUND), -bound, bound)
     return z
 
 
@@ -85,7 +95,7 @@ def one_step_error(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     z = torch.as_tensor(scaler.states(pairs.start[rows]), dtype=torch.float32)
     dt = torch.as_tensor(pairs.dt[rows], dtype=torch.float32)[:, None]
     with torch.no_grad():
-        z = _advance(_rate(field, scaler), z, dt, substeps)
+        z = _advance(_rate(field, scaler), z, dt, substeps, state_bound(field))
     predicted = z.double().numpy() * scaler.x_scale + scaler.x_mean
     return float(np.mean(((predicted - pairs.end[rows]) / scale) ** 2))
 
@@ -101,10 +111,10 @@ def trajectory_error(field: HybridField, scaler: Standardiser, trajectories: lis
     times = np.stack([np.concatenate([t, np.full(length - len(t), t[-1])]) for t, _ in trajectories])
     dts = torch.as_tensor(np.diff(times, axis=1), dtype=torch.float32)
     z = torch.as_tensor(scaler.states(np.stack([x[0] for _, x in trajectories])), dtype=torch.float32)
-    rate, path = _rate(field, scaler), [z]
+    rate, path, bound = _rate(field, scaler), [z], state_bound(field)
     with torch.no_grad():
         for k in range(length - 1):
-            z = _advance(rate, z, dts[:, k: k + 1], substeps)
+            z = _advance(rate, z, dts[:, k: k + 1], substeps, bound)
             path.append(z)
     predicted = torch.stack(path, dim=1).double().numpy() * scaler.x_scale + scaler.x_mean  # (B, T, n)
     errors = []

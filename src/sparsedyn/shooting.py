@@ -21,7 +21,7 @@ import torch
 
 from .baselines.edges import Standardiser
 from .collocation import HybridField
-from .interval_error import BOUND, ObservedPairs, standardised_rate
+from .interval_error import ObservedPairs, standardised_rate, state_bound
 
 SUBSTEPS = 2  # RK4 steps per interval between observations while refitting
 STEPS = 150  # Adam steps
@@ -46,6 +46,7 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
     params = [refit.bias, refit.linear, refit.quad] if field.poly else [refit.bias, refit.linear]
     optimizer = torch.optim.Adam(params, lr=lr)
     rate = standardised_rate(refit, scaler)  # each member at its own states (M, P, n)
+    bound = state_bound(refit)
     # its own RK4 loop, not interval_error's: under autograd, and a NaN must stop the refit, not be clamped
     for _ in range(steps):
         z = start.expand(len(weights), -1, -1)
@@ -54,7 +55,7 @@ def shooting_refit(field: HybridField, scaler: Standardiser, pairs: ObservedPair
             k2 = rate(z + h / 2 * k1)
             k3 = rate(z + h / 2 * k2)
             k4 = rate(z + h * k3)
-            z = (z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)).clamp(-BOUND, BOUND)
+            z = torch.clamp(z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), -bound, bound)
         loss = (((z - end) ** 2).mean(2) * weights).sum()
         if not torch.isfinite(loss):
             break
