@@ -88,7 +88,7 @@ def test_phases_recorded_modulo_two_pi_give_the_graph_of_the_unwrapped_ones():
     names = [f"theta{i}" for i in range(6)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GraphWarning)
-        a = SparseGraph(n_subsamples=0, periodic=names).fit(X, t=t, feature_names=names)
+        a = SparseGraph(n_subsamples=0, periodic=set(names)).fit(X, t=t, feature_names=names)  # any collection
         b = SparseGraph(n_subsamples=0, periodic=list(range(6))).fit(wrapped, t=t)
     # unwrapping restores each trajectory up to a multiple of 2 pi, which the cosines and sines do not see
     np.testing.assert_allclose(a.graph_, b.graph_, rtol=1e-3, atol=1e-4)

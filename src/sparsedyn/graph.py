@@ -46,7 +46,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +198,7 @@ class SparseGraph(_Base):
                  expected_false: float = 2.0, randomize: float = 1.0, smooth: bool | str = True, design: str = "auto",
                  seed: int = 0, threads: int = 1, progress: bool | None = None, refine: bool = True,
                  adaptive: float = 0.0, missing: str = "error",
-                 periodic: Sequence[int | str] | None = None) -> None:
+                 periodic: Collection[int | str] | None = None) -> None:
         self.hidden, self.poly, self.n_stages, self.min_ratio = hidden, poly, n_stages, min_ratio
         self.adaptive, self.missing = adaptive, missing
         self.randomize = randomize
@@ -233,7 +233,7 @@ class SparseGraph(_Base):
                   "refine": self.refine in (True, False), "adaptive": self.adaptive >= 0,
                   "missing": self.missing in MISSING,
                   "periodic": self.periodic is None or (not isinstance(self.periodic, str | bytes)
-                                                       and isinstance(self.periodic, Sequence | np.ndarray))}
+                                                       and isinstance(self.periodic, Collection))}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SparseGraph: bad {bad[0]}={getattr(self, bad[0])!r}")

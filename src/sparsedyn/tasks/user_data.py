@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -385,7 +385,7 @@ def load_series(path: str | Path, time: str = "t", group: str | None = None,
     raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .csv.gz, .npz and .h5ad")
 
 
-def periodic_indices(periodic: Sequence[int | str] | None, features: Sequence[str]) -> tuple[int, ...]:
+def periodic_indices(periodic: Collection[int | str] | None, features: Sequence[str]) -> tuple[int, ...]:
     """The column indices of ``periodic`` (feature names or indices), checked against ``features``."""
     out = []
     for item in periodic if periodic is not None else ():
