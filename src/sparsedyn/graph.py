@@ -16,7 +16,8 @@ The pipeline (each step in its own module):
    (:mod:`sparsedyn.interval_error`): with few points per trajectory a smoother is biased, with many and
    noisy ones the differences are noisy;
 2. states and derivatives standardised per feature (:class:`~sparsedyn.baselines.Standardiser`), so the
-   data's units and scales do not matter; the field is mapped back for forecasts;
+   data's units and scales do not matter; the field is mapped back for forecasts (angles named in
+   ``periodic`` stay in radians, unwrapped, and enter the library as their cosine and sine);
 3. one batched job (:mod:`sparsedyn.collocation`) fits the hybrid field (linear + degree-2 library + a
    small neural residual, one group penalty per input and output) along a strength path from "no
    edge" down, for K folds over trajectories and the full data at once, and for ``n_subsamples`` random
