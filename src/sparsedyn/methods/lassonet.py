@@ -37,7 +37,7 @@ class LassoNet(Method):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         field = vector_field(model)
-        if not isinstance(vector_field(model), LayerChain):  # tested apart: the check must not narrow field's type
+        if not (isinstance(field, nn.Module) and isinstance(field, LayerChain)):
             raise TypeError(f"LassoNet needs a layer-chain field (an MLP, or a NeuralODE/SecondOrderODE of "
                             f"one); {type(field).__name__} is not one")
         device = next(field.parameters()).device

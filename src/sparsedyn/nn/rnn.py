@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .fields import check_size
+
 GATES = {"elman": 1, "gru": 3, "lstm": 4}
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -99,14 +101,22 @@ def lstm_step(xp: Tensor, c: Tensor, hp: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
+def check_hidden(hidden: Sequence[int]) -> None:
+    """Refuse an empty list of layer sizes, or one with a size that is not a positive integer (a model
+    building other modules first calls it before any, so that its seeded initialisation is unchanged)."""
+    if len(hidden) == 0:
+        raise ValueError("hidden must list at least one layer size")
+    for size in hidden:
+        check_size("each hidden size", size)
+
+
 class RNNStack(nn.Module):
     """Layers of :class:`RecurrentLayer`; ``hidden`` lists each layer's size."""
 
     def __init__(self, input_size: int, hidden: Sequence[int], cell: str = "elman", nonlinearity: str = "tanh",
                  bias: bool = True) -> None:
         super().__init__()
-        if not hidden:
-            raise ValueError("hidden must list at least one layer size")
+        check_hidden(hidden)
         sizes = [input_size, *hidden]
         self.layers = nn.ModuleList(RecurrentLayer(a, b, cell, nonlinearity, bias) for a, b in zip(sizes, sizes[1:]))
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .fields import check_size
-from .rnn import RNNStack
+from .rnn import RNNStack, check_hidden
 
 
 class PathIntegrationRNN(nn.Module):
@@ -21,7 +21,7 @@ class PathIntegrationRNN(nn.Module):
                  bias: bool = False) -> None:
         super().__init__()
         check_size("n_place_cells", n_place_cells)
-        _check_hidden(hidden)  # before the encoder: the modules are built in their seeded order
+        check_hidden(hidden)  # before the encoder: the modules are built in their seeded order
         self.encoder = nn.Linear(n_place_cells, hidden[0], bias=False)
         self.rnn = RNNStack(2, hidden, cell, nonlinearity, bias)
         self.decoder = nn.Linear(hidden[-1], n_place_cells, bias=False)
@@ -62,7 +62,7 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         check_size("vocab_size", vocab_size)
         check_size("embedding_size", embedding_size)
-        _check_hidden(hidden)
+        check_hidden(hidden)
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = RNNStack(embedding_size, hidden, cell, nonlinearity, True)
         self.decoder = nn.Linear(hidden[-1], vocab_size)
@@ -76,10 +76,3 @@ class RNNLanguageModel(nn.Module):
         out, states = self.rnn(self.embedding(tokens), states)
         return self.decoder(out), states
 
-
-def _check_hidden(hidden: Sequence[int]) -> None:
-    """Refuse an empty or non-positive list of layer sizes before any module is built."""
-    if len(hidden) == 0:
-        raise ValueError("hidden must list at least one layer size")
-    for size in hidden:
-        check_size("each hidden size", size)
