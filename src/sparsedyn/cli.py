@@ -309,7 +309,8 @@ def list_() -> None:
 @app.command()
 @friendly_errors
 def graph(
-    data: Path = typer.Argument(..., help="Trajectories: .csv / .csv.gz (one row per observation), .npz or .h5ad."),
+    data: Path = typer.Argument(..., help="Trajectories: .csv / .tsv, gzipped or not (one row per observation; "
+                                                         "comma, semicolon or tab), .npz or .h5ad."),
     out: Path = typer.Option(Path("graph_out"), help="Folder for edges.csv, graph.png and fit.json."),
     time: str = typer.Option("t", help="The time column (CSV), array (.npz) or obs column (.h5ad)."),
     group: str | None = typer.Option(None, help="The column that names each row's trajectory (CSV, .h5ad)."),

@@ -11,9 +11,10 @@ observations, points missing some features at a trajectory's start or end droppe
 
 File layouts (``time``, ``group`` and ``features`` name columns / keys):
 
-- **CSV** (``.csv``, ``.csv.gz``): one row per observation; a ``time`` column (numbers, or ISO 8601
-  date-times such as ``2024-01-01 10:30``, read as seconds since the earliest), an optional
-  ``group`` column (trajectory id; rows of a trajectory sorted by time), feature columns (default:
+- **CSV** (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``): one row per observation, separated by commas,
+  semicolons or tabs (read off the header line; a semicolon file may use decimal commas); a ``time`` column
+  (numbers, or ISO 8601 date-times such as ``2024-01-01 10:30``, read as seconds since the earliest), an
+  optional ``group`` column (trajectory id; rows of a trajectory sorted by time), feature columns (default:
   every other column).
 - **NPZ**: ``x`` of shape (T, n) or (B, T, n), the times under ``time`` (default ``t``) of shape
   (T,) or (B, T), optional ``mask`` (B, T) and ``features`` (n,).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -235,18 +237,46 @@ def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -
 
 
 def _open_text(path: Path):
-    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+    """The file as text; ``utf-8-sig`` drops the byte-order mark that spreadsheet programs write first (it would
+    otherwise stick to the first column's name)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+DELIMITERS = ",;\t"  # read_csv takes the one of these that its header line holds most often (ties: ",")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+
+
+def _delimiter(header_line: str) -> str:
+    """The separator of a CSV by its header line: comma, semicolon (spreadsheets in locales whose decimal mark
+    is a comma) or tab, whichever the line holds most often; a comma on a tie (a one-column file)."""
+    counts = {d: header_line.count(d) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+
+
+def _number(cell: str, decimal_comma: bool) -> float:
+    """A cell as a float; empty is NaN; with ``decimal_comma`` (a ;-separated file) ``1,5`` reads as 1.5."""
+    if not cell:
+        return np.nan
+    if decimal_comma and _DECIMAL_COMMA.fullmatch(cell):
+        cell = cell.replace(",", ".")
+    return float(cell)
 
 
 def read_csv(path: str | Path, time: str = "t", group: str | None = None,
              features: Sequence[str] | None = None, missing: str = "error") -> Series:
-    """One row per observation (see the module docstring); empty cells are missing values."""
+    """One row per observation (see the module docstring); empty cells are missing values. The separator is
+    a comma, a semicolon or a tab, read off the header line (:func:`_delimiter`); in a semicolon-separated
+    file a decimal comma (``1,5``) is read as a decimal point."""
     path = Path(path)
     try:
         with _open_text(path) as f:
-            rows = list(csv.reader(f))
+            text = f.read()
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    delimiter = _delimiter(text.split("\n", 1)[0])
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
@@ -263,7 +293,7 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         out = np.empty(len(body))
         for k, cell in enumerate(cells(name)):
             try:
-                out[k] = float(cell) if cell else np.nan
+                out[k] = _number(cell, delimiter == ";")
             except ValueError:
                 raise DataError(f"{path}: column {name!r} is not numeric (row {k + 2}: {cell!r})") from None
         return out
@@ -274,6 +304,12 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         t = _date_times(cells(time), not_numeric)
     if np.isnan(t).any():
         raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
+    if group is None and (np.diff(t) < 0).any():  # several trajectories one after another, most likely
+        k = int(np.argmax(np.diff(t) < 0)) + 1
+        raise DataError(f"{path}: column {time!r} goes back in time at row {k + 2} ({t[k - 1]:g} then {t[k]:g}) "
+                        "and no group column is named: if the file holds several trajectories, name the column "
+                        "that tells them apart (group=..., sparsedyn graph --group COLUMN); otherwise sort the "
+                        "rows by time")
     x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
     ids = [row[col[group]].strip() for row in body] if group is not None else ["0"] * len(body)
     sel: dict[str, list[int]] = {}  # one pass over the rows: trajectory id -> its rows, in order of appearance
@@ -367,13 +403,13 @@ def _select(series: Series, features: Sequence[str] | None, where: str) -> Serie
 
 def load_series(path: str | Path, time: str = "t", group: str | None = None,
                 features: Sequence[str] | None = None, missing: str = "error") -> Series:
-    """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.npz``, ``.h5ad``); ``missing`` as for
-    :func:`check_series`."""
+    """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``, ``.npz``, ``.h5ad``);
+    ``missing`` as for :func:`check_series`."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz")):
+    if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
         return read_csv(path, time, group, features, missing)
     if name.endswith(".npz"):
         if group is not None:
@@ -382,7 +418,7 @@ def load_series(path: str | Path, time: str = "t", group: str | None = None,
         return read_npz(path, time, features, missing)
     if name.endswith(".h5ad"):
         return read_h5ad(path, time, group, features, missing)
-    raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .csv.gz, .npz and .h5ad")
+    raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .tsv (either gzipped), .npz and .h5ad")
 
 
 def periodic_indices(periodic: Collection[int | str] | None, features: Sequence[str]) -> tuple[int, ...]:
