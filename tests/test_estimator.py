@@ -262,6 +262,10 @@ def test_bad_input_and_misuse_are_named(data):
     est = SparseODE(method="vanilla", hidden=(4,), epochs=1).fit(X[:4], t=t)
     with pytest.raises(DataError, match="x0 has 3 features, but SparseODE is expecting 5 features"):
         est.simulate(np.zeros(3), t)
+    with pytest.raises(DataError, match="strictly increasing .* 2 then 1 at point 2"):  # torchdiffeq's assert
+        est.simulate(X[0, 0], [0.0, 2.0, 1.0])
+    back = est.simulate(X[0, -1], t[::-1])  # decreasing times forecast backwards: back again to the start
+    np.testing.assert_allclose(est.simulate(back[-1], t)[-1], X[0, -1], atol=1e-4)
     bad = X[:4].copy()
     bad[1, 3, 2] = np.nan
     with pytest.raises(DataError, match="trajectory '1': time .* has NaN in \\['x2'\\]"):
@@ -291,9 +295,16 @@ def test_bad_calls_get_one_clear_error_each(tmp_path):
         SparseODE().fit(np.zeros((0, 5, 2)))
     with pytest.raises(DataError, match=r"X\[1\]: a trajectory must be"):
         SparseODE().fit([np.zeros((4, 2)), np.zeros((0, 2))])
-    with pytest.raises(ValueError, match="SparseODE: epochs .*greater than 0, got 0") as info:
+    with pytest.raises(ValueError, match="SparseODE: epochs: .*greater than 0, got 0") as info:
         SparseODE(epochs=0).fit(np.zeros((2, 5, 2)))
     assert "TrainSettings" not in str(info.value)
+    for params, message in [({"hidden": ()}, "hidden: list should have at least 1 item"),  # the model's settings
+                            ({"hidden": (0,)}, "hidden: hidden sizes must be positive"),
+                            ({"solver": "rk5"}, "solver: unknown solver 'rk5'"),
+                            ({"val_fraction": 1.0}, "val_fraction: input should be less than 1")]:  # the task's
+        with pytest.raises(ValueError, match=f"^SparseODE: {message}.*, got ") as info:
+            SparseODE(epochs=1, **params).fit(np.random.default_rng(0).normal(size=(4, 5, 2)))
+        assert "pydantic" not in str(info.value) and "\n" not in str(info.value), str(info.value)
     (tmp_path / "notes.txt").write_text("# not a checkpoint\n")
     with pytest.raises(DataError, match="not a file written by SparseODE.save"):
         SparseODE.load(tmp_path / "notes.txt")

@@ -142,9 +142,10 @@ def test_with_seven_points_per_trajectory_auto_picks_differences_and_ranks_edges
 
 # -- the hybrid field -----------------------------------------------------------------------
 
-def test_the_closed_form_jacobian_equals_autograd():
+@pytest.mark.parametrize("hidden, poly", [(3, True), (3, False), (0, True), (0, False)])
+def test_the_closed_form_jacobian_equals_autograd(hidden, poly):
     torch.manual_seed(0)
-    field = HybridField(members=2, n=4, hidden=3, poly=True, generator=torch.Generator().manual_seed(1))
+    field = HybridField(members=2, n=4, hidden=hidden, poly=poly, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         field.quad.normal_()
     z = torch.randn(6, 4)
@@ -597,6 +598,12 @@ def test_bad_input_and_unfitted_use_are_named():
         g.simulate(np.zeros(3), t)
     with pytest.raises(DataError, match="x0 must be"):
         g.simulate(np.zeros((2, 2, 2)), t)
+    for times, message in [([0.0, 2.0, 1.0], "strictly increasing .* 2 then 1 at point 2"), ([0.0, np.nan], "NaN"),
+                           ([1.0], "T >= 2"), ([[0.0, 1.0]], "got shape \\(1, 2\\)")]:
+        with pytest.raises(DataError, match=message):  # scipy hung on NaN times, and failed on the others
+            g.simulate(X[0, 0], times)
+    back = g.simulate(X[0, -1], t[::-1])  # decreasing times forecast backwards: back again to the start
+    np.testing.assert_allclose(g.simulate(back[-1], t)[-1], X[0, -1], atol=1e-3)
 
 
 # -- the classical tools -------------------------------------------------------------------

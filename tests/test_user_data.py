@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from sparsedyn.cli import app
 from sparsedyn.tasks.systems import make_system
 from sparsedyn.tasks.trajectories_task import TrajectoriesTask
-from sparsedyn.tasks.user_data import DataError, Series, check_series, from_arrays, interpolate_gaps, load_series
+from sparsedyn.tasks.user_data import (
+    DataError,
+    Series,
+    check_series,
+    forecast_times,
+    from_arrays,
+    interpolate_gaps,
+    load_series,
+)
 
 NAMES = ["prey", "predator", "x2", "x3"]
 
@@ -200,6 +208,16 @@ def test_iso_date_times_are_read_as_seconds_since_the_earliest(tmp_path):
         load_series(_csv(tmp_path, "time,a\n2024-01-01,1\n7,2\n", "d.csv"), time="time")
     with pytest.raises(DataError, match="empty time at row 3"):
         load_series(_csv(tmp_path, "time,a\n2024-01-01,1\n,2\n", "c.csv"), time="time")
+
+
+def test_forecast_times_by_hand():
+    np.testing.assert_array_equal(forecast_times([0, 1.5, 2]), [0.0, 1.5, 2.0])
+    np.testing.assert_array_equal(forecast_times((3, 1)), [3.0, 1.0])  # backwards
+    for times, message in [([0, 1, 1], "1 then 1 at point 2"), ([3, 2, 2.5], "2 then 2.5 at point 2"),
+                           ([0, np.inf], "NaN or inf"), ([0], "got shape \\(1,\\)"), (5.0, "got shape \\(\\)"),
+                           (["a", "b"], "must be numbers")]:
+        with pytest.raises(DataError, match=message):
+            forecast_times(times)
 
 
 def test_bad_files_and_splits_are_refused_with_the_problem_named(tmp_path):

@@ -41,7 +41,7 @@ from .nn.modes import eval_mode
 from .nn.ode import vector_field
 from .path import default_param
 from .series_scaling import SeriesScaling
-from .tasks.user_data import DataError, Series, _numeric, from_arrays
+from .tasks.user_data import DataError, Series, _numeric, forecast_times, from_arrays
 
 try:  # scikit-learn (the dev extra) needs its base class for tags; without it the protocol below is enough
     from sklearn.base import BaseEstimator as _Base
@@ -160,20 +160,21 @@ class SparseODE(_Base):
             raise ValueError(f"SparseODE: derivative_steps must be an integer >= 0, got {self.derivative_steps!r}")
         series = from_arrays(X, t, masks, feature_names, self.missing)
         self.scaling_ = SeriesScaling.fit(series) if self.standardize else SeriesScaling.identity(series.n_features)
-        task = self._task(self.scaling_.series(series))
-        batch = min(self.batch_size, len(task.splits["train"]))
-        try:
-            settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=batch,
+        try:  # the task's, the model's and the trainer's settings, each checked by its configuration class
+            task = self._task(self.scaling_.series(series))
+            settings = TrainSettings(epochs=self.epochs, lr=self.lr, batch_size=min(self.batch_size,
+                                                                                    len(task.splits["train"])),
                                      lr_schedule="cosine", finetune_epochs=self.finetune_epochs,
                                      eval_every=max(1, self.epochs // 20), progress=self._shows_progress(),
                                      strength="relative" if self.relative_strength else "absolute")
-        except ValidationError as e:  # name the estimator's parameter, not the trainer's internal class
+            model_config = self._model_config()
+        except ValidationError as e:  # name the estimator's parameter, not the internal configuration class
             err = e.errors()[0]
-            name = str(err["loc"][0])
-            raise ValueError(f"SparseODE: {name} {err['msg'].lower()}, got {getattr(self, name, err['input'])!r}"
-                             ) from None
-        model, method, self.strengths_ = assemble(task, self._model_config(), self._method_spec(), self.seed,
-                                                  settings)
+            name = str(err["loc"][0]) if err["loc"] else "settings"
+            message = err["msg"].removeprefix("Value error, ")
+            raise ValueError(f"SparseODE: {name}: {message[:1].lower() + message[1:]}, got "
+                             f"{getattr(self, name, err.get('input'))!r}") from None
+        model, method, self.strengths_ = assemble(task, model_config, self._method_spec(), self.seed, settings)
         if isinstance(warm_start, dict):
             model.load_state_dict(warm_start["model"])
         elif warm_start is not None:
@@ -259,11 +260,12 @@ class SparseODE(_Base):
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n)) at times ``t`` ((T,), starting at x0's
-        time): (T, n) or (B, T, n). The field is autonomous: only the times since ``t[0]`` matter (counted
-        in float64 before the float32 solve, so a clock of 1e9 seconds keeps its steps)."""
+        time; decreasing times forecast backwards): (T, n) or (B, T, n). The field is autonomous: only the times
+        since ``t[0]`` matter (counted in float64 before the float32 solve, so a clock of 1e9 seconds keeps its
+        steps)."""
         x, single = self._states(x0, "x0")
-        since = np.asarray(t, dtype=float)
-        since = since - since[0] if since.ndim == 1 and len(since) else since
+        since = forecast_times(t)
+        since = since - since[0]
         grid = torch.as_tensor(since / self.scaling_.t_scale, dtype=torch.float32)
         z = torch.as_tensor(self.scaling_.states(x), dtype=torch.float32)
         with eval_mode(self.model_), torch.no_grad():

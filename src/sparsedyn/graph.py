@@ -73,7 +73,15 @@ from .derivatives import DerivativeData, derivative_data, difference_data, obser
 from .interval_error import ObservedPairs, one_step_error, trajectory_error
 from .loco import necessity_frequency
 from .shooting import shooting_refit
-from .tasks.user_data import MISSING, DataError, Series, from_arrays, periodic_indices, unwrap_phases
+from .tasks.user_data import (
+    MISSING,
+    DataError,
+    Series,
+    forecast_times,
+    from_arrays,
+    periodic_indices,
+    unwrap_phases,
+)
 
 try:  # scikit-learn's own classes where it is installed: its tags, `except sklearn...NotFittedError` works
     from sklearn.base import BaseEstimator as _Base
@@ -716,8 +724,9 @@ class SparseGraph(_Base):
 
     def simulate(self, x0: Any, t: Any) -> np.ndarray:
         """Forecast from initial state(s) ``x0`` ((n,) or (B, n), as :meth:`SparseODE.simulate
-        <sparsedyn.estimator.SparseODE.simulate>` takes them) over times ``t`` (T,): (T, n) or (B, T, n); NaN
-        after a blow-up, with a :class:`GraphWarning` that says when (a silent NaN would read as missing data)."""
+        <sparsedyn.estimator.SparseODE.simulate>` takes them) over times ``t`` ((T,); decreasing times forecast
+        backwards): (T, n) or (B, T, n); NaN after a blow-up, with a :class:`GraphWarning` that says when (a silent
+        NaN would read as missing data)."""
         self._check_fitted()
         x = np.asarray(x0, dtype=float)
         n = self.n_features_in_
@@ -727,7 +736,7 @@ class SparseGraph(_Base):
         bounded = np.ones(n, dtype=bool)  # an unwrapped phase grows without bound; its rate is bounded
         bounded[list(getattr(self, "periodic_", ()))] = False
         bound = float(scale[bounded].max()) * 10 if bounded.any() else math.inf
-        t = np.asarray(t, dtype=float)
+        t = forecast_times(t)
         forecast = np.stack([simulate(self.derivative, row, t, bound=bound, bounded=bounded)
                              for row in np.atleast_2d(x)])  # (B, T, n)
         blown = np.isnan(forecast).any(axis=2)  # (B, T)

@@ -421,6 +421,27 @@ def load_series(path: str | Path, time: str = "t", group: str | None = None,
     raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .tsv (either gzipped), .npz and .h5ad")
 
 
+def forecast_times(t: Any, what: str = "t") -> np.ndarray:
+    """The times of a forecast, checked: a 1-d array of at least two finite, strictly monotonic times (the
+    first is the initial state's; decreasing times forecast backwards). A :class:`DataError` names the
+    problem, where a solver would fail with its own message (or, with NaN, never return)."""
+    try:
+        times = np.asarray(t, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be numbers, got {type(t).__name__}") from None
+    if times.ndim != 1 or len(times) < 2:
+        raise DataError(f"{what} must be (T,) times with T >= 2 (the first is the initial state's), got shape "
+                        f"{times.shape}")
+    if not np.isfinite(times).all():
+        raise DataError(f"{what} contains NaN or inf")
+    steps = np.diff(times)
+    if not ((steps > 0).all() or (steps < 0).all()):
+        k = int(np.argmax(steps <= 0)) if steps[0] > 0 else int(np.argmax(steps >= 0))
+        raise DataError(f"{what} must be strictly increasing (or strictly decreasing, to forecast backwards): "
+                        f"{times[k]:g} then {times[k + 1]:g} at point {k + 1}")
+    return times
+
+
 def periodic_indices(periodic: Collection[int | str] | None, features: Sequence[str]) -> tuple[int, ...]:
     """The column indices of ``periodic`` (feature names or indices), checked against ``features``."""
     out = []
