@@ -8,12 +8,17 @@ library alone, whose cost does not grow with the n^2 / 2 degree-2 features.
 
     python bench/graph_size.py --n 30 --trajectories 20 --points 30
     python bench/graph_size.py --n 30 --trajectories 50 --points 100 --methods sparsegraph,sparsegraph_linear
+    python bench/graph_size.py --n 529 --methods sparsegraph   # gene scale: the hematopoiesis panel's size
+
+The last column is the process's peak resident memory when the row is printed: a running maximum over the
+methods run so far, so name one method per run to read each one's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
 from pathlib import Path
 
@@ -38,10 +43,13 @@ def main() -> None:
     data = make_dataset(family, 0, Regime("size", trajectories=args.trajectories, points=args.points), 0)
     print(f"# Hill network, {args.n} variables, {len(data.train.values)} training trajectories x {args.points} "
           f"points, 2% noise; {platform.machine()}, torch {torch.__version__}, 1 thread")
-    print("| method | CPU seconds | off-diagonal AUROC | forecast R^2 |\n|---|---|---|---|")
+    print("| method | CPU seconds | off-diagonal AUROC | forecast R^2 | peak memory of the process so far (GB) |\n"
+          "|---|---|---|---|---|")
     for m in args.methods.split(","):
         r = run_one(m, data, 0)
-        print(f"| {m} | {r['seconds']:.1f} | {r['auroc']:.3f} | {r.get('r2', float('nan')):.3f} |", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+        print(f"| {m} | {r['seconds']:.1f} | {r['auroc']:.3f} | {r.get('r2', float('nan')):.3f} | {peak:.2f} |",
+              flush=True)
 
 
 if __name__ == "__main__":
