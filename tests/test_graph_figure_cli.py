@@ -101,6 +101,11 @@ def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
     assert missing.exit_code != 0 and "data file not found" in missing.output
     bad = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--poly", "cubic"])
     assert bad.exit_code != 0 and "--poly must be auto, true or false" in bad.output
+    (tmp_path / "a_file").write_text("kept")
+    for command in (["graph", str(data), "--group", "run", "--time", "time"], ["demo"]):  # refused before any fit
+        taken = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "a_file")])
+        assert taken.exit_code == 2 and "a_file: is a file, not a folder" in taken.output, taken.output
+        assert "SparseGraph" not in taken.output and (tmp_path / "a_file").read_text() == "kept"
 
 
 def test_gaps_in_some_features_are_interpolated_when_asked_and_the_graph_survives(tmp_path):

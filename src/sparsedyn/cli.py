@@ -87,6 +87,24 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _output_folder(out: Path) -> Path:
+    """``out``, created if missing, checked before any work: a long fit must not end in an error about where
+    its results go."""
+    import os
+
+    from .tasks.user_data import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: the folder is not writable")
+    return out
+
+
 SET_HELP = "Override a config field, e.g. --set trainer.epochs=20 or --set methods.0.lam=0.01 (repeatable)."
 
 
@@ -338,6 +356,7 @@ def graph(
     if missing not in ("error", "interpolate"):
         raise typer.BadParameter(f"--missing must be error or interpolate, got {missing!r}")
     series = load_series(data, time, group, missing=missing)
+    _output_folder(out)
     if series.interpolated or series.dropped:
         typer.echo(f"--missing interpolate: {series.interpolated} values interpolated, {series.dropped} time "
                    "points dropped (a gap at a trajectory's start or end)")
@@ -363,6 +382,7 @@ def graph(
 
 
 @app.command()
+@friendly_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the figure and run files."),
     epochs: int = typer.Option(1000, help="Training epochs per model."),
@@ -370,7 +390,7 @@ def demo(
     """Vanilla NODE vs PathReg NODE on a sparse system with a known graph (1 to 5 minutes on 2 cores)."""
     from .demo import run_demo
 
-    run_demo(out, epochs=epochs)
+    run_demo(_output_folder(out), epochs=epochs)
 
 
 if __name__ == "__main__":
