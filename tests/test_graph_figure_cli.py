@@ -72,6 +72,8 @@ def test_plot_writes_a_png_and_refuses_other_feature_counts(fitted, tmp_path):
     with pytest.raises(DataError, match="5 features|features"):
         g.plot(tmp_path / "bad.png", X[:2, :, :3], t)
     assert not (tmp_path / "bad.png").exists()
+    with pytest.raises(DataError, match="is a folder; plot needs a file name"):  # was IsADirectoryError on a temp name
+        g.plot(tmp_path, X[:3], t)
 
 
 def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):

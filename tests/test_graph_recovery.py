@@ -604,6 +604,11 @@ def test_bad_input_and_unfitted_use_are_named():
             g.simulate(X[0, 0], times)
     back = g.simulate(X[0, -1], t[::-1])  # decreasing times forecast backwards: back again to the start
     np.testing.assert_allclose(g.simulate(back[-1], t)[-1], X[0, -1], atol=1e-3)
+    with pytest.raises(DataError, match="x must be \\(5,\\) or \\(N, 5\\) states, got shape \\(2, 3\\)"):
+        g.derivative(np.zeros((2, 3)))  # was numpy's broadcast error
+    with pytest.raises(DataError, match="x contains NaN or inf"):  # was NaN derivatives, silently
+        g.derivative(np.full((2, 5), np.nan))
+    np.testing.assert_array_equal(g.derivative(X[0, 0]), g.derivative(X[0, :1]))  # one state as (n,) or (1, n)
 
 
 # -- the classical tools -------------------------------------------------------------------

@@ -712,12 +712,25 @@ class SparseGraph(_Base):
         forecasts next to the observations, to ``path`` (PNG; :func:`~sparsedyn.graph_figure.plot_graph`)."""
         from .graph_figure import plot_graph
 
+        if Path(path).is_dir():
+            raise DataError(f"{path}: is a folder; plot needs a file name (e.g. {Path(path) / 'graph.png'})")
         return plot_graph(self, path, X, t, truth, **options)
 
     def derivative(self, x: np.ndarray) -> np.ndarray:
         """The fitted field (at the error-minimising stage) in the data's units: states (N, n) -> dx/dt (N, n)."""
         self._check_fitted()
-        z = torch.as_tensor(self.scaler_.states(np.atleast_2d(x)), dtype=torch.float32)
+        states = np.atleast_2d(np.asarray(x, dtype=float))
+        n = self.n_features_in_
+        if states.ndim != 2 or states.shape[1] != n:
+            raise DataError(f"x must be ({n},) or (N, {n}) states, got shape {np.shape(x)}")
+        if not np.isfinite(states).all():
+            raise DataError("x contains NaN or inf")
+        return self._derivative(states)
+
+    def _derivative(self, states: np.ndarray) -> np.ndarray:
+        """:meth:`derivative` unchecked, for the solver's many calls (a trial state past a blow-up may be inf, and
+        its NaN is what :meth:`simulate` reads as one)."""
+        z = torch.as_tensor(self.scaler_.states(states), dtype=torch.float32)
         with torch.no_grad():
             out = self.fitted_(z)[0].numpy().astype(float)
         return self.scaler_.derivative_units(out)
@@ -737,7 +750,7 @@ class SparseGraph(_Base):
         bounded[list(getattr(self, "periodic_", ()))] = False
         bound = float(scale[bounded].max()) * 10 if bounded.any() else math.inf
         t = forecast_times(t)
-        forecast = np.stack([simulate(self.derivative, row, t, bound=bound, bounded=bounded)
+        forecast = np.stack([simulate(self._derivative, row, t, bound=bound, bounded=bounded)
                              for row in np.atleast_2d(x)])  # (B, T, n)
         blown = np.isnan(forecast).any(axis=2)  # (B, T)
         if blown.any():
