@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sparsedyn.analysis import ranking_metrics
-from sparsedyn.baselines.edges import BASELINES, Standardiser
+from sparsedyn.baselines.edges import BASELINES, Standardiser, simulate
 from sparsedyn.collocation import (
     HybridField,
     adaptive_penalty_scale,
@@ -368,6 +368,30 @@ def test_same_seed_same_numbers_and_pickling_keeps_the_forecast():
     clone = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(clone.simulate(X[0, 0], t), a.simulate(X[0, 0], t))
     assert np.abs(a.simulate(X[0, 0], t) - X[0]).mean() < 0.2 * np.abs(X[0]).mean()
+
+
+def test_the_forecast_solver_resolves_the_dynamics_not_an_offset():
+    """dx/dt = A (x - c) with c = 1e9: x(t) = c + expm(A t) (x0 - c). Integrated in x itself, LSODA's relative
+    tolerance (1e-5) is 1e4 in absolute terms and the O(1) dynamics drown; in the coordinates (x - c) / s they
+    are resolved. With centre 0 and spread 1 (the default) the solve is x's own."""
+    from scipy.linalg import expm
+
+    A = np.array([[-1.0, 2.0], [-2.0, -0.5]])
+    c, x0, t = np.array([1e9, -1e9]), np.array([1e9 + 1.0, -1e9 + 0.5]), np.linspace(0, 4, 9)
+    exact = np.stack([c + expm(A * s) @ (x0 - c) for s in t])
+    field = lambda x: (x - c) @ A.T  # noqa: E731
+    resolved = simulate(field, x0, t, bound=1e12, centre=c, spread=np.array([0.5, 2.0]))
+    np.testing.assert_allclose(resolved - c, exact - c, atol=1e-4)
+    assert np.abs(simulate(field, x0, t, bound=1e12) - exact).max() > 1.0  # why the coordinates matter
+    np.testing.assert_array_equal(simulate(field, x0 - c, t), simulate(field, x0 - c, t, centre=np.zeros(2),
+                                                                              spread=np.ones(2)))
+
+
+def test_a_large_offset_in_the_data_leaves_graph_and_forecasts_unchanged():
+    A, t, X = _linear_data(n_traj=6)
+    a, b = _fit(X, t), _fit(X + 1e9, t)
+    np.testing.assert_allclose(b.graph_, a.graph_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(b.simulate(X[0, 0] + 1e9, t) - 1e9, a.simulate(X[0, 0], t), atol=1e-3)
 
 
 def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():

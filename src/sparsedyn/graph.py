@@ -750,7 +750,8 @@ class SparseGraph(_Base):
         bounded[list(getattr(self, "periodic_", ()))] = False
         bound = float(scale[bounded].max()) * 10 if bounded.any() else math.inf
         t = forecast_times(t)
-        forecast = np.stack([simulate(self._derivative, row, t, bound=bound, bounded=bounded)
+        forecast = np.stack([simulate(self._derivative, row, t, bound=bound, bounded=bounded,
+                                      centre=self.scaler_.x_mean, spread=self.scaler_.x_scale)
                              for row in np.atleast_2d(x)])  # (B, T, n)
         blown = np.isnan(forecast).any(axis=2)  # (B, T)
         if blown.any():

@@ -183,20 +183,29 @@ BASELINES: dict[str, Callable[..., EdgeEstimate]] = {
 
 
 def simulate(derivative: Derivative, x0: np.ndarray, t: np.ndarray, bound: float = 1e6,
-             bounded: np.ndarray | None = None) -> np.ndarray:
+             bounded: np.ndarray | None = None, centre: np.ndarray | None = None,
+             spread: np.ndarray | None = None) -> np.ndarray:
     """Integrate ``dx/dt = derivative(x)`` from ``x0`` over the times ``t`` (LSODA); a blow-up beyond
     ``bound`` (or a failed solve) returns NaN from there on, which scores as a failed forecast. ``bounded``
-    (n,) bool: the variables the bound watches (all by default; an unwrapped phase grows without bound)."""
+    (n,) bool: the variables the bound watches (all by default; an unwrapped phase grows without bound).
+    ``centre`` and ``spread`` (n,): the solver's coordinates are ``(x - centre) / spread`` (``derivative``,
+    ``bound`` and the result stay in x's units), so that its relative tolerance applies to the dynamics and not
+    to an offset: a state of 1e9 + O(1) at rtol 1e-5 is otherwise resolved to 1e4. The defaults (0, 1) integrate
+    x itself."""
     from scipy.integrate import solve_ivp
 
     t = np.asarray(t, dtype=float)
+    x0 = np.asarray(x0, dtype=float)
     out = np.full((len(t), len(x0)), np.nan)
+    shift = np.zeros(len(x0)) if centre is None else np.asarray(centre, dtype=float)
+    unit = np.ones(len(x0)) if spread is None else np.asarray(spread, dtype=float)
 
-    def blown(_t: float, x: np.ndarray) -> float:
+    def blown(_t: float, u: np.ndarray) -> float:
+        x = shift + unit * u
         return bound - float(np.abs(x if bounded is None else x[bounded]).max(initial=0.0))
 
     blown.terminal = True  # type: ignore[attr-defined]
-    sol = solve_ivp(lambda _t, x: derivative(x[None])[0], (t[0], t[-1]), np.asarray(x0, dtype=float), t_eval=t,
-                    method="LSODA", events=blown, rtol=1e-5, atol=1e-7)
-    out[: sol.y.shape[1]] = sol.y.T
+    sol = solve_ivp(lambda _t, u: derivative((shift + unit * u)[None])[0] / unit, (t[0], t[-1]), (x0 - shift) / unit,
+                    t_eval=t, method="LSODA", events=blown, rtol=1e-5, atol=1e-7)
+    out[: sol.y.shape[1]] = shift + unit * sol.y.T
     return out
