@@ -340,6 +340,11 @@ def graph(
                                               "points with a gap at a trajectory's start or end dropped)."),
     periodic: str = typer.Option("", help="Comma-separated features that are angles in radians (phases): "
                                           "unwrapped, and entered as their cosine and sine."),
+    sort: bool = typer.Option(False, "--sort", help="Sort each trajectory's rows by time (a pseudotime table, an "
+                                                    "export sorted by another column); without it such rows are "
+                                                    "an error."),
+    duplicates: str = typer.Option("error", help="Rows of one trajectory that share a time: error, or average "
+                                                 "(one state per time, each feature's mean over the rows)."),
 ) -> None:
     """The dependency graph of your system from its trajectories (SparseGraph with its defaults): writes
     edges.csv (every edge, best first, with its probability and sign), graph.png (the graph with edge
@@ -348,6 +353,7 @@ def graph(
 
     from .graph import SparseGraph
     from .io import write_csv, write_json
+    from .tasks.time_order import DUPLICATES
     from .tasks.user_data import load_series
 
     choices: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}
@@ -355,8 +361,12 @@ def graph(
         raise typer.BadParameter(f"--poly must be auto, true or false, got {poly!r}")
     if missing not in ("error", "interpolate"):
         raise typer.BadParameter(f"--missing must be error or interpolate, got {missing!r}")
-    series = load_series(data, time, group, missing=missing)
+    if duplicates not in DUPLICATES:
+        raise typer.BadParameter(f"--duplicates must be error or average, got {duplicates!r}")
+    series = load_series(data, time, group, missing=missing, sort=sort, duplicates=duplicates)
     _output_folder(out)
+    if series.averaged:
+        typer.echo(f"--duplicates average: {series.averaged} rows averaged into others at the same time")
     if series.interpolated or series.dropped:
         typer.echo(f"--missing interpolate: {series.interpolated} values interpolated, {series.dropped} time "
                    "points dropped (a gap at a trajectory's start or end)")
@@ -371,7 +381,8 @@ def graph(
         "library_errors": est.library_errors_, "forecast_errors": est.forecast_errors_,
         "trajectory_matching_kept": est.refined_, "trajectory_matching_errors": est.refine_errors_,
         "fit_cpu_seconds": est.fit_seconds_, "seed": seed, "missing": missing,
-        "values_interpolated": series.interpolated, "points_dropped": series.dropped, "periodic": phases})
+        "values_interpolated": series.interpolated, "points_dropped": series.dropped, "periodic": phases,
+        "sorted": sort, "duplicates": duplicates, "rows_averaged": series.averaged})
     est.plot(out / "graph.png", series)
     typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
     for e in est.edges_[:top]:

@@ -7,15 +7,17 @@ A missing value is a whole time point left out of a trajectory (NaN in every fea
 in a mask): the models observe whole states, so a point with only some features missing is an
 error (drop the point or impute it), unless the reader is asked for ``missing="interpolate"``
 (:func:`interpolate_gaps`: each feature's interior gaps filled linearly in time from its own
-observations, points missing some features at a trajectory's start or end dropped).
+observations, points missing some features at a trajectory's start or end dropped). Rows in another
+order and points sharing a time are errors too, unless asked for ``sort=True`` and
+``duplicates="average"`` (:mod:`~sparsedyn.tasks.time_order`: pseudotime tables, replicates).
 
 File layouts (``time``, ``group`` and ``features`` name columns / keys):
 
 - **CSV** (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``): one row per observation, separated by commas,
   semicolons or tabs (read off the header line; a semicolon file may use decimal commas); a ``time`` column
   (numbers, or ISO 8601 date-times such as ``2024-01-01 10:30``, read as seconds since the earliest), an
-  optional ``group`` column (trajectory id; rows of a trajectory sorted by time), feature columns (default:
-  every other column).
+  optional ``group`` column (trajectory id; rows of a trajectory sorted by time, or ``sort=True``), feature
+  columns (default: every other column).
 - **NPZ**: ``x`` of shape (T, n) or (B, T, n), the times under ``time`` (default ``t``) of shape
   (T,) or (B, T), optional ``mask`` (B, T) and ``features`` (n,).
 - **AnnData** (``.h5ad``, the ``singlecell`` extra): cells are observations; time from
@@ -36,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from .time_order import DUPLICATES, average_duplicate_times, sort_by_time
+
 
 class DataError(ValueError):
     """Bad user data: the message names the file, column, trajectory or time at fault."""
@@ -55,6 +59,7 @@ class Series:
     names: list[str]  # one per trajectory (group ids, or "0", "1", ...)
     interpolated: int = 0  # values filled by interpolate_gaps (missing="interpolate"), over all trajectories
     dropped: int = 0  # time points interpolate_gaps dropped (some features missing at a trajectory's start or end)
+    averaged: int = 0  # time points merged into another at the same time (duplicates="average"), over all trajectories
 
     @property
     def n_features(self) -> int:
@@ -69,6 +74,8 @@ class Series:
                       [self.names[i] for i in indices])
 
 
+_AVERAGE = ("; if the points are samples of one state (cells at one pseudotime, replicates), average them: "
+            "duplicates='average', sparsedyn graph --duplicates average")
 MISSING = ("error", "interpolate")  # what a reader does with a time point where only some features are missing
 
 
@@ -108,16 +115,40 @@ def interpolate_gaps(series: Series) -> Series:
         dropped += int((~keep).sum())
         times.append(t[keep])
         values.append(x[keep])
-    return Series(times, values, series.features, series.names, series.interpolated + filled,
-                  series.dropped + dropped)
+    return replace(series, times=times, values=values, interpolated=series.interpolated + filled,
+                   dropped=series.dropped + dropped)
 
 
-def check_series(series: Series, where: str = "data", missing: str = "error", duplicate_hint: str = "") -> Series:
-    """The checks every reader shares (see the module docstring); returns ``series`` (with its partly
-    missing points interpolated first if ``missing="interpolate"``, :func:`interpolate_gaps`).
-    ``duplicate_hint`` ends the message of a duplicate time (a reader's advice for its own layout)."""
+def order_times(series: Series, sort: bool, duplicates: str) -> Series:
+    """The readers' step before the checks: each trajectory sorted by time if ``sort``, then its points that
+    share a time averaged if ``duplicates="average"`` (:mod:`~sparsedyn.tasks.time_order`; the merged points
+    are counted in ``averaged``)."""
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
+    if not sort and duplicates == "error":
+        return series
+    times, values, merged = [], [], 0
+    for t, x in zip(series.times, series.values):
+        if sort:
+            t, x = sort_by_time(t, x)
+        if duplicates == "average":
+            t, x, k = average_duplicate_times(t, x)
+            merged += k
+        times.append(t)
+        values.append(x)
+    return replace(series, times=times, values=values, averaged=series.averaged + merged)
+
+
+def check_series(series: Series, where: str = "data", missing: str = "error", duplicate_hint: str = "",
+                 sort: bool = False, duplicates: str = "error") -> Series:
+    """The checks every reader shares (see the module docstring); returns ``series``, first sorted by time
+    within each trajectory if ``sort``, with points sharing a time averaged if ``duplicates="average"``
+    (:func:`order_times`), and with its partly missing points interpolated if
+    ``missing="interpolate"`` (:func:`interpolate_gaps`). ``duplicate_hint`` ends the message of a duplicate
+    time (a reader's advice for its own layout)."""
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    series = order_times(series, sort, duplicates)
     if missing == "interpolate":
         try:
             series = interpolate_gaps(series)
@@ -145,10 +176,12 @@ def check_series(series: Series, where: str = "data", missing: str = "error", du
         steps = np.diff(t)
         if (steps == 0).any():
             k = int(np.argmax(steps == 0))
-            raise DataError(f"{label}: duplicate time {t[k]:g} (points {k} and {k + 1}){duplicate_hint}")
+            raise DataError(f"{label}: duplicate time {t[k]:g} (points {k} and {k + 1}){duplicate_hint or _AVERAGE}")
         if (steps < 0).any():
             k = int(np.argmax(steps < 0))
-            raise DataError(f"{label}: times are not sorted ({t[k]:g} then {t[k + 1]:g} at point {k + 1})")
+            raise DataError(f"{label}: times are not sorted ({t[k]:g} then {t[k + 1]:g} at point {k + 1}); if the "
+                            "rows are in another order on purpose (a pseudotime table, an export sorted by another "
+                            "column), ask for them sorted: sort=True, sparsedyn graph --sort")
         if np.isinf(x).any():
             raise DataError(f"{label}: inf in feature {series.features[int(np.argwhere(np.isinf(x))[0, 1])]!r}")
         nan, partial = np.isnan(x), _partly_missing(x)
@@ -182,12 +215,13 @@ def _numeric(values: Any, what: str) -> np.ndarray:
 
 
 def from_arrays(X: Any, t: Any = None, masks: Any = None, features: Sequence[str] | None = None,
-                missing: str = "error") -> Series:
+                missing: str = "error", sort: bool = False, duplicates: str = "error") -> Series:
     """Trajectories from arrays: ``X`` one (T, n) array, a (B, T, n) array or a list of (T_i, n)
     arrays; ``t`` None (unit steps), one (T,) grid, or one grid per trajectory; ``masks`` (optional)
     True where a point is observed, shaped like ``X`` without its feature axis; ``missing`` what to do
-    with points missing only some features (:func:`check_series`)."""
-    return check_series(_arrays_series(X, t, masks, features), "X", missing)
+    with points missing only some features, ``sort`` and ``duplicates`` with unsorted and shared times
+    (:func:`check_series`)."""
+    return check_series(_arrays_series(X, t, masks, features), "X", missing, sort=sort, duplicates=duplicates)
 
 
 def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -> Series:
@@ -265,7 +299,8 @@ def _number(cell: str, decimal_comma: bool) -> float:
 
 
 def read_csv(path: str | Path, time: str = "t", group: str | None = None,
-             features: Sequence[str] | None = None, missing: str = "error") -> Series:
+             features: Sequence[str] | None = None, missing: str = "error", sort: bool = False,
+             duplicates: str = "error") -> Series:
     """One row per observation (see the module docstring); empty cells are missing values. The separator is
     a comma, a semicolon or a tab, read off the header line (:func:`_delimiter`); in a semicolon-separated
     file a decimal comma (``1,5``) is read as a decimal point."""
@@ -304,12 +339,12 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         t = _date_times(cells(time), not_numeric)
     if np.isnan(t).any():
         raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
-    if group is None and (np.diff(t) < 0).any():  # several trajectories one after another, most likely
+    if group is None and not sort and (np.diff(t) < 0).any():  # several trajectories one after another, most likely
         k = int(np.argmax(np.diff(t) < 0)) + 1
         raise DataError(f"{path}: column {time!r} goes back in time at row {k + 2} ({t[k - 1]:g} then {t[k]:g}) "
                         "and no group column is named: if the file holds several trajectories, name the column "
-                        "that tells them apart (group=..., sparsedyn graph --group COLUMN); otherwise sort the "
-                        "rows by time")
+                        "that tells them apart (group=..., sparsedyn graph --group COLUMN); if it holds one "
+                        "trajectory in another row order, ask for the rows sorted (sort=True, sparsedyn graph --sort)")
     x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
     ids = [row[col[group]].strip() for row in body] if group is not None else ["0"] * len(body)
     sel: dict[str, list[int]] = {}  # one pass over the rows: trajectory id -> its rows, in order of appearance
@@ -317,7 +352,7 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         sel.setdefault(i, []).append(k)
     order = list(sel)
     return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path),
-                        missing)
+                        missing, sort=sort, duplicates=duplicates)
 
 
 def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
@@ -338,7 +373,7 @@ def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
 
 
 def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None,
-             missing: str = "error") -> Series:
+             missing: str = "error", sort: bool = False, duplicates: str = "error") -> Series:
     """``x`` (T, n) or (B, T, n), times under ``time``, optional ``mask`` and ``features``."""
     path = Path(path)
     try:
@@ -351,12 +386,13 @@ def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None =
     names = [str(f) for f in data["features"]] if "features" in data else None
     series = _arrays_series(data["x"], data[time], data.get("mask", None), names)
     # unselected columns go unchecked
-    return check_series(_select(series, features, str(path)), str(path), missing)
+    return check_series(_select(series, features, str(path)), str(path), missing, sort=sort, duplicates=duplicates)
 
 
 def read_h5ad(path: str | Path, time: str, group: str | None = None,
-              features: Sequence[str] | None = None, missing: str = "error") -> Series:
-    """Cells as observations: time ``obs[time]``, trajectory ``obs[group]``, genes ``var_names``."""
+              features: Sequence[str] | None = None, missing: str = "error", duplicates: str = "error") -> Series:
+    """Cells as observations: time ``obs[time]``, trajectory ``obs[group]``, genes ``var_names``; cells are
+    always sorted by time (they have no order of their own)."""
     try:
         import anndata
     except ImportError:
@@ -387,8 +423,9 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         values.append(X[rows])
     # a time course samples many cells per time point: each trajectory needs one state per time
     return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing,
-                        duplicate_hint=": cells of one trajectory share a time; average them per time point (or bin "
-                        "the pseudotime) into one state each first, or choose a group that separates them")
+                        duplicate_hint=": cells of one trajectory share a time; average them per time point "
+                        "(duplicates='average', sparsedyn graph --duplicates average), bin the pseudotime, or choose "
+                        "a group that separates them", duplicates=duplicates)
 
 
 def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
@@ -398,26 +435,27 @@ def _select(series: Series, features: Sequence[str] | None, where: str) -> Serie
     if missing:
         raise DataError(f"{where}: features not found: {missing} (have: {series.features[:10]})")
     cols = [series.features.index(f) for f in features]
-    return Series(series.times, [x[:, cols] for x in series.values], list(features), series.names)
+    return replace(series, values=[x[:, cols] for x in series.values], features=list(features))
 
 
 def load_series(path: str | Path, time: str = "t", group: str | None = None,
-                features: Sequence[str] | None = None, missing: str = "error") -> Series:
+                features: Sequence[str] | None = None, missing: str = "error", sort: bool = False,
+                duplicates: str = "error") -> Series:
     """Read a user's file by its suffix (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz``, ``.npz``, ``.h5ad``);
-    ``missing`` as for :func:`check_series`."""
+    ``missing``, ``sort`` and ``duplicates`` as for :func:`check_series` (an .h5ad's cells are always sorted)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     name = path.name.lower()
     if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-        return read_csv(path, time, group, features, missing)
+        return read_csv(path, time, group, features, missing, sort, duplicates)
     if name.endswith(".npz"):
         if group is not None:
             raise DataError(f"{path}: an .npz holds its trajectories along the first axis of x; 'group' is for "
                             "CSV and .h5ad files")
-        return read_npz(path, time, features, missing)
+        return read_npz(path, time, features, missing, sort, duplicates)
     if name.endswith(".h5ad"):
-        return read_h5ad(path, time, group, features, missing)
+        return read_h5ad(path, time, group, features, missing, duplicates)
     raise DataError(f"{path}: unknown file type; sparsedyn reads .csv, .tsv (either gzipped), .npz and .h5ad")
 
 
