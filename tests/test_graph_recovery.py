@@ -399,6 +399,12 @@ def test_pure_noise_warns_instead_of_returning_a_silent_empty_graph():
     X = rng.normal(size=(8, 15, 4))
     with pytest.warns(GraphWarning):
         SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
+    # the linear library alone: its best stage cuts every edge, so every score is 0, and the warning says
+    # that, not that graph_ still ranks edges (it did, of an all-zero graph)
+    with pytest.warns(GraphWarning, match="no edge between variables at all") as caught:
+        g = SparseGraph(poly=False, n_subsamples=0, n_stages=5, steps=100).fit(list(X), t=np.linspace(0, 1, 15))
+    assert not [w for w in caught if "still ranks" in str(w.message)]
+    assert g.graph_[~np.eye(4, dtype=bool)].max() == 0.0 and {e["score"] for e in g.edges_} == {0.0}
 
 
 def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
@@ -413,7 +419,7 @@ def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
     grid = np.linspace(0, 2, 201)
     with pytest.warns(GraphWarning, match=r"left the data's range .* before t = 0\.[34]") as caught:
         forecast = g.simulate(np.array([-2.0, 0.5]), grid)
-    assert "degree 2 library" in str(caught[0].message)
+    assert "a degree-2 library can do so" in str(caught[0].message)
     first_nan = grid[np.isnan(forecast).any(axis=1)][0]
     assert np.log(1.5) - 0.05 < first_nan < np.log(1.5) + 0.05
     assert np.isfinite(forecast[grid < first_nan]).all() and np.isnan(forecast[grid >= first_nan]).all()
@@ -427,6 +433,19 @@ def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
     assert batch.shape == (2, len(grid), 2)
     np.testing.assert_array_equal(batch[1], forecast)
     np.testing.assert_array_equal(batch[0], g.simulate(X[0, 0], grid))
+
+
+def test_a_linear_forecast_that_grows_past_the_bound_names_the_linear_field():
+    """dx/dt = x observed on [0, 1] from x0 in [0.5, 1.5]: the fitted linear field grows as e^t, and its
+    forecast to t = 10 leaves the bound; the warning must not blame a degree-2 library this fit lacks."""
+    t = np.linspace(0, 1, 12)
+    X = np.stack([np.exp(t)[:, None] * x0 for x0 in np.random.default_rng(0).uniform(0.5, 1.5, (8, 2))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphWarning)
+        g = SparseGraph(poly=False, n_subsamples=0, n_stages=5, steps=100, refine=False).fit(X, t=t)
+    with pytest.warns(GraphWarning, match="linear field has a growing mode") as caught:
+        g.simulate(X[0, 0], np.linspace(0, 10, 101))
+    assert "degree-2" not in str(caught[0].message)
 
 
 def test_graph_is_the_error_weighted_average_of_the_libraries_scaled_graphs():

@@ -678,7 +678,11 @@ class SparseGraph(_Base):
                           "them can be estimated (their scores are 0); drop them or add trajectories where "
                           "they move", GraphWarning, stacklevel=4)
         off = ~np.eye(self.n_features_in_, dtype=bool)
-        if off.any() and not self.support_[off].any():  # one variable has no edge to miss
+        if off.any() and not self.graph_[off].any():
+            warnings.warn("SparseGraph: no edge between variables at all: the stage that predicts held-out "
+                          "derivatives best is the one that cuts every edge, so graph_ and edges_ score every edge 0 "
+                          "(the data do not support any dependency this fit can see)", GraphWarning, stacklevel=4)
+        elif off.any() and not self.support_[off].any():  # one variable has no edge to miss
             warnings.warn("SparseGraph: the selected graph has no edge between variables (the one-standard-error "
                           "stage cuts them all); graph_ still ranks candidate edges by the best-fitting stage",
                           GraphWarning, stacklevel=4)
@@ -755,11 +759,13 @@ class SparseGraph(_Base):
                              for row in np.atleast_2d(x)])  # (B, T, n)
         blown = np.isnan(forecast).any(axis=2)  # (B, T)
         if blown.any():
-            library = _library_name(self.field_)
             first = min(int(np.argmax(row)) for row in blown if row.any())
             which = "" if x.ndim == 1 else f" of {int(blown.any(axis=1).sum())} of {len(x)} initial states"
+            why = ("a degree-2 library can do so far from the data (this fit forecasts with it; SparseGraph(poly="
+                   "False) fits the linear one alone)" if self.field_.poly else "this fit's linear field has a "
+                   "growing mode (as the data's system may have, or as a field the data determine poorly can: see "
+                   "the fit's warnings)")
             warnings.warn(f"SparseGraph.simulate: the forecast{which} left the data's range (|x| beyond 10 x (|mean| "
-                          f"+ 10 sd)) before t = {t[first]:.4g} and is NaN from there on; a degree-2 "
-                          f"library can do so far from the data (this fit forecasts with the {library} library; "
-                          "SparseGraph(poly=False) fits the linear one alone)", GraphWarning, stacklevel=2)
+                          f"+ 10 sd)) before t = {t[first]:.4g} and is NaN from there on; {why}", GraphWarning,
+                          stacklevel=2)
         return forecast[0] if x.ndim == 1 else forecast
