@@ -163,6 +163,10 @@ def _csv(tmp_path, text, name="d.csv"):
     ("t,a\n0,1\n1,inf\n", {}, "inf in feature 'a'"),
     ("time,a\n0,1\n1,2\n", {}, "time column 't' not found \\(columns: time, a\\)"),
     ("t,a\n0,1\n1,2\n", {"features": ["b"]}, "feature column 'b' not found"),
+    # ragged rows: 1,234 in a comma file shifts b's value into a fourth field; a truncated last row
+    ("t,a,b\n0,1,2\n1,1,234,3\n", {}, "row 3 has 4 fields, the header 3 \\(a value holding the separator"),
+    ("t,a,b\n0,1,2\n1,2\n", {}, "row 3 has 2 fields, the header 3 \\(a truncated row"),
+    ("t,,b\n0,1,2\n1,2,3\n", {}, "column 2 has no name in the header line"),
 ])
 def test_bad_csv_input_is_refused_with_the_problem_named(tmp_path, text, kwargs, message):
     with pytest.raises(DataError, match=message):
@@ -181,6 +185,8 @@ def test_spreadsheet_exports_read_as_the_same_data(tmp_path):
                               .replace("0.5", "0,5").replace("5.5", "5,5").replace("1e-3", "1,0e-3").encode(),
         "tabs.tsv": plain.replace(",", "\t").encode(),
         "crlf.csv": plain.replace("\n", "\r\n").encode(),
+        "trailing.csv": plain.replace("\n", ",\n").encode(),  # a separator that ends every line
+        "trailing_rows.csv": plain.replace("\n", ",\n").replace(",\n", "\n", 1).encode(),  # ...but the header's
         "zipped.tsv.gz": gzip.compress(("\ufeff" + plain.replace(",", "\t")).encode("utf-8")),
     }
     for name, data in variants.items():

@@ -315,10 +315,16 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
+    while header and not header[-1] and not any(len(r) == len(header) and r[-1].strip() for r in body):
+        header.pop()  # a separator that ends every line: no column
     for name, role in [(time, "time"), (group, "group"), *[(c, "feature") for c in (features or [])]]:
         if name is not None and name not in header:
             raise DataError(f"{path}: {role} column {name!r} not found (columns: {', '.join(header)})")
+    _check_row_lengths(header, body, path)
     feats = list(features) if features is not None else [h for h in header if h not in (time, group)]
+    if "" in feats:
+        raise DataError(f"{path}: column {header.index('') + 1} has no name in the header line; name it, or "
+                        "choose the feature columns (features=...)")
     col = {h: i for i, h in enumerate(header)}
 
     def cells(name: str) -> list[str]:
@@ -353,6 +359,20 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
     order = list(sel)
     return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path),
                         missing, sort=sort, duplicates=duplicates)
+
+
+def _check_row_lengths(header: list[str], rows: list[list[str]], path: Path) -> None:
+    """Every (non-blank) data row has the header's number of fields, empty trailing fields (a trailing
+    separator) aside: a longer row is most often a value that holds the separator (``1,234`` in a
+    comma file), which shifts every later value into the wrong column, and a shorter one a truncated file;
+    either would otherwise be read as wrong or missing values without a word."""
+    for k, row in enumerate(rows):
+        used = len(row)
+        while used > len(header) and not row[used - 1].strip():
+            used -= 1
+        if used != len(header):
+            guess = "a value holding the separator, or an unnamed column?" if used > len(header) else "a truncated row?"
+            raise DataError(f"{path}: row {k + 2} has {used} fields, the header {len(header)} ({guess})")
 
 
 def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
