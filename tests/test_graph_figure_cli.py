@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -141,3 +142,23 @@ def test_gaps_in_some_features_are_interpolated_when_asked_and_the_graph_survive
     assert (chosen["values_interpolated"], chosen["points_dropped"]) == (g.n_interpolated_, len(X))
     refused = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time"])
     assert refused.exit_code != 0 and "--missing interpolate" in refused.output
+
+
+def test_the_graph_command_says_so_when_no_edge_scores_above_zero(tmp_path):
+    """Pure noise, linear library: on this draw the best stage cuts every edge (on some draws a stage with an
+    edge or two predicts held-out noise a little better). Printing the first 15 of the all-zero edges
+    (alphabetical ties) would read as a ranking; the command says there is none instead."""
+    X = np.random.default_rng(2).normal(size=(8, 15, 4))
+    data = tmp_path / "noise.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "t", "a", "b", "c", "d"])
+        w.writerows([f"r{b}", k / 14, *X[b, k]] for b in range(len(X)) for k in range(15))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--poly", "false", "--out",
+                                       str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "no edge scores above 0" in res.output and " -> " not in res.output
+    with open(tmp_path / "out" / "edges.csv") as f:
+        assert {float(r["score"]) for r in csv.DictReader(f)} == {0.0}

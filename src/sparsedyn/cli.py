@@ -384,8 +384,13 @@ def graph(
         "values_interpolated": series.interpolated, "points_dropped": series.dropped, "periodic": phases,
         "sorted": sort, "duplicates": duplicates, "rows_averaged": series.averaged})
     est.plot(out / "graph.png", series)
-    typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
-    for e in est.edges_[:top]:
+    scored = [e for e in est.edges_[:top] if e["score"] > 0]  # edges_ is best first
+    if top and not scored:
+        typer.echo("no edge scores above 0: the fit supports no dependency between these variables (see the "
+                   "warnings above); edges.csv lists every edge with score 0")
+    else:
+        typer.echo(f"{'source':>14} -> {'target':<14} {'score':>6} {'probability':>11} sign")
+    for e in scored:
         typer.echo(f"{e['source']:>14} -> {e['target']:<14} {e['score']:6.3f} {e['probability']:11.2f} "
                    f"{'+' if e['sign'] > 0 else '-' if e['sign'] < 0 else '0'}")
     typer.echo(f"wrote {out / 'edges.csv'}, {out / 'graph.png'} and {out / 'fit.json'} "
