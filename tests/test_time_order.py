@@ -109,3 +109,23 @@ def test_an_h5ad_time_course_averages_the_cells_of_each_time_point(tmp_path):
     np.testing.assert_array_equal(s.times[0], [0.0, 1.0, 2.0])
     np.testing.assert_array_equal(s.values[0], [[0.0, 0.0], [5.0, 5.0], [2.0, 4.0]])
     assert s.averaged == 1
+
+
+def test_the_trajectories_task_takes_sort_and_duplicates_from_its_config(tmp_path):
+    from sparsedyn.tasks.trajectories_task import TrajectoriesTask
+
+    A, t, X = _linear_data(n_traj=6, points=8)
+    rows = [f"r{b},{float(t[k])!r}," + ",".join(repr(float(v)) for v in X[b, k]) for b in range(6) for k in range(8)]
+    plain, shuffled = tmp_path / "plain.csv", tmp_path / "shuffled.csv"
+    header = "run,time," + ",".join(f"g{i}" for i in range(5)) + "\n"
+    plain.write_text(header + "\n".join(rows) + "\n")
+    shuffled.write_text(header + "\n".join(rows[i] for i in np.random.default_rng(1).permutation(48)) + "\n"
+                        + "\n".join(rows[:8]) + "\n")  # r0 again at the end: each of its points twice
+    fields = {"time": "time", "group": "run", "val_fraction": 0.0, "test_fraction": 0.0, "standardize": False}
+    with pytest.raises(DataError, match="times are not sorted"):
+        TrajectoriesTask(path=str(shuffled), **fields)
+    got = TrajectoriesTask(path=str(shuffled), sort=True, duplicates="average", **fields).series
+    expected = TrajectoriesTask(path=str(plain), **fields).series
+    order = [expected.names.index(name) for name in got.names]
+    for a, b in zip(got.values + got.times, [expected.values[i] for i in order] + [expected.times[i] for i in order]):
+        np.testing.assert_array_equal(a, b)

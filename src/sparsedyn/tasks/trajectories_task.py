@@ -39,6 +39,10 @@ class TrajectoriesTaskConfig(TaskConfig):
     # time points missing only some features: refused ("error"), or each feature's interior gaps filled
     # linearly in time and edge gaps dropped ("interpolate"; sparsedyn.tasks.user_data.interpolate_gaps)
     missing: Literal["error", "interpolate"] = "error"
+    # rows in another time order (a pseudotime table) and rows of one trajectory sharing a time: refused, or
+    # sorted / averaged into one state per time (sparsedyn.tasks.time_order)
+    sort: bool = False
+    duplicates: Literal["error", "average"] = "error"
     window: int | None = Field(None, ge=2)
     val_fraction: float = Field(0.2, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
@@ -104,7 +108,7 @@ class TrajectoriesTask(ForecastTask[TrajectoriesTaskConfig]):
 
     def setup(self) -> None:
         c = self.config
-        self._build(load_series(c.path, c.time, c.group, c.features, c.missing))
+        self._build(load_series(c.path, c.time, c.group, c.features, c.missing, c.sort, c.duplicates))
 
     @classmethod
     def from_series(cls, series: Series, **fields: Any) -> TrajectoriesTask:
