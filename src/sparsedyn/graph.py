@@ -172,7 +172,8 @@ class SparseGraph(_Base):
     weights (held-out derivative error)^-4; ``library_errors_`` and ``library_graphs_`` hold both),
     ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
-    halves of the trajectories for edge probabilities (0: none), ``expected_false`` the stability-selection
+    halves of the trajectories for edge probabilities (0: none; ``edge_probability_`` is then whether each
+    library's chosen stage selects the edge, averaged over the libraries: no probability), ``expected_false`` the stability-selection
     bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother (True or
     ``"local"``: the local quadratic smoother, the default; ``"spline"``: a GCV smoothing spline per trajectory,
     slower and no better on the benchmark's hard regimes; False: finite differences of the raw values; see
