@@ -173,11 +173,11 @@ class SparseGraph(_Base):
     ``n_stages`` strengths on the path (from the strength at which no edge enters down to
     ``min_ratio`` times it), ``steps`` Adam steps per stage, ``folds`` over trajectories, ``n_subsamples``
     halves of the trajectories for edge probabilities (0: none; ``edge_probability_`` is then whether each
-    library's chosen stage selects the edge, averaged over the libraries: no probability), ``expected_false`` the stability-selection
-    bound on false edges among those with probability >= 0.9, ``smooth`` the derivative smoother (True or
-    ``"local"``: the local quadratic smoother, the default; ``"spline"``: a GCV smoothing spline per trajectory,
-    slower and no better on the benchmark's hard regimes; False: finite differences of the raw values; see
-    :func:`~sparsedyn.derivatives.derivative_data`),
+    library's chosen stage selects the edge, averaged over the libraries: no probability), ``expected_false``
+    the stability-selection bound on false edges among those with probability >= 0.9, ``smooth`` the
+    derivative smoother (True or ``"local"``: the local quadratic smoother, the default; ``"spline"``: a GCV
+    smoothing spline per trajectory, slower and no better on the benchmark's hard regimes; False: finite
+    differences of the raw values; see :func:`~sparsedyn.derivatives.derivative_data`),
     ``design`` the regression rows (``"smoothed"``: states and derivatives of the smoother at the observed
     points; ``"differences"``: difference quotients at interval midpoints,
     :func:`~sparsedyn.derivatives.difference_data`; ``"auto"``: fit both, keep the differences only where they
