@@ -162,3 +162,31 @@ def test_the_graph_command_says_so_when_no_edge_scores_above_zero(tmp_path):
     assert "no edge scores above 0" in res.output and " -> " not in res.output
     with open(tmp_path / "out" / "edges.csv") as f:
         assert {float(r["score"]) for r in csv.DictReader(f)} == {0.0}
+
+
+def test_the_graph_command_fits_the_named_features_only(tmp_path):
+    """Two extra columns in the file; --features names the five to fit (out of file order): the fit is the
+    direct fit on those five columns, in that order. An unknown name is refused before any fit."""
+    A, t, X = _linear_data(n_traj=8)
+    extra = np.random.default_rng(5).normal(size=X.shape[:2] + (2,))
+    data = tmp_path / "wide.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", "time", "noise0", *[f"g{i}" for i in range(5)], "noise1"])
+        w.writerows([f"r{b}", t[k], extra[b, k, 0], *X[b, k], extra[b, k, 1]] for b in range(len(X))
+                    for k in range(len(t)))
+    order = [4, 0, 1, 2, 3]
+    names = [f"g{i}" for i in order]
+    res = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--features",
+                                   ",".join(names), "--seed", "3", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    direct = SparseGraph(seed=3).fit(X[..., order], t=t, feature_names=names)
+    with open(tmp_path / "out" / "edges.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["source"], r["target"]) for r in rows] == [(e["source"], e["target"]) for e in direct.edges_]
+    np.testing.assert_allclose([float(r["score"]) for r in rows], [e["score"] for e in direct.edges_], rtol=1e-12)
+    assert json.loads((tmp_path / "out" / "fit.json").read_text())["features"] == names
+    unknown = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--features",
+                                       "g0,g9", "--out", str(tmp_path / "no")])
+    assert unknown.exit_code == 2 and "feature column 'g9' not found" in unknown.output
+    assert not (tmp_path / "no").exists()

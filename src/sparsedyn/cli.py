@@ -332,6 +332,8 @@ def graph(
     out: Path = typer.Option(Path("graph_out"), help="Folder for edges.csv, graph.png and fit.json."),
     time: str = typer.Option("t", help="The time column (CSV), array (.npz) or obs column (.h5ad)."),
     group: str | None = typer.Option(None, help="The column that names each row's trajectory (CSV, .h5ad)."),
+    features: str = typer.Option("", help="Comma-separated feature columns (genes of an .h5ad) to fit, in this "
+                                          "order; default: every column but time and group."),
     seed: int = typer.Option(0, help="Every random choice of the fit (folds, subsamples)."),
     poly: str = typer.Option("auto", help="Degree-2 library terms: auto, true or false."),
     top: int = typer.Option(15, min=0, help="Edges to print, best first."),
@@ -363,7 +365,8 @@ def graph(
         raise typer.BadParameter(f"--missing must be error or interpolate, got {missing!r}")
     if duplicates not in DUPLICATES:
         raise typer.BadParameter(f"--duplicates must be error or average, got {duplicates!r}")
-    series = load_series(data, time, group, missing=missing, sort=sort, duplicates=duplicates)
+    chosen = [name.strip() for name in features.split(",") if name.strip()] or None
+    series = load_series(data, time, group, chosen, missing=missing, sort=sort, duplicates=duplicates)
     _output_folder(out)
     if series.averaged:
         typer.echo(f"--duplicates average: {series.averaged} rows averaged into others at the same time")
