@@ -22,7 +22,7 @@ from sparsedyn.derivatives import _local_fits, derivative_data, difference_data
 from sparsedyn.graph import PROGRESS_FEATURES, GraphWarning, NotFittedError, SparseGraph
 from sparsedyn.graph_benchmark import REGIMES, edge_metrics, make_dataset
 from sparsedyn.interval_error import ObservedPairs, one_step_error
-from sparsedyn.tasks.user_data import DataError, Series
+from sparsedyn.tasks.user_data import DataError, Series, from_arrays
 
 
 def _linear_data(n_traj=10, points=20, noise=0.01, seed=0):
@@ -563,6 +563,33 @@ def test_one_trajectory_is_cross_validated_over_blocks_of_time():
     assert g.poly_ == (g.library_errors_["degree 2"] < g.library_errors_["linear"])
 
 
+def test_the_peers_cross_validate_one_trajectory_over_the_same_blocks_of_time():
+    """The classical tools on the single 60-point trajectory: they used to refuse it ("needs at least two
+    trajectories") while SparseGraph fitted it. Now their folds hold out the same contiguous blocks
+    SparseGraph's do (LassoCV's 5 folds: SparseGraph's default; SINDy's 3: 6 blocks): LassoCV's scores are
+    sklearn's LassoCV with those folds."""
+    from sparsedyn.baselines.edges import cv_units, lasso_linear, sindy
+
+    A, t, X = _linear_data(n_traj=1, points=60)
+    data = derivative_data(from_arrays(X[0], t))
+    np.testing.assert_array_equal(cv_units(data.trajectory, 5), SparseGraph()._cv_groups(data.trajectory))
+    assert list(np.unique(cv_units(data.trajectory, 3))) == list(range(6))
+    assert cv_units(np.array([0, 0, 1, 1]), 5).tolist() == [0, 0, 1, 1]  # trajectories stay the units
+    with pytest.raises(ValueError, match="at least 4 time points; got 3"):
+        cv_units(np.zeros(3, dtype=int), 5)
+    # LassoCV's scores: sklearn's LassoCV by hand on the standardised rows with those blocks as groups
+    from sklearn.linear_model import LassoCV
+    from sklearn.model_selection import GroupKFold
+
+    z = (data.x - data.x.mean(0)) / data.x.std(0)
+    y = (data.dxdt - data.dxdt.mean(0)) / data.dxdt.std(0)
+    folds = list(GroupKFold(5).split(z, groups=np.arange(len(z)) * 10 // len(z)))
+    by_hand = np.abs([LassoCV(cv=folds, max_iter=5000, random_state=0).fit(z, y[:, i]).coef_ for i in range(5)])
+    np.testing.assert_allclose(lasso_linear(data).scores, by_hand, rtol=1e-10, atol=1e-12)
+    assert ranking_metrics(by_hand, A != 0)["auroc_offdiag"] > 0.7  # and it ranks the graph above chance
+    assert sindy(data).scores.shape == (5, 5)
+
+
 def test_forecasts_use_the_library_that_forecasts_the_held_out_trajectories_better():
     """``forecast_errors_`` by hand for the library that forecasts: its fold members at the path's best stage
     integrate each held-out trajectory from its first observation (RK4), the error capped at that of repeating
@@ -570,7 +597,6 @@ def test_forecasts_use_the_library_that_forecasts_the_held_out_trajectories_bett
     import copy
 
     from sparsedyn.baselines.edges import trajectory_folds
-    from sparsedyn.tasks.user_data import from_arrays
 
     A, t, X = _linear_data(n_traj=8, noise=0.05)
     g = SparseGraph(n_subsamples=0, n_stages=6, steps=100, design="smoothed").fit(X, t=t)

@@ -58,7 +58,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .baselines.edges import Standardiser, simulate, trajectory_folds
+from .baselines.edges import Standardiser, cv_units, simulate, trajectory_folds
 from .collocation import (
     HybridField,
     LibrarySystem,
@@ -581,13 +581,11 @@ class SparseGraph(_Base):
         """The units that folds and subsamples draw: the trajectories, or for one trajectory its
         ``2 x folds`` contiguous blocks of time (blocked cross-validation; derivatives were smoothed
         over the whole trajectory first)."""
-        if len(np.unique(trajectory)) >= 2:
-            return trajectory
-        blocks = min(2 * self.folds, len(trajectory) // 2)
-        if blocks < 2:
+        try:
+            return cv_units(trajectory, self.folds)
+        except ValueError:
             raise DataError(f"SparseGraph needs at least two trajectories, or one with at least 4 time points "
-                            f"(its strength is cross-validated over them); got {len(trajectory)} points")
-        return np.arange(len(trajectory)) * blocks // len(trajectory)
+                            f"(its strength is cross-validated over them); got {len(trajectory)} points") from None
 
     def _members(self, groups: np.ndarray, held_out: list[np.ndarray]) -> torch.Tensor:
         """0/1 row weights (M, N): each fold's training rows (all but its ``held_out`` groups), all rows, then

@@ -4,6 +4,7 @@ from .edges import (
            BASELINES,
            EdgeEstimate,
            Standardiser,
+           cv_units,
            lasso_linear,
            lasso_poly,
            simulate,
@@ -13,5 +14,5 @@ from .edges import (
 )
 from .sindy import SindyModel, fit_sindy
 
-__all__ = ["BASELINES", "EdgeEstimate", "SindyModel", "Standardiser", "fit_sindy", "lasso_linear", "lasso_poly",
-           "simulate", "sindy", "trajectory_folds", "trees"]
+__all__ = ["BASELINES", "EdgeEstimate", "SindyModel", "Standardiser", "cv_units", "fit_sindy", "lasso_linear",
+           "lasso_poly", "simulate", "sindy", "trajectory_folds", "trees"]

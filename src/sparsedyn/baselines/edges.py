@@ -5,7 +5,8 @@ Each regresses smoothed derivatives (:mod:`sparsedyn.derivatives`) on states, bo
 and returns an :class:`EdgeEstimate`: an edge-score matrix ``scores[i, j]`` (how strongly ``dx_i/dt``
 depends on ``x_j``) and, where the tool has one, a derivative model that forecasts by integration.
 
-- ``lasso_linear``: LassoCV per output on the states ("linear Granger"), folds over trajectories.
+- ``lasso_linear``: LassoCV per output on the states ("linear Granger"), folds over trajectories (over blocks
+  of time for a single trajectory, :func:`cv_units`, as SparseGraph's).
 - ``lasso_poly``: the same on degree-2 polynomial features; an edge scores the summed |coefficient|
   of every feature that contains ``x_j``.
 - ``sindy``: pysindy's sequentially thresholded least squares on the degree-2 library, the threshold
@@ -78,6 +79,20 @@ def trajectory_folds(trajectory: np.ndarray, k: int = 5) -> list[tuple[np.ndarra
     return list(GroupKFold(n_splits=min(k, len(groups))).split(trajectory, groups=trajectory))
 
 
+def cv_units(trajectory: np.ndarray, k: int) -> np.ndarray:
+    """The units that ``k``-fold cross-validation holds out (one label per row, rows in time order within a
+    trajectory): the trajectories, or for a single trajectory its ``2 k`` contiguous blocks of time (blocked
+    cross-validation: a random split of one record's rows would score interpolation between neighbours).
+    A single trajectory of fewer than 4 rows has no two blocks of two: a ``ValueError`` says so."""
+    if len(np.unique(trajectory)) >= 2:
+        return trajectory
+    blocks = min(2 * k, len(trajectory) // 2)
+    if blocks < 2:
+        raise ValueError(f"cross-validation needs at least two trajectories, or one with at least 4 time points; "
+                         f"got {len(trajectory)} points")
+    return np.arange(len(trajectory)) * blocks // len(trajectory)
+
+
 def _poly(n: int):
     from sklearn.preprocessing import PolynomialFeatures
 
@@ -112,7 +127,7 @@ def _lasso(data: DerivativeData, degree: int, seed: int) -> EdgeEstimate:
     transform = poly.transform if poly is not None else (lambda a: a)
     features = transform(z)
     powers = poly.powers_ if poly is not None else np.eye(n)
-    folds = trajectory_folds(data.trajectory)
+    folds = trajectory_folds(cv_units(data.trajectory, 5))
     coef, intercept = np.zeros((n, features.shape[1])), np.zeros(n)
     with warnings.catch_warnings():  # weakly regularised points of the CV grid may stop short; say nothing
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -149,7 +164,7 @@ def sindy(data: DerivativeData, seed: int = 0, thresholds: np.ndarray | None = N
     errors = np.zeros(len(grid))
     with warnings.catch_warnings():  # STLSQ warns for every threshold that cuts all terms of an output
         warnings.simplefilter("ignore")
-        for train, test in trajectory_folds(data.trajectory, 3):
+        for train, test in trajectory_folds(cv_units(data.trajectory, 3), 3):
             for g, threshold in enumerate(grid):
                 opt = ps.STLSQ(threshold=float(threshold), alpha=0.05).fit(features[train], y[train])
                 errors[g] += float(((features[test] @ opt.coef_.T - y[test]) ** 2).mean())
