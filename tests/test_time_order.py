@@ -109,6 +109,11 @@ def test_an_h5ad_time_course_averages_the_cells_of_each_time_point(tmp_path):
     np.testing.assert_array_equal(s.times[0], [0.0, 1.0, 2.0])
     np.testing.assert_array_equal(s.values[0], [[0.0, 0.0], [5.0, 5.0], [2.0, 4.0]])
     assert s.averaged == 1
+    with pytest.raises(DataError, match="1 gene\\(s\\) not in var_names, e.g. 'G2' \\(genes: g1, g2\\); did you "
+                                        "mean 'g2'"):
+        load_series(tmp_path / "days.h5ad", time="day", group="lineage", features=["g1", "G2"])
+    with pytest.raises(DataError, match="obs has no time column 'Day' \\(obs columns: day, lineage\\); did you mean"):
+        load_series(tmp_path / "days.h5ad", time="Day")
 
 
 def test_the_trajectories_task_takes_sort_and_duplicates_from_its_config(tmp_path):

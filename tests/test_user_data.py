@@ -167,6 +167,11 @@ def _csv(tmp_path, text, name="d.csv"):
     ("t,a,b\n0,1,2\n1,1,234,3\n", {}, "row 3 has 4 fields, the header 3 \\(a value holding the separator"),
     ("t,a,b\n0,1,2\n1,2\n", {}, "row 3 has 2 fields, the header 3 \\(a truncated row"),
     ("t,,b\n0,1,2\n1,2,3\n", {}, "column 2 has no name in the header line"),
+    # a wide table: the first names and the count, not hundreds of names; the near misses offered
+    ("t," + ",".join(f"gene{k}" for k in range(300)) + "\n" + "0" + ",1" * 300 + "\n",
+     {"features": ["GENE7"]}, "'GENE7' not found \\(columns: t, gene0, .*gene6, \\.\\.\\. \\(301 in all\\)\\); "
+     "did you mean 'gene7'\\?$"),
+    ("t,prey,predator\n0,1,2\n1,2,3\n", {"features": ["preditor"]}, "did you mean 'predator'\\?"),
 ])
 def test_bad_csv_input_is_refused_with_the_problem_named(tmp_path, text, kwargs, message):
     with pytest.raises(DataError, match=message):

@@ -28,6 +28,7 @@ File layouts (``time``, ``group`` and ``features`` name columns / keys):
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import io
 import re
@@ -319,7 +320,7 @@ def read_csv(path: str | Path, time: str = "t", group: str | None = None,
         header.pop()  # a separator that ends every line: no column
     for name, role in [(time, "time"), (group, "group"), *[(c, "feature") for c in (features or [])]]:
         if name is not None and name not in header:
-            raise DataError(f"{path}: {role} column {name!r} not found (columns: {', '.join(header)})")
+            raise DataError(f"{path}: {role} column {name!r} not found {_among(name, header, 'columns')}")
     _check_row_lengths(header, body, path)
     feats = list(features) if features is not None else [h for h in header if h not in (time, group)]
     if "" in feats:
@@ -375,6 +376,14 @@ def _check_row_lengths(header: list[str], rows: list[list[str]], path: Path) -> 
             raise DataError(f"{path}: row {k + 2} has {used} fields, the header {len(header)} ({guess})")
 
 
+def _among(name: str, names: Sequence[str], what: str, shown: int = 8) -> str:
+    """``(columns: a, b, ...)`` for a name not found: the first ``shown`` of ``names`` and their count (a
+    gene table has hundreds), and the closest names when some are close (a case or a typo away)."""
+    listing = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+    close = [n for n in names if n.lower() == name.lower()] or difflib.get_close_matches(name, names, n=3)
+    return f"({what}: {listing})" + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
+
+
 def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
     """A time column of ISO 8601 date-times (``2024-01-01 10:30``, ``2024-01-01T10:30:00.5``) as seconds since
     the earliest of them (the fields are autonomous: only differences count); empty cells are NaN. Anything
@@ -424,11 +433,13 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
         raise DataError(f"{path}: cannot read as .h5ad ({type(e).__name__}: {e})") from None
     for name, role in [(time, "time"), (group, "group")]:
         if name is not None and name not in adata.obs:
-            raise DataError(f"{path}: obs has no {role} column {name!r} (obs columns: {', '.join(adata.obs.columns)})")
+            raise DataError(f"{path}: obs has no {role} column {name!r} "
+                            f"{_among(name, [str(c) for c in adata.obs.columns], 'obs columns')}")
     genes = [str(g) for g in adata.var_names]
     absent = [f for f in (features or []) if f not in genes]
     if absent:
-        raise DataError(f"{path}: genes not in var_names: {absent[:5]}")
+        raise DataError(f"{path}: {len(absent)} gene(s) not in var_names, e.g. {absent[0]!r} "
+                        f"{_among(absent[0], genes, 'genes')}")
     idx = [genes.index(f) for f in features] if features is not None else list(range(len(genes)))
     X = adata.X[:, idx]
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
@@ -453,7 +464,7 @@ def _select(series: Series, features: Sequence[str] | None, where: str) -> Serie
         return series
     missing = [f for f in features if f not in series.features]
     if missing:
-        raise DataError(f"{where}: features not found: {missing} (have: {series.features[:10]})")
+        raise DataError(f"{where}: features not found: {missing} {_among(missing[0], series.features, 'features')}")
     cols = [series.features.index(f) for f in features]
     return replace(series, values=[x[:, cols] for x in series.values], features=list(features))
 
