@@ -53,11 +53,21 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if not isinstance(e, (ValueError, FileNotFoundError)) else text
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """A warning as one line on stderr, ``sparsedyn: GraphWarning: ...``: Python's own format adds the file,
+    line number and the source line that called the library, which mean nothing to a command's user."""
+    typer.echo(f"sparsedyn: {category.__name__}: {message}", err=True)
+
+
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn any exception of ``command`` into one clear line and an exit code (traceback with --debug)."""
+    """Turn any exception of ``command`` into one clear line and an exit code, and each warning into one
+    line (traceback and Python's warning format with --debug)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import warnings
+
         from .backends import SweepInterrupted
         from .config import ConfigError
         from .report import ReportError
@@ -65,7 +75,10 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         from .tasks.user_data import DataError
 
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():  # restores Python's showwarning afterwards
+                if not _DEBUG["on"]:
+                    warnings.showwarning = _show_warning
+                return command(*args, **kwargs)
         except typer.Exit:
             raise
         except SweepInterrupted as e:
