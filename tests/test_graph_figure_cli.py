@@ -47,6 +47,8 @@ def test_the_heat_map_is_graph_and_the_marks_are_the_confident_edges(fitted):
     np.testing.assert_allclose(line.get_ydata(), g.simulate(X[0, 0], fine)[:, int(line.get_label()[1:])])
     with pytest.raises(DataError, match=r"truth must be \(5, 5\)"):
         graph_figure(g, truth=np.ones((4, 4), dtype=bool))
+    norm = heat.images[0].norm
+    assert (norm.vmin, norm.vmax) == (0, np.nanmax(expected)) and "no edge" not in heat.get_title()
 
 
 def test_runs_from_different_clock_times_are_drawn_from_their_own_starts(fitted):
@@ -162,6 +164,12 @@ def test_the_graph_command_says_so_when_no_edge_scores_above_zero(tmp_path):
     assert "est = SparseGraph(" not in res.output and "cli.py:" not in res.output
     with open(tmp_path / "out" / "edges.csv") as f:
         assert {float(r["score"]) for r in csv.DictReader(f)} == {0.0}
+    # the figure: an all-zero graph is white (score 0 at the bottom of the scale), and its title says so; a graph
+    # with edges keeps its scale from 0 to its top score
+    g = SparseGraph(poly=False, seed=0).fit(list(X), t=np.linspace(0, 1, 15))
+    heat = graph_figure(g).axes[0]
+    assert heat.images[0].norm.vmin == 0 and tuple(heat.images[0].to_rgba(0.0)) == (1.0, 1.0, 1.0, 1.0)
+    assert heat.get_title().endswith("; no edge scores above 0)")
 
 
 def test_the_graph_command_fits_the_named_features_only(tmp_path):

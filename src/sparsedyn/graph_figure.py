@@ -50,7 +50,8 @@ def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | Non
     ax = axes[0, 0]
     scores = np.array(est.graph_, dtype=float)
     np.fill_diagonal(scores, np.nan)
-    image = ax.imshow(scores, cmap="Greys", vmin=0, vmax=np.nanmax(scores) if np.isfinite(scores).any() else 1)
+    top = np.nanmax(scores) if np.isfinite(scores).any() else 0.0
+    image = ax.imshow(scores, cmap="Greys", vmin=0, vmax=top if top > 0 else 1.0)  # an all-zero graph stays white
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="edge score (mean |Jacobian|, scaled)")
     probability, sign = est.edge_probability_, est.sign_
     off = ~np.eye(n, dtype=bool)
@@ -68,7 +69,9 @@ def graph_figure(est: Any, series: Series | None = None, truth: np.ndarray | Non
     ax.set_yticks(list(ticks), [names[k] for k in ticks], fontsize=7)
     ax.set_xlabel("source")
     ax.set_ylabel("target")
-    ax.set_title(f"graph_ ({est.design_} derivatives, {'degree-2' if est.poly_ else 'linear'} forecasts)", fontsize=9)
+    empty = "; no edge scores above 0" if not top > 0 else ""
+    ax.set_title(f"graph_ ({est.design_} derivatives, {'degree-2' if est.poly_ else 'linear'} forecasts{empty})",
+                 fontsize=9)
     fig.legend(*ax.get_legend_handles_labels(), loc="lower right", bbox_to_anchor=(0.99, 0.0), ncol=3, fontsize=7,
                frameon=False)
     if series is not None:
