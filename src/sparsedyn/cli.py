@@ -382,7 +382,8 @@ def graph(
     series = load_series(data, time, group, chosen, missing=missing, sort=sort, duplicates=duplicates)
     _output_folder(out)
     if series.averaged:
-        typer.echo(f"--duplicates average: {series.averaged} rows averaged into others at the same time")
+        rows = "1 row" if series.averaged == 1 else f"{series.averaged} rows"
+        typer.echo(f"--duplicates average: {rows} averaged into others at the same time")
     if series.interpolated or series.dropped:
         typer.echo(f"--missing interpolate: {series.interpolated} values interpolated, {series.dropped} time "
                    "points dropped (a gap at a trajectory's start or end)")
