@@ -8,15 +8,21 @@ data sets, with ``SparseGraph(periodic=phases)`` as that bench fits it.
   would give them away (the parent takes over); the count of edges at >= 0.9 and of true ones among them, per data
   set, for both.
 - ``kinds``: what the false edges at probability >= 0.9 are: the reverse of a true edge, two hops along true edges
-  (j -> k -> i), a sibling (sharing a parent or a child with the target), or other.
+  (j -> k -> i), a sibling (sharing a parent or a child with the target), or other; with ``--noise`` and
+  ``--points`` in place of the regimes' (noise-free data, denser sampling).
+- ``ridge``: the shipped check at other ridge strengths of its refits (``--ridges``; shipped:
+  ``sparsedyn.loco.RIDGE``), from the same fits.
 
     python bench/graph_phases_necessity.py --probe dense --out necessity_dense.jsonl   # 24 Kuramoto data sets
     python bench/graph_phases_necessity.py --probe kinds
+    python bench/graph_phases_necessity.py --probe kinds --regimes standard --noise 0 --points 100
+    python bench/graph_phases_necessity.py --probe ridge --ridges 0.1,0.01,0.001,0.0001
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import platform
@@ -33,6 +39,20 @@ from sparsedyn import graph as graph_module  # noqa: E402
 from sparsedyn import loco  # noqa: E402
 from sparsedyn.graph import SparseGraph  # noqa: E402
 from sparsedyn.graph_benchmark import FAMILIES, REGIMES, make_dataset  # noqa: E402
+
+
+class OtherRidges:
+    """Stands in for ``necessity_frequency`` inside ``sparsedyn.graph`` like :class:`DenseNecessity`, recording the
+    shipped check's frequencies at each of ``ridges``."""
+
+    def __init__(self, ridges: list[float]) -> None:
+        self.ridges = ridges
+        self.frequencies: dict[float, list[np.ndarray]] = {r: [] for r in ridges}
+
+    def __call__(self, z, y, weights, halves, selected, poly, ridge=loco.RIDGE, periodic=()):
+        for r in self.ridges:
+            self.frequencies[r].append(loco.necessity_frequency(z, y, weights, halves, selected, poly, r, periodic))
+        return loco.necessity_frequency(z, y, weights, halves, selected, poly, ridge, periodic)
 
 
 class DenseNecessity:
@@ -70,7 +90,10 @@ def kind(truth: np.ndarray, i: int, j: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--probe", choices=("dense", "kinds"), default="dense")
+    ap.add_argument("--probe", choices=("dense", "kinds", "ridge"), default="dense")
+    ap.add_argument("--ridges", default="0.1,0.01,0.001,0.0001")
+    ap.add_argument("--noise", type=float, default=None, help="in place of every regime's noise")
+    ap.add_argument("--points", type=int, default=None, help="in place of every regime's points per trajectory")
     ap.add_argument("--family", default="kuramoto")
     ap.add_argument("--regimes", default="standard,few_points,noisy,few_trajectories")
     ap.add_argument("--instances", type=int, default=2)
@@ -83,19 +106,30 @@ def main() -> None:
     FAMILIES[args.family] = (factory, span)
     print(f"# graph_phases_necessity --probe {args.probe}: {platform.machine()}, torch {torch.__version__}, 1 thread")
     recorder = DenseNecessity()
-    if args.probe == "dense":
-        graph_module.necessity_frequency = recorder  # type: ignore[assignment]
-    totals: dict[str, list[int]] = {"shipped": [0, 0], "dense": [0, 0]}
+    ridges = OtherRidges([float(r) for r in args.ridges.split(",")])
+    if args.probe in ("dense", "ridge"):
+        graph_module.necessity_frequency = recorder if args.probe == "dense" else ridges  # type: ignore
+    variants = ["dense"] if args.probe == "dense" else [f"ridge {r:g}" for r in ridges.ridges]
+    totals: dict[str, list[int]] = {name: [0, 0] for name in ("shipped", *variants)}
     kinds: dict[str, int] = {}
     jobs = itertools.product(args.regimes.split(","), range(args.instances), [int(s) for s in args.seeds.split(",")])
     for regime, instance, seed in jobs:
-        data = make_dataset(args.family, instance, REGIMES[regime], seed)
+        observed = REGIMES[regime]
+        if args.noise is not None or args.points is not None:
+            observed = dataclasses.replace(observed, noise=observed.noise if args.noise is None else args.noise,
+                                           points=observed.points if args.points is None else args.points)
+        data = make_dataset(args.family, instance, observed, seed)
         recorder.dense.clear()
+        for kept in ridges.frequencies.values():
+            kept.clear()
         est = SparseGraph(seed=seed, periodic=list(columns)).fit(data.train.values, t=data.train.times)
         off = ~np.eye(len(data.truth), dtype=bool)
         row = {"family": args.family, "regime": regime, "instance": instance, "seed": seed}
-        if args.probe == "dense":
-            for name, p in (("shipped", est.edge_probability_), ("dense", np.mean(recorder.dense, axis=0))):
+        if args.probe in ("dense", "ridge"):
+            compared = [("shipped", est.edge_probability_)]
+            compared += ([("dense", np.mean(recorder.dense, axis=0))] if args.probe == "dense" else
+                         [(f"ridge {r:g}", np.mean(ridges.frequencies[r], axis=0)) for r in ridges.ridges])
+            for name, p in compared:
                 confident = p[off] >= 0.9
                 row[name] = [int(confident.sum()), int((confident & data.truth[off]).sum())]
                 totals[name] = [a + b for a, b in zip(totals[name], row[name])]
@@ -103,17 +137,21 @@ def main() -> None:
             p = est.edge_probability_.copy()
             np.fill_diagonal(p, 0.0)
             row["false"] = [f"{j}->{i}: {kind(data.truth, i, j)}" for i, j in np.argwhere((p >= 0.9) & ~data.truth)]
+            confident = p[off] >= 0.9
+            row["shipped"] = [int(confident.sum()), int((confident & data.truth[off]).sum())]
+            totals["shipped"] = [a + b for a, b in zip(totals["shipped"], row["shipped"])]
             for entry in row["false"]:
                 kinds[entry.split(": ")[1]] = kinds.get(entry.split(": ")[1], 0) + 1
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a") as out:
                 out.write(json.dumps(row) + "\n")
-    if args.probe == "dense":
+    if args.probe in ("dense", "ridge"):
         for name, (edges, true) in totals.items():
-            print(f"{name:8s} edges at >= 0.9: {edges}, true: {true} ({true / max(edges, 1):.1%})")
+            print(f"{name:12s} edges at >= 0.9: {edges}, true: {true} ({true / max(edges, 1):.1%})")
     else:
-        print("false edges at >= 0.9 by kind:", kinds)
+        edges, true = totals["shipped"]
+        print(f"edges at >= 0.9: {edges}, true: {true} ({true / max(edges, 1):.1%}); false ones by kind: {kinds}")
 
 
 if __name__ == "__main__":
