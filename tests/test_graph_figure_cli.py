@@ -99,6 +99,8 @@ def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
     assert chosen["design"] == direct.design_ and chosen["strength"] == direct.strength_
     assert chosen["forecast_library"] == ("degree 2" if direct.poly_ else "linear")
     assert chosen["trajectory_matching_kept"] == direct.refined_
+    assert chosen["held_out_derivative_error"] == direct.cv_mse_ < 1.0  # a linear system: far better than the mean
+    assert chosen["cross_validated_over"] == "trajectories"
     best = direct.edges_[0]
     assert f"{best['source']:>14} -> {best['target']:<14}" in res.output
     missing = CliRunner().invoke(app, ["graph", str(tmp_path / "nope.csv")])

@@ -201,6 +201,10 @@ class SparseGraph(_Base):
     of ``x_j`` (:mod:`sparsedyn.collocation`), so that couplings such as ``sin(x_j - x_i)`` are in it; forecasts
     are unwrapped phases, and ``sign_`` is read with every angle at 0 (the other features at their means).
     Library fields only (``hidden=0``); other periods: convert to radians first.
+
+    How well the fit predicts: ``cv_mse_``, the folds' held-out derivative error at the stage ``graph_`` is read
+    at, in standardised units (1: what predicting the training mean scores; a ``GraphWarning`` when it is not
+    below 1). The folds hold out whole trajectories, or for a single trajectory contiguous blocks of its time.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
