@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsedyn.cli import app
-from sparsedyn.graph import SparseGraph
+from sparsedyn.graph import GraphWarning, SparseGraph
 from sparsedyn.graph_benchmark import edge_metrics
 from sparsedyn.graph_figure import CONFIDENT, graph_figure
 from sparsedyn.tasks.user_data import DataError, from_arrays
@@ -168,7 +168,9 @@ def test_the_graph_command_says_so_when_no_edge_scores_above_zero(tmp_path):
         assert {float(r["score"]) for r in csv.DictReader(f)} == {0.0}
     # the figure: an all-zero graph is white (score 0 at the bottom of the scale), and its title says so; a graph
     # with edges keeps its scale from 0 to its top score
-    g = SparseGraph(poly=False, seed=0).fit(list(X), t=np.linspace(0, 1, 15))
+    with pytest.warns(GraphWarning) as caught:  # the same fit as the command's, with its warnings
+        g = SparseGraph(poly=False, seed=0).fit(list(X), t=np.linspace(0, 1, 15))
+    assert any("no edge between variables at all" in str(w.message) for w in caught)
     heat = graph_figure(g).axes[0]
     assert heat.images[0].norm.vmin == 0 and tuple(heat.images[0].to_rgba(0.0)) == (1.0, 1.0, 1.0, 1.0)
     assert heat.get_title().endswith("; no edge scores above 0)")
