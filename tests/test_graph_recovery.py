@@ -49,6 +49,23 @@ def test_the_local_smoother_is_exact_on_quadratics_at_irregular_times():
     assert np.all((hat > 0) & (hat <= 1 + 1e-9))  # the centre's own weight in its fit
 
 
+def test_the_smoothers_neighbours_are_the_stable_argsort_of_all_distances_without_forming_them():
+    """:func:`nearest_neighbours` against the (T, T) stable argsort it replaced, index for index: irregular times,
+    a grid of integers (exact ties between the left and the right neighbour: the earlier one first), a decimal
+    grid (near ties), windows from 1 to longer than the trajectory."""
+    from sparsedyn.derivatives import nearest_neighbours
+
+    rng = np.random.default_rng(0)
+    grids = [np.sort(rng.uniform(0, 10, 40)), np.arange(30.0), np.arange(25) * 0.1 + 3.0, np.array([2.0]),
+             np.unique(rng.integers(0, 200, 50) / 7)]
+    for t in grids:
+        for k in (1, 2, 5, 7, 15, 100):
+            brute = np.argsort(np.abs(t[:, None] - t[None, :]), axis=1, kind="stable")[:, :min(k, len(t))]
+            np.testing.assert_array_equal(nearest_neighbours(t, k), brute)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        nearest_neighbours(np.array([0.0, 2.0, 1.0]), 2)
+
+
 def test_the_local_smoother_does_not_depend_on_the_unit_of_time():
     t = np.sort(np.random.default_rng(0).uniform(0, 3, 17))
     x = np.stack([np.sin(2 * t), t**2], axis=1)

@@ -46,6 +46,30 @@ class DerivativeData:
 WINDOWS = (5, 7, 9, 11, 15)  # candidate neighbourhood sizes of the local smoother
 
 
+def nearest_neighbours(t: np.ndarray, k: int) -> np.ndarray:
+    """(T, min(k, T)): for each of the strictly increasing times ``t``, the indices of its ``k`` nearest times
+    (itself first), nearest first and ties to the earlier index: the first ``k`` columns of a stable argsort of
+    the (T, T) distance matrix, without forming it. In one dimension a point's ``k`` nearest neighbours are a
+    run of ``k`` consecutive points around it, grown one point at a time towards the nearer side (the earlier on
+    a tie); each run is then put in order. Memory and time O(T k): the distance matrix took 6.7 GB and most of a
+    fit's 24 s for one trajectory of 20,000 points."""
+    t = np.asarray(t, dtype=float)
+    T = len(t)
+    if T and not (np.diff(t) > 0).all():
+        raise ValueError("nearest_neighbours needs strictly increasing times")
+    k = min(k, T)
+    centre = np.arange(T)
+    left, right = centre.copy(), centre + 1  # the run [left, right)
+    for _ in range(k - 1):
+        gap_left = np.where(left > 0, t - t[np.maximum(left - 1, 0)], np.inf)
+        gap_right = np.where(right < T, t[np.minimum(right, T - 1)] - t, np.inf)
+        earlier = gap_left <= gap_right
+        left = np.where(earlier, left - 1, left)
+        right = np.where(earlier, right, right + 1)
+    run = left[:, None] + np.arange(k)  # (T, k), ascending indices
+    return np.take_along_axis(run, np.argsort(np.abs(t[run] - t[:, None]), axis=1, kind="stable"), axis=1)
+
+
 def _local_fits(t: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local weighted quadratic fits at every point of one trajectory with ``k`` nearest neighbours:
     values (T, n), slopes (T, n) and the hat matrix's diagonal (T,).
@@ -55,9 +79,7 @@ def _local_fits(t: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     thousandths of the trajectory's span and beyond float precision for a span of 1e6 (seconds over days),
     and the fit then lost its curvature or its constant. The result is the same quadratic, so the smoother
     no longer depends on the unit of time (test)."""
-    T = len(t)
-    k = min(k, T)
-    order = np.argsort(np.abs(t[:, None] - t[None, :]), axis=1, kind="stable")[:, :k]  # (T, k)
+    order = nearest_neighbours(t, k)  # (T, k)
     dt = t[order] - t[:, None]  # (T, k)
     h = np.abs(dt).max(axis=1, keepdims=True) * 1.0001
     u = dt / h  # offsets in half-widths of the window
