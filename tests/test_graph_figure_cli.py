@@ -106,7 +106,7 @@ def test_the_graph_command_writes_the_fits_edges_figure_and_choices(tmp_path):
     missing = CliRunner().invoke(app, ["graph", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "data file not found" in missing.output
     bad = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--poly", "cubic"])
-    assert bad.exit_code != 0 and "--poly must be auto, true or false" in bad.output
+    assert bad.exit_code == 2 and bad.output.startswith("sparsedyn: --poly must be auto, true or false")
     (tmp_path / "a_file").write_text("kept")
     for command in (["graph", str(data), "--group", "run", "--time", "time"], ["demo"]):  # refused before any fit
         taken = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "a_file")])
@@ -198,6 +198,15 @@ def test_the_graph_command_fits_the_named_features_only(tmp_path):
     assert [(r["source"], r["target"]) for r in rows] == [(e["source"], e["target"]) for e in direct.edges_]
     np.testing.assert_allclose([float(r["score"]) for r in rows], [e["score"] for e in direct.edges_], rtol=1e-12)
     assert json.loads((tmp_path / "out" / "fit.json").read_text())["features"] == names
+    # the same names from a file: one per line, a comment, a blank line, a comma-separated line
+    listing = tmp_path / "genes.txt"
+    listing.write_text(f"# the panel\n{names[0]}\n\n{names[1]}, {names[2]}\n{names[3]}  # a note\n{names[4]}\n")
+    from_file = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--features",
+                                         f"@{listing}", "--seed", "3", "--out", str(tmp_path / "out2")])
+    assert from_file.exit_code == 0, from_file.output
+    assert (tmp_path / "out2" / "edges.csv").read_text() == (tmp_path / "out" / "edges.csv").read_text()
+    absent = CliRunner().invoke(app, ["graph", str(data), "--features", f"@{tmp_path / 'none.txt'}"])
+    assert absent.exit_code == 2 and "cannot read the list of names" in absent.output
     unknown = CliRunner().invoke(app, ["graph", str(data), "--group", "run", "--time", "time", "--features",
                                        "g0,g9", "--out", str(tmp_path / "no")])
     assert unknown.exit_code == 2 and "feature column 'g9' not found" in unknown.output

@@ -50,7 +50,8 @@ def _fail(message: str, code: int) -> None:
 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip() or "(no message)"
-    return f"{type(e).__name__}: {text}" if not isinstance(e, (ValueError, FileNotFoundError)) else text
+    plain = (ValueError, FileNotFoundError, typer.BadParameter)  # their messages name the problem themselves
+    return text if isinstance(e, plain) else f"{type(e).__name__}: {text}"
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
@@ -90,7 +91,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:  # noqa: BLE001 - the CLI's last line of defence: one line, not 100
             if _DEBUG["on"]:
                 raise
-            code = 2 if isinstance(e, (ConfigError, RunDirError, ReportError, DataError)) else 1
+            code = 2 if isinstance(e, (ConfigError, RunDirError, ReportError, DataError, typer.BadParameter)) else 1
             _fail(_one_line(e) + ("" if code == 2 else "  (sparsedyn --debug ... shows the traceback)"), code)
         except KeyboardInterrupt:  # click would print only "Aborted."
             if _DEBUG["on"]:
@@ -337,6 +338,19 @@ def list_() -> None:
     typer.echo("systems: " + ", ".join(sorted(SYSTEMS)))
 
 
+def _names(listing: str) -> list[str]:
+    """Names from ``a,b,c`` or from ``@file`` (one per line or comma-separated; blank lines and ``#`` comments
+    skipped): a gene panel of hundreds of names does not fit on a command line."""
+    if listing.startswith("@"):
+        path = Path(listing[1:])
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except OSError as e:
+            raise typer.BadParameter(f"--features {listing}: cannot read the list of names ({e.strerror})") from None
+        listing = ",".join(line.split("#", 1)[0] for line in text.splitlines())
+    return [name.strip() for name in listing.split(",") if name.strip()]
+
+
 @app.command()
 @friendly_errors
 def graph(
@@ -346,7 +360,8 @@ def graph(
     time: str = typer.Option("t", help="The time column (CSV), array (.npz) or obs column (.h5ad)."),
     group: str | None = typer.Option(None, help="The column that names each row's trajectory (CSV, .h5ad)."),
     features: str = typer.Option("", help="Comma-separated feature columns (genes of an .h5ad) to fit, in this "
-                                          "order; default: every column but time and group."),
+                                          "order, or @FILE: a text file of names (one per line, or comma-"
+                                          "separated); default: every column but time and group."),
     seed: int = typer.Option(0, help="Every random choice of the fit (folds, subsamples)."),
     poly: str = typer.Option("auto", help="Degree-2 library terms: auto, true or false."),
     top: int = typer.Option(15, min=0, help="Edges to print, best first."),
@@ -379,7 +394,7 @@ def graph(
         raise typer.BadParameter(f"--missing must be error or interpolate, got {missing!r}")
     if duplicates not in DUPLICATES:
         raise typer.BadParameter(f"--duplicates must be error or average, got {duplicates!r}")
-    chosen = [name.strip() for name in features.split(",") if name.strip()] or None
+    chosen = _names(features) or None
     series = load_series(data, time, group, chosen, missing=missing, sort=sort, duplicates=duplicates)
     _output_folder(out)
     if series.averaged:
