@@ -454,6 +454,26 @@ def test_a_forecast_that_blows_up_says_when_and_one_that_does_not_is_silent():
     np.testing.assert_array_equal(batch[0], g.simulate(X[0, 0], grid))
 
 
+def test_a_feature_that_duplicates_another_is_named_in_a_warning():
+    """A copy of x0 in other units (3 x0 + 1): no edge out of it can be told from one out of x0 (ad hoc: the copy
+    got probability 0.95 for x0's child, as x0 did), so the fit says so; the plain data give no such warning.
+    ``duplicate_pairs`` by hand: NaN rows skipped, constant columns left out, a sign flip is a duplicate too."""
+    from sparsedyn.graph import duplicate_pairs
+
+    A, t, X = _linear_data(n_traj=8)
+    copied = np.concatenate([X, 3 * X[..., :1] + 1], axis=2)
+    with pytest.warns(GraphWarning, match=r"x0 ~ x5 are the same signal up to scale and offset") as caught:
+        SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(copied, t=t)
+    assert "drop one of each pair" in str([w.message for w in caught])
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        SparseGraph(n_subsamples=0, n_stages=5, steps=100).fit(X, t=t)
+    assert not [w for w in plain if "same signal" in str(w.message)]
+    rows = np.array([[0.0, 1.0, 5.0, 2.0], [1.0, -1.0, 5.0, 0.0], [np.nan, np.nan, np.nan, np.nan],
+                     [2.0, -3.0, 5.0, 7.0], [3.0, -5.0, 5.0, 1.0]])
+    assert duplicate_pairs(rows, ["a", "b", "c", "d"]) == [("a", "b")]  # b = 1 - 2a; c constant; d unrelated
+
+
 def test_a_linear_forecast_that_grows_past_the_bound_names_the_linear_field():
     """dx/dt = x observed on [0, 1] from x0 in [0.5, 1.5]: the fitted linear field grows as e^t, and its
     forecast to t = 10 leaves the bound; the warning must not blame a degree-2 library this fit lacks."""

@@ -148,6 +148,25 @@ def _fit_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+DUPLICATE_CORRELATION = 0.999  # features this correlated over every observed point are one signal to the fit
+
+
+def duplicate_pairs(observed: np.ndarray, names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of features whose values over every observed point (rows of ``observed``, NaN rows of missing
+    points skipped) have |correlation| >= :data:`DUPLICATE_CORRELATION`: a copy, a change of unit, a sensor read
+    twice. The fit cannot tell their edges apart (measured: an exact copy of a parent got probability 0.95 for
+    its child, as the parent did). Constant features are left to their own warning."""
+    rows = observed[~np.isnan(observed).any(axis=1)]
+    spread = rows.std(axis=0)
+    varying = np.flatnonzero(spread > 0)
+    if len(rows) < 3 or len(varying) < 2:
+        return []
+    z = (rows[:, varying] - rows[:, varying].mean(axis=0)) / spread[varying]
+    correlation = np.abs(z.T @ z) / len(rows)
+    i, j = np.nonzero(np.triu(correlation >= DUPLICATE_CORRELATION, k=1))
+    return [(names[varying[a]], names[varying[b]]) for a, b in zip(i, j)]
+
+
 def _library_name(field: HybridField) -> str:
     return "degree 2" if field.poly else "linear"
 
@@ -205,6 +224,8 @@ class SparseGraph(_Base):
     How well the fit predicts: ``cv_mse_``, the folds' held-out derivative error at the stage ``graph_`` is read
     at, in standardised units (1: what predicting the training mean scores; a ``GraphWarning`` when it is not
     below 1). The folds hold out whole trajectories, or for a single trajectory contiguous blocks of its time.
+    ``constant_features_`` (features that never vary) and ``duplicate_features_`` (pairs of features that are one
+    signal up to scale and offset, :func:`duplicate_pairs`) name what the data cannot resolve, each with a warning.
     """
 
     def __init__(self, hidden: int = 0, poly: bool | str = "auto", n_stages: int = 20, min_ratio: float = 3e-4,
@@ -317,6 +338,7 @@ class SparseGraph(_Base):
             observed = np.concatenate(series.values)
             self.constant_features_ = [name for name, spread in zip(self.feature_names_in_, np.nanmax(observed, 0)
                                                                      - np.nanmin(observed, 0)) if not spread > 0]
+            self.duplicate_features_ = duplicate_pairs(observed, self.feature_names_in_)
             self._choose(self.path_)
             self.refined_ = False
             self.refine_errors_: dict[str, float] = {}
@@ -676,6 +698,13 @@ class SparseGraph(_Base):
         return jac.detach().numpy()
 
     def _warn(self) -> None:
+        if self.duplicate_features_:
+            pairs = ", ".join(f"{a} ~ {b}" for a, b in self.duplicate_features_[:5])
+            more = f" and {len(self.duplicate_features_) - 5} more pairs" if len(self.duplicate_features_) > 5 else ""
+            warnings.warn(f"SparseGraph: {pairs}{more} are the same signal up to scale and offset (|correlation| >= "
+                          f"{DUPLICATE_CORRELATION}): the data cannot tell an edge out of one from an edge out of the "
+                          "other, and edge_probability_ may call both needed; drop one of each pair",
+                          GraphWarning, stacklevel=4)
         if self.constant_features_:
             warnings.warn(f"SparseGraph: {self.constant_features_} do not vary in the data, so no edge out of "
                           "them can be estimated (their scores are 0); drop them or add trajectories where "
