@@ -27,53 +27,16 @@ File layouts (``time``, ``group`` and ``features`` name columns / keys):
 
 from __future__ import annotations
 
-import csv
-import difflib
-import gzip
-import io
-import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .csv_table import parse_csv
+from .series import DataError, NonNumericError, Series, among
 from .time_order import DUPLICATES, average_duplicate_times, sort_by_time
-
-
-class DataError(ValueError):
-    """Bad user data: the message names the file, column, trajectory or time at fault."""
-
-
-class NonNumericError(DataError, TypeError):
-    """Values that are not numbers (a :class:`DataError` and, as numpy's own error, a ``TypeError``)."""
-
-
-@dataclass
-class Series:
-    """Per trajectory: times (T_i,) strictly increasing, values (T_i, n) with NaN rows for missing points."""
-
-    times: list[np.ndarray]
-    values: list[np.ndarray]
-    features: list[str]
-    names: list[str]  # one per trajectory (group ids, or "0", "1", ...)
-    interpolated: int = 0  # values filled by interpolate_gaps (missing="interpolate"), over all trajectories
-    dropped: int = 0  # time points interpolate_gaps dropped (some features missing at a trajectory's start or end)
-    averaged: int = 0  # time points merged into another at the same time (duplicates="average"), over all trajectories
-
-    @property
-    def n_features(self) -> int:
-        return len(self.features)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def subset(self, indices: Sequence[int]) -> Series:
-        """The trajectories ``indices`` picks, in that order (same features)."""
-        return Series([self.times[i] for i in indices], [self.values[i] for i in indices], self.features,
-                      [self.names[i] for i in indices])
-
 
 _AVERAGE = ("; if the points are samples of one state (cells at one pseudotime, replicates), average them: "
             "duplicates='average', sparsedyn graph --duplicates average")
@@ -271,134 +234,14 @@ def _arrays_series(X: Any, t: Any, masks: Any, features: Sequence[str] | None) -
     return Series(ts, xs, names, [str(i) for i in range(len(xs))])
 
 
-def _open_text(path: Path):
-    """The file as text; ``utf-8-sig`` drops the byte-order mark that spreadsheet programs write first (it would
-    otherwise stick to the first column's name)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
-    return open(path, newline="", encoding="utf-8-sig")
-
-
-DELIMITERS = ",;\t"  # read_csv takes the one of these that its header line holds most often (ties: ",")
-_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
-
-
-def _delimiter(header_line: str) -> str:
-    """The separator of a CSV by its header line: comma, semicolon (spreadsheets in locales whose decimal mark
-    is a comma) or tab, whichever the line holds most often; a comma on a tie (a one-column file)."""
-    counts = {d: header_line.count(d) for d in DELIMITERS}
-    return max(DELIMITERS, key=lambda d: (counts[d], d == ","))
-
-
-def _number(cell: str, decimal_comma: bool) -> float:
-    """A cell as a float; empty is NaN; with ``decimal_comma`` (a ;-separated file) ``1,5`` reads as 1.5."""
-    if not cell:
-        return np.nan
-    if decimal_comma and _DECIMAL_COMMA.fullmatch(cell):
-        cell = cell.replace(",", ".")
-    return float(cell)
-
-
 def read_csv(path: str | Path, time: str = "t", group: str | None = None,
              features: Sequence[str] | None = None, missing: str = "error", sort: bool = False,
              duplicates: str = "error") -> Series:
-    """One row per observation (see the module docstring); empty cells are missing values. The separator is
-    a comma, a semicolon or a tab, read off the header line (:func:`_delimiter`); in a semicolon-separated
-    file a decimal comma (``1,5``) is read as a decimal point."""
+    """One row per observation (see the module docstring and :func:`~sparsedyn.tasks.csv_table.parse_csv`);
+    ``missing``, ``sort`` and ``duplicates`` as for :func:`check_series`."""
     path = Path(path)
-    try:
-        with _open_text(path) as f:
-            text = f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-    delimiter = _delimiter(text.split("\n", 1)[0])
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    if len(rows) < 2:
-        raise DataError(f"{path}: needs a header row and at least one data row")
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
-    while header and not header[-1] and not any(len(r) == len(header) and r[-1].strip() for r in body):
-        header.pop()  # a separator that ends every line: no column
-    for name, role in [(time, "time"), (group, "group"), *[(c, "feature") for c in (features or [])]]:
-        if name is not None and name not in header:
-            raise DataError(f"{path}: {role} column {name!r} not found {_among(name, header, 'columns')}")
-    _check_row_lengths(header, body, path)
-    feats = list(features) if features is not None else [h for h in header if h not in (time, group)]
-    if "" in feats:
-        raise DataError(f"{path}: column {header.index('') + 1} has no name in the header line; name it, or "
-                        "choose the feature columns (features=...)")
-    col = {h: i for i, h in enumerate(header)}
-
-    def cells(name: str) -> list[str]:
-        return [row[col[name]].strip() if col[name] < len(row) else "" for row in body]
-
-    def column(name: str) -> np.ndarray:
-        out = np.empty(len(body))
-        for k, cell in enumerate(cells(name)):
-            try:
-                out[k] = _number(cell, delimiter == ";")
-            except ValueError:
-                raise DataError(f"{path}: column {name!r} is not numeric (row {k + 2}: {cell!r})") from None
-        return out
-
-    try:
-        t = column(time)
-    except DataError as not_numeric:
-        t = _date_times(cells(time), not_numeric)
-    if np.isnan(t).any():
-        raise DataError(f"{path}: column {time!r} has an empty time at row {int(np.argmax(np.isnan(t))) + 2}")
-    if group is None and not sort and (np.diff(t) < 0).any():  # several trajectories one after another, most likely
-        k = int(np.argmax(np.diff(t) < 0)) + 1
-        raise DataError(f"{path}: column {time!r} goes back in time at row {k + 2} ({t[k - 1]:g} then {t[k]:g}) "
-                        "and no group column is named: if the file holds several trajectories, name the column "
-                        "that tells them apart (group=..., sparsedyn graph --group COLUMN); if it holds one "
-                        "trajectory in another row order, ask for the rows sorted (sort=True, sparsedyn graph --sort)")
-    x = np.stack([column(c) for c in feats], axis=1) if feats else np.empty((len(body), 0))
-    ids = [row[col[group]].strip() for row in body] if group is not None else ["0"] * len(body)
-    sel: dict[str, list[int]] = {}  # one pass over the rows: trajectory id -> its rows, in order of appearance
-    for k, i in enumerate(ids):
-        sel.setdefault(i, []).append(k)
-    order = list(sel)
-    return check_series(Series([t[sel[g]] for g in order], [x[sel[g]] for g in order], feats, order), str(path),
-                        missing, sort=sort, duplicates=duplicates)
-
-
-def _check_row_lengths(header: list[str], rows: list[list[str]], path: Path) -> None:
-    """Every (non-blank) data row has the header's number of fields, empty trailing fields (a trailing
-    separator) aside: a longer row is most often a value that holds the separator (``1,234`` in a
-    comma file), which shifts every later value into the wrong column, and a shorter one a truncated file;
-    either would otherwise be read as wrong or missing values without a word."""
-    for k, row in enumerate(rows):
-        used = len(row)
-        while used > len(header) and not row[used - 1].strip():
-            used -= 1
-        if used != len(header):
-            guess = "a value holding the separator, or an unnamed column?" if used > len(header) else "a truncated row?"
-            raise DataError(f"{path}: row {k + 2} has {used} fields, the header {len(header)} ({guess})")
-
-
-def _among(name: str, names: Sequence[str], what: str, shown: int = 8) -> str:
-    """``(columns: a, b, ...)`` for a name not found: the first ``shown`` of ``names`` and their count (a
-    gene table has hundreds), and the closest names when some are close (a case or a typo away)."""
-    listing = ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
-    close = [n for n in names if n.lower() == name.lower()] or difflib.get_close_matches(name, names, n=3)
-    return f"({what}: {listing})" + (f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "")
-
-
-def _date_times(cells: list[str], not_numeric: DataError) -> np.ndarray:
-    """A time column of ISO 8601 date-times (``2024-01-01 10:30``, ``2024-01-01T10:30:00.5``) as seconds since
-    the earliest of them (the fields are autonomous: only differences count); empty cells are NaN. Anything
-    else raises ``not_numeric``, the column's own error (so some cell is neither empty nor a number), with the
-    accepted formats added."""
-    refused = DataError(f"{not_numeric} (times must be numbers or ISO 8601 date-times)")
-    if not all(not cell or re.match(r"\d{4}-\d{2}-\d{2}", cell) for cell in cells):  # numpy reads "7" as year 7
-        raise refused
-    try:
-        stamps = np.array(cells, dtype="datetime64[ns]")
-    except ValueError:
-        raise refused from None
-    empty = np.isnat(stamps)
-    seconds = (stamps - stamps[~empty].min()).astype("timedelta64[ns]").astype(np.int64) / 1e9
-    return np.where(empty, np.nan, seconds)
+    return check_series(parse_csv(path, time, group, features, sort), str(path), missing, sort=sort,
+                        duplicates=duplicates)
 
 
 def read_npz(path: str | Path, time: str = "t", features: Sequence[str] | None = None,
@@ -434,12 +277,12 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
     for name, role in [(time, "time"), (group, "group")]:
         if name is not None and name not in adata.obs:
             raise DataError(f"{path}: obs has no {role} column {name!r} "
-                            f"{_among(name, [str(c) for c in adata.obs.columns], 'obs columns')}")
+                            f"{among(name, [str(c) for c in adata.obs.columns], 'obs columns')}")
     genes = [str(g) for g in adata.var_names]
     absent = [f for f in (features or []) if f not in genes]
     if absent:
         raise DataError(f"{path}: {len(absent)} gene(s) not in var_names, e.g. {absent[0]!r} "
-                        f"{_among(absent[0], genes, 'genes')}")
+                        f"{among(absent[0], genes, 'genes')}")
     idx = [genes.index(f) for f in features] if features is not None else list(range(len(genes)))
     X = adata.X[:, idx]
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=float)
@@ -464,7 +307,7 @@ def _select(series: Series, features: Sequence[str] | None, where: str) -> Serie
         return series
     missing = [f for f in features if f not in series.features]
     if missing:
-        raise DataError(f"{where}: features not found: {missing} {_among(missing[0], series.features, 'features')}")
+        raise DataError(f"{where}: features not found: {missing} {among(missing[0], series.features, 'features')}")
     cols = [series.features.index(f) for f in features]
     return replace(series, values=[x[:, cols] for x in series.values], features=list(features))
 
