@@ -74,7 +74,7 @@ def parse_csv(path: Path, time: str, group: str | None, features: Sequence[str] 
     col = {h: i for i, h in enumerate(header)}
 
     def cells(name: str) -> list[str]:
-        return [row[col[name]].strip() if col[name] < len(row) else "" for row in body]
+        return [row[col[name]].strip() for row in body]  # every row holds the header's fields (checked above)
 
     def column(name: str) -> np.ndarray:
         out = np.empty(len(body))

@@ -289,17 +289,14 @@ def read_h5ad(path: str | Path, time: str, group: str | None = None,
     t = _numeric(adata.obs[time].to_numpy(), f"{path}: obs[{time!r}]")
     ids = adata.obs[group].astype(str).to_numpy() if group is not None else np.array(["0"] * len(t))
     order = list(dict.fromkeys(ids))
-    times, values = [], []
-    for g in order:
-        rows = np.flatnonzero(ids == g)
-        rows = rows[np.argsort(t[rows], kind="stable")]  # cells have no order of their own
-        times.append(t[rows])
-        values.append(X[rows])
-    # a time course samples many cells per time point: each trajectory needs one state per time
-    return check_series(Series(times, values, [genes[i] for i in idx], order), str(path), missing,
+    groups = [np.flatnonzero(ids == g) for g in order]
+    # cells have no order of their own (sort=True); a time course samples many cells per time point, and each
+    # trajectory needs one state per time
+    return check_series(Series([t[rows] for rows in groups], [X[rows] for rows in groups],
+                               [genes[i] for i in idx], order), str(path), missing,
                         duplicate_hint=": cells of one trajectory share a time; average them per time point "
                         "(duplicates='average', sparsedyn graph --duplicates average), bin the pseudotime, or choose "
-                        "a group that separates them", duplicates=duplicates)
+                        "a group that separates them", sort=True, duplicates=duplicates)
 
 
 def _select(series: Series, features: Sequence[str] | None, where: str) -> Series:
